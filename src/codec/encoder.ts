@@ -1,0 +1,738 @@
+/**
+ * MQTT packet encoder (3.1, 3.1.1 and 5.0), in plain TypeScript.
+ *
+ * Every packet is encoded in two passes: a sizing pass that computes the exact length (UTF-8 byte
+ * lengths of strings included, counted once), then one allocation of exactly that size and a
+ * writing pass that fills it. Strings are written straight into the output buffer (an inline
+ * loop for ASCII, `TextEncoder.encodeInto` otherwise) and their 2-byte length prefix is filled
+ * in afterwards, so no intermediate arrays are made.
+ *
+ * A PUBLISH that goes to many subscribers is encoded once with `preparePublish` and copied per
+ * subscriber with `writePrepared`, which patches only the packet identifier.
+ *
+ * Why TypeScript and not WASM: see bench/README.md ("## Encode").
+ */
+
+import type { ConnectPacket, Packet, Properties, ProtocolVersion, PublishPacket } from "./types.ts";
+
+/** Largest value of a Variable Byte Integer, hence of a Remaining Length (§1.5.5). */
+export const MAX_VARINT = 268_435_455;
+/** Largest UTF-8 string or binary data field: 2-byte length prefix (§1.5.4, §1.5.6). */
+export const MAX_STRING = 65_535;
+
+/** PINGRESP, always the same two bytes (§3.13). Shared: do not modify. */
+export const PINGRESP: Uint8Array = new Uint8Array([0xd0, 0x00]);
+/** PINGREQ, always the same two bytes (§3.12). Shared: do not modify. */
+export const PINGREQ: Uint8Array = new Uint8Array([0xc0, 0x00]);
+
+const textEncoder = new TextEncoder();
+
+// ---------------------------------------------------------------------------------------------
+// Primitives
+
+/** Number of UTF-8 bytes `TextEncoder` writes for `s` (a lone surrogate becomes U+FFFD, 3 bytes). */
+export function utf8Length(s: string): number {
+  const n = s.length;
+  let len = n;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) {
+      len += 1;
+    } else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        len += 2; // 2 UTF-16 units -> 4 bytes
+        i++;
+      } else {
+        len += 2;
+      }
+    } else {
+      len += 2;
+    }
+  }
+  return len;
+}
+
+/** Byte length of a string field including its 2-byte prefix; throws when too long (§1.5.4). */
+function stringSize(s: string, what: string): number {
+  if (typeof s !== "string") throw new Error(`cannot encode ${what}: not a string`);
+  const len = utf8Length(s);
+  if (len > MAX_STRING) {
+    throw new Error(`cannot encode ${what}: ${len} UTF-8 bytes exceeds the limit of ${MAX_STRING}`);
+  }
+  return len + 2;
+}
+
+/** Byte length of a binary field including its 2-byte prefix; throws when too long (§1.5.6). */
+function binarySize(b: Uint8Array, what: string): number {
+  if (!(b instanceof Uint8Array)) throw new Error(`cannot encode ${what}: not a Uint8Array`);
+  if (b.length > MAX_STRING) {
+    throw new Error(`cannot encode ${what}: ${b.length} bytes exceeds the limit of ${MAX_STRING}`);
+  }
+  return b.length + 2;
+}
+
+/** Bytes taken by `n` as a Variable Byte Integer (§1.5.5). */
+export function varintSize(n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+}
+
+function writeVarint(out: Uint8Array, pos: number, n: number): number {
+  while (n >= 128) {
+    out[pos++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[pos++] = n;
+  return pos;
+}
+
+/** Writes a UTF-8 string with its 2-byte length prefix at `pos`; returns the new position. */
+function writeString(out: Uint8Array, pos: number, s: string): number {
+  const n = s.length;
+  let p = pos + 2;
+  let i = 0;
+  if (n < 64) {
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) break;
+      out[p++] = c;
+    }
+  }
+  if (i < n) {
+    const rest = i === 0 ? s : s.slice(i);
+    p += textEncoder.encodeInto(rest, out.subarray(p)).written;
+  }
+  const len = p - pos - 2;
+  out[pos] = len >>> 8;
+  out[pos + 1] = len & 0xff;
+  return p;
+}
+
+function writeBinary(out: Uint8Array, pos: number, b: Uint8Array): number {
+  const len = b.length;
+  out[pos] = len >>> 8;
+  out[pos + 1] = len & 0xff;
+  out.set(b, pos + 2);
+  return pos + 2 + len;
+}
+
+function checkId(id: number | undefined, what: string): number {
+  if (typeof id !== "number" || !(id >= 1 && id <= 0xffff) || (id | 0) !== id) {
+    // [MQTT-2.2.1-3] a packet identifier is a non-zero 16-bit integer.
+    throw new Error(`cannot encode ${what}: invalid packet identifier ${id}`);
+  }
+  return id;
+}
+
+function checkRemaining(rem: number, what: string): number {
+  if (rem > MAX_VARINT) {
+    throw new Error(`cannot encode ${what}: ${rem} bytes exceeds the maximum packet size`);
+  }
+  return rem;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties (MQTT 5, §2.2.2). Written in order of property identifier; user properties in the
+// order given [MQTT-3.3.2-18]; one Subscription Identifier per entry of an array.
+
+type PropKind = 0 | 1 | 2 | 3 | 4 | 5; // byte, u16, u32, varint, string, binary
+const BYTE = 0, U16 = 1, U32 = 2, VAR = 3, STR = 4, BIN = 5;
+
+/** [name, identifier, kind] in identifier order; userProperties (0x26) handled apart. */
+const PROPS: [keyof Properties, number, PropKind][] = [
+  ["payloadFormatIndicator", 0x01, BYTE],
+  ["messageExpiryInterval", 0x02, U32],
+  ["contentType", 0x03, STR],
+  ["responseTopic", 0x08, STR],
+  ["correlationData", 0x09, BIN],
+  ["subscriptionIdentifier", 0x0b, VAR],
+  ["sessionExpiryInterval", 0x11, U32],
+  ["assignedClientIdentifier", 0x12, STR],
+  ["serverKeepAlive", 0x13, U16],
+  ["authenticationMethod", 0x15, STR],
+  ["authenticationData", 0x16, BIN],
+  ["requestProblemInformation", 0x17, BYTE],
+  ["willDelayInterval", 0x18, U32],
+  ["requestResponseInformation", 0x19, BYTE],
+  ["responseInformation", 0x1a, STR],
+  ["serverReference", 0x1c, STR],
+  ["reasonString", 0x1f, STR],
+  ["receiveMaximum", 0x21, U16],
+  ["topicAliasMaximum", 0x22, U16],
+  ["topicAlias", 0x23, U16],
+  ["maximumQoS", 0x24, BYTE],
+  ["retainAvailable", 0x25, BYTE],
+  ["maximumPacketSize", 0x27, U32],
+  ["wildcardSubscriptionAvailable", 0x28, BYTE],
+  ["subscriptionIdentifiersAvailable", 0x29, BYTE],
+  ["sharedSubscriptionAvailable", 0x2a, BYTE],
+];
+const USER_PROPERTY = 0x26;
+// The table split in parallel arrays for the hot loops.
+const PROP_NAMES = PROPS.map((p) => p[0]);
+const PROP_IDS = PROPS.map((p) => p[1]);
+const PROP_KINDS = PROPS.map((p) => p[2]);
+const PROP_COUNT = PROPS.length;
+
+function checkInt(v: unknown, max: number, name: string): number {
+  if (typeof v !== "number" || !(v >= 0 && v <= max) || Math.floor(v) !== v) {
+    throw new Error(`cannot encode property ${name}: ${v} is not an integer in 0..${max}`);
+  }
+  return v;
+}
+
+function propValueSize(kind: PropKind, v: unknown, name: string): number {
+  switch (kind) {
+    case BYTE:
+      checkInt(v, 0xff, name);
+      return 2;
+    case U16:
+      checkInt(v, 0xffff, name);
+      return 3;
+    case U32:
+      checkInt(v, 0xffff_ffff, name);
+      return 5;
+    case VAR:
+      checkInt(v, MAX_VARINT, name);
+      return 1 + varintSize(v as number);
+    case STR:
+      return 1 + stringSize(v as string, `property ${name}`);
+    default:
+      return 1 + binarySize(v as Uint8Array, `property ${name}`);
+  }
+}
+
+/** Length of the property bytes (without the Property Length varint); 0 for none. */
+export function propertiesLength(props: Properties | undefined): number {
+  if (props === undefined || props === null) return 0;
+  let len = 0;
+  for (let i = 0; i < PROP_COUNT; i++) {
+    const name = PROP_NAMES[i];
+    const v = props[name];
+    if (v === undefined || v === null) continue;
+    const kind = PROP_KINDS[i];
+    if (kind === VAR && Array.isArray(v)) {
+      for (let j = 0; j < v.length; j++) len += propValueSize(VAR, v[j], name);
+    } else {
+      len += propValueSize(kind, v, name);
+    }
+  }
+  const up = props.userProperties;
+  if (up) {
+    for (let i = 0; i < up.length; i++) {
+      const pair = up[i];
+      len += 1 + stringSize(pair[0], "user property name") +
+        stringSize(pair[1], "user property value");
+    }
+  }
+  if (len > MAX_VARINT) throw new Error(`cannot encode properties: ${len} bytes is too long`);
+  return len;
+}
+
+function writePropValue(out: Uint8Array, p: number, id: number, kind: PropKind, v: any): number {
+  out[p++] = id;
+  switch (kind) {
+    case BYTE:
+      out[p++] = v;
+      return p;
+    case U16:
+      out[p++] = v >>> 8;
+      out[p++] = v & 0xff;
+      return p;
+    case U32:
+      out[p++] = v >>> 24;
+      out[p++] = (v >>> 16) & 0xff;
+      out[p++] = (v >>> 8) & 0xff;
+      out[p++] = v & 0xff;
+      return p;
+    case VAR:
+      return writeVarint(out, p, v);
+    case STR:
+      return writeString(out, p, v);
+    default:
+      return writeBinary(out, p, v);
+  }
+}
+
+/** Writes Property Length then the properties; `len` must be `propertiesLength(props)`. */
+function writeProperties(
+  out: Uint8Array,
+  p: number,
+  props: Properties | undefined,
+  len: number,
+): number {
+  p = writeVarint(out, p, len);
+  if (len === 0 || !props) return p;
+  for (let i = 0; i < PROP_COUNT; i++) {
+    const v = props[PROP_NAMES[i]];
+    if (v === undefined || v === null) continue;
+    const id = PROP_IDS[i];
+    const kind = PROP_KINDS[i];
+    if (kind === VAR && Array.isArray(v)) {
+      for (let j = 0; j < v.length; j++) p = writePropValue(out, p, id, VAR, v[j]);
+    } else {
+      p = writePropValue(out, p, id, kind, v);
+    }
+  }
+  const up = props.userProperties;
+  if (up) {
+    for (let i = 0; i < up.length; i++) {
+      out[p++] = USER_PROPERTY;
+      p = writeString(out, p, up[i][0]);
+      p = writeString(out, p, up[i][1]);
+    }
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizing pass. Each returns the Remaining Length; `propLen` receives the properties' length so
+// the writing pass does not count again.
+
+/** Scratch for the sizing pass: [0] properties length, [1] will properties length. */
+const scratch = [0, 0];
+
+function connectRemaining(p: ConnectPacket, v: ProtocolVersion): number {
+  const protocolId = p.protocolId || (v === 3 ? "MQIsdp" : "MQTT");
+  let rem = stringSize(protocolId, "protocol name") + 1 + 1 + 2; // name, level, flags, keepalive
+  if (v === 5) {
+    const pl = propertiesLength(p.properties);
+    scratch[0] = pl;
+    rem += varintSize(pl) + pl;
+  }
+  rem += stringSize(p.clientId ?? "", "client identifier");
+  const will = p.will;
+  if (will) {
+    if (v === 5) {
+      const wl = propertiesLength(will.properties);
+      scratch[1] = wl;
+      rem += varintSize(wl) + wl;
+    }
+    rem += stringSize(will.topic, "will topic") + binarySize(will.payload, "will payload");
+  }
+  if (p.username !== undefined) rem += stringSize(p.username, "user name");
+  if (p.password !== undefined) rem += binarySize(p.password, "password");
+  return rem;
+}
+
+function publishRemaining(p: PublishPacket, v: ProtocolVersion): number {
+  if (!(p.payload instanceof Uint8Array)) {
+    throw new Error("cannot encode PUBLISH: payload is not a Uint8Array");
+  }
+  let rem = stringSize(p.topic, "topic name") + (p.qos > 0 ? 2 : 0) + p.payload.length;
+  if (v === 5) {
+    const pl = propertiesLength(p.properties);
+    scratch[0] = pl;
+    rem += varintSize(pl) + pl;
+  }
+  return rem;
+}
+
+/** v5 PUBACK/PUBREC/PUBREL/PUBCOMP/DISCONNECT/AUTH tail: reason code and properties, short forms. */
+function reasonTailSize(reasonCode: number | undefined, props: Properties | undefined): number {
+  // §3.4.2.1: the reason code and property length can be omitted when the reason is 0x00 and
+  // there are no properties; §3.4.2.2.1: the property length can be omitted when there are none.
+  const pl = propertiesLength(props);
+  if (pl > 0) {
+    scratch[0] = pl;
+    return 1 + varintSize(pl) + pl;
+  }
+  return (reasonCode ?? 0) === 0 ? 0 : 1;
+}
+
+function remainingLength(packet: Packet, v: ProtocolVersion): number {
+  switch (packet.cmd) {
+    case "publish":
+      return publishRemaining(packet, v);
+    case "puback":
+    case "pubrec":
+    case "pubrel":
+    case "pubcomp":
+      return 2 + (v === 5 ? reasonTailSize(packet.reasonCode, packet.properties) : 0);
+    case "connect":
+      return connectRemaining(packet, v);
+    case "connack": {
+      if (v !== 5) return 2;
+      const pl = propertiesLength(packet.properties);
+      scratch[0] = pl;
+      return 2 + varintSize(pl) + pl;
+    }
+    case "subscribe": {
+      let rem = 2;
+      if (v === 5) {
+        const pl = propertiesLength(packet.properties);
+        scratch[0] = pl;
+        rem += varintSize(pl) + pl;
+      }
+      const subs = packet.subscriptions;
+      for (let i = 0; i < subs.length; i++) rem += stringSize(subs[i].topic, "topic filter") + 1;
+      return rem;
+    }
+    case "suback":
+    case "unsuback": {
+      let rem = 2;
+      if (v === 5) {
+        const pl = propertiesLength(packet.properties);
+        scratch[0] = pl;
+        rem += varintSize(pl) + pl + (packet.granted?.length ?? 0);
+      } else if (packet.cmd === "suback") {
+        rem += packet.granted.length;
+      }
+      return rem;
+    }
+    case "unsubscribe": {
+      let rem = 2;
+      if (v === 5) {
+        const pl = propertiesLength(packet.properties);
+        scratch[0] = pl;
+        rem += varintSize(pl) + pl;
+      }
+      const topics = packet.unsubscriptions;
+      for (let i = 0; i < topics.length; i++) rem += stringSize(topics[i], "topic filter");
+      return rem;
+    }
+    case "pingreq":
+    case "pingresp":
+      return 0;
+    case "disconnect":
+      return v === 5 ? reasonTailSize(packet.reasonCode, packet.properties) : 0;
+    case "auth":
+      if (v !== 5) throw new Error("cannot encode AUTH: it exists only in MQTT 5");
+      return reasonTailSize(packet.reasonCode, packet.properties);
+    default:
+      throw new Error(`cannot encode packet: unknown cmd ${(packet as { cmd: unknown }).cmd}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing pass.
+
+const ACK_TYPE = { puback: 4, pubrec: 5, pubrel: 6, pubcomp: 7 } as const;
+
+function writeConnect(out: Uint8Array, p: number, pk: ConnectPacket, v: ProtocolVersion): number {
+  const protocolId = pk.protocolId || (v === 3 ? "MQIsdp" : "MQTT");
+  p = writeString(out, p, protocolId);
+  // The level byte is the version the packet is laid out for; bit 7 marks a bridge.
+  out[p++] = v | (pk.bridgeMode ? 0x80 : 0);
+  const will = pk.will;
+  let flags = pk.clean ? 0x02 : 0;
+  if (will) flags |= 0x04 | ((will.qos & 3) << 3) | (will.retain ? 0x20 : 0);
+  if (pk.password !== undefined) flags |= 0x40;
+  if (pk.username !== undefined) flags |= 0x80;
+  out[p++] = flags;
+  const ka = checkInt(pk.keepalive ?? 0, 0xffff, "keepalive");
+  out[p++] = ka >>> 8;
+  out[p++] = ka & 0xff;
+  if (v === 5) p = writeProperties(out, p, pk.properties, scratch[0]);
+  p = writeString(out, p, pk.clientId ?? "");
+  if (will) {
+    if (v === 5) p = writeProperties(out, p, will.properties, scratch[1]);
+    p = writeString(out, p, will.topic);
+    p = writeBinary(out, p, will.payload);
+  }
+  if (pk.username !== undefined) p = writeString(out, p, pk.username);
+  if (pk.password !== undefined) p = writeBinary(out, p, pk.password);
+  return p;
+}
+
+function writeReasonTail(
+  out: Uint8Array,
+  p: number,
+  rem: number,
+  base: number,
+  reasonCode: number | undefined,
+  props: Properties | undefined,
+): number {
+  if (rem === base) return p;
+  out[p++] = reasonCode ?? 0;
+  if (rem === base + 1) return p;
+  return writeProperties(out, p, props, scratch[0]);
+}
+
+/** Writes `packet` at `pos` of `out`, which must have `rem` (+ header) bytes free. */
+function writeBody(
+  out: Uint8Array,
+  p: number,
+  packet: Packet,
+  v: ProtocolVersion,
+  rem: number,
+): number {
+  switch (packet.cmd) {
+    case "publish": {
+      const qos = packet.qos;
+      if (qos !== 0 && qos !== 1 && qos !== 2) {
+        throw new Error(`cannot encode PUBLISH: invalid QoS ${qos}`); // [MQTT-3.3.1-4]
+      }
+      out[p++] = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
+      p = writeVarint(out, p, rem);
+      p = writeString(out, p, packet.topic);
+      if (qos > 0) {
+        const id = checkId(packet.messageId, "PUBLISH");
+        out[p++] = id >>> 8;
+        out[p++] = id & 0xff;
+      }
+      if (v === 5) p = writeProperties(out, p, packet.properties, scratch[0]);
+      out.set(packet.payload, p);
+      return p + packet.payload.length;
+    }
+    case "puback":
+    case "pubrec":
+    case "pubrel":
+    case "pubcomp": {
+      const type = ACK_TYPE[packet.cmd];
+      // [MQTT-3.6.1-1] PUBREL fixed header flags are 0010.
+      out[p++] = (type << 4) | (type === 6 ? 0x02 : 0);
+      p = writeVarint(out, p, rem);
+      const id = checkId(packet.messageId, packet.cmd.toUpperCase());
+      out[p++] = id >>> 8;
+      out[p++] = id & 0xff;
+      if (v !== 5) return p;
+      return writeReasonTail(out, p, rem, 2, packet.reasonCode, packet.properties);
+    }
+    case "connect":
+      out[p++] = 0x10;
+      p = writeVarint(out, p, rem);
+      return writeConnect(out, p, packet, v);
+    case "connack":
+      out[p++] = 0x20;
+      p = writeVarint(out, p, rem);
+      out[p++] = packet.sessionPresent ? 1 : 0;
+      out[p++] = checkInt(packet.reasonCode, 0xff, "reasonCode");
+      if (v === 5) p = writeProperties(out, p, packet.properties, scratch[0]);
+      return p;
+    case "subscribe": {
+      // [MQTT-3.8.1-1] SUBSCRIBE fixed header flags are 0010.
+      out[p++] = 0x82;
+      p = writeVarint(out, p, rem);
+      const id = checkId(packet.messageId, "SUBSCRIBE");
+      out[p++] = id >>> 8;
+      out[p++] = id & 0xff;
+      if (v === 5) p = writeProperties(out, p, packet.properties, scratch[0]);
+      const subs = packet.subscriptions;
+      for (let i = 0; i < subs.length; i++) {
+        const s = subs[i];
+        p = writeString(out, p, s.topic);
+        let opts = s.qos & 3;
+        if (v === 5) {
+          opts |= (s.nl ? 0x04 : 0) | (s.rap ? 0x08 : 0) | (((s.rh ?? 0) & 3) << 4);
+        }
+        out[p++] = opts;
+      }
+      return p;
+    }
+    case "suback":
+    case "unsuback": {
+      out[p++] = packet.cmd === "suback" ? 0x90 : 0xb0;
+      p = writeVarint(out, p, rem);
+      const id = checkId(packet.messageId, packet.cmd.toUpperCase());
+      out[p++] = id >>> 8;
+      out[p++] = id & 0xff;
+      if (v === 5) p = writeProperties(out, p, packet.properties, scratch[0]);
+      // v3/v3.1.1 SUBACK: granted QoS or 0x80 [MQTT-3.9.3-2]; v3 UNSUBACK has no payload.
+      if (v === 5 || packet.cmd === "suback") {
+        const g = packet.granted ?? [];
+        for (let i = 0; i < g.length; i++) out[p++] = g[i];
+      }
+      return p;
+    }
+    case "unsubscribe": {
+      // [MQTT-3.10.1-1] UNSUBSCRIBE fixed header flags are 0010.
+      out[p++] = 0xa2;
+      p = writeVarint(out, p, rem);
+      const id = checkId(packet.messageId, "UNSUBSCRIBE");
+      out[p++] = id >>> 8;
+      out[p++] = id & 0xff;
+      if (v === 5) p = writeProperties(out, p, packet.properties, scratch[0]);
+      const topics = packet.unsubscriptions;
+      for (let i = 0; i < topics.length; i++) p = writeString(out, p, topics[i]);
+      return p;
+    }
+    case "pingreq":
+      out[p++] = 0xc0;
+      out[p++] = 0;
+      return p;
+    case "pingresp":
+      out[p++] = 0xd0;
+      out[p++] = 0;
+      return p;
+    case "disconnect":
+    case "auth":
+      out[p++] = packet.cmd === "disconnect" ? 0xe0 : 0xf0;
+      p = writeVarint(out, p, rem);
+      if (v !== 5) return p;
+      return writeReasonTail(out, p, rem, 0, packet.reasonCode, packet.properties);
+  }
+}
+
+function checkVersion(v: ProtocolVersion): void {
+  if (v !== 3 && v !== 4 && v !== 5) throw new Error(`cannot encode: protocol version ${v}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+
+/**
+ * Encodes any packet at protocol version 3, 4 or 5 (both directions: CONNACK, PUBLISH, … that
+ * the broker sends, CONNECT, SUBSCRIBE, … that clients and bridges send). Properties are ignored
+ * below version 5. Throws an Error naming the field when a value cannot be encoded.
+ */
+export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
+  checkVersion(version);
+  const rem = checkRemaining(remainingLength(packet, version), packet.cmd);
+  const out = new Uint8Array(1 + varintSize(rem) + rem);
+  writeBody(out, 0, packet, version, rem);
+  return out;
+}
+
+/**
+ * Encodes `packet` into `out` at `pos` (e.g. a connection's outgoing buffer) and returns the
+ * position after it. `out` must have `encodedLength(packet, version)` bytes free from `pos`.
+ */
+export function encodeInto(
+  packet: Packet,
+  version: ProtocolVersion,
+  out: Uint8Array,
+  pos: number,
+): number {
+  checkVersion(version);
+  const rem = checkRemaining(remainingLength(packet, version), packet.cmd);
+  const total = 1 + varintSize(rem) + rem;
+  if (pos + total > out.length) {
+    throw new RangeError(`encodeInto: ${total} bytes do not fit at ${pos} of ${out.length}`);
+  }
+  return writeBody(out, pos, packet, version, rem);
+}
+
+/** Exact encoded length of a packet (to honour a client's Maximum Packet Size before encoding). */
+export function encodedLength(packet: Packet, version: ProtocolVersion): number {
+  checkVersion(version);
+  const rem = checkRemaining(remainingLength(packet, version), packet.cmd);
+  return 1 + varintSize(rem) + rem;
+}
+
+/** A PUBLISH encoded once for many receivers that get the same bytes except the packet id. */
+export interface PreparedPublish {
+  bytes: Uint8Array;
+  /** offset of the 2-byte packet id, -1 for QoS 0 */
+  idOffset: number;
+}
+
+/**
+ * Encodes a PUBLISH once for many receivers. For QoS 1/2 the packet id bytes are a placeholder
+ * (the packet's `messageId`, or 0 when it has none) that `writePrepared` overwrites.
+ */
+export function preparePublish(p: PublishPacket, version: ProtocolVersion): PreparedPublish {
+  checkVersion(version);
+  const qos = p.qos;
+  if (qos !== 0 && qos !== 1 && qos !== 2) {
+    throw new Error(`cannot encode PUBLISH: invalid QoS ${qos}`);
+  }
+  const rem = checkRemaining(publishRemaining(p, version), "publish");
+  const headerLen = 1 + varintSize(rem);
+  const bytes = new Uint8Array(headerLen + rem);
+  let pos = 0;
+  bytes[pos++] = 0x30 | (p.dup ? 0x08 : 0) | (qos << 1) | (p.retain ? 0x01 : 0);
+  pos = writeVarint(bytes, pos, rem);
+  pos = writeString(bytes, pos, p.topic);
+  let idOffset = -1;
+  if (qos > 0) {
+    idOffset = pos;
+    const id = p.messageId ?? 0;
+    bytes[pos++] = id >>> 8;
+    bytes[pos++] = id & 0xff;
+  }
+  if (version === 5) pos = writeProperties(bytes, pos, p.properties, scratch[0]);
+  bytes.set(p.payload, pos);
+  return { bytes, idOffset };
+}
+
+/** Copy prepared bytes into `out` at `pos` with `id` written at idOffset; returns new pos. */
+export function writePrepared(
+  prep: PreparedPublish,
+  id: number,
+  out: Uint8Array,
+  pos: number,
+): number {
+  const b = prep.bytes;
+  out.set(b, pos);
+  const o = prep.idOffset;
+  if (o >= 0) {
+    if (!(id >= 1 && id <= 0xffff)) {
+      throw new Error(`cannot encode PUBLISH: invalid packet identifier ${id}`); // [MQTT-2.2.1-3]
+    }
+    out[pos + o] = id >>> 8;
+    out[pos + o + 1] = id & 0xff;
+  }
+  return pos + b.length;
+}
+
+/** A copy of prepared bytes with `id` patched in (when a separate buffer per receiver is needed). */
+export function preparedBytes(prep: PreparedPublish, id: number): Uint8Array {
+  const out = new Uint8Array(prep.bytes.length);
+  writePrepared(prep, id, out, 0);
+  return out;
+}
+
+/**
+ * PUBACK (4), PUBREC (5), PUBREL (6) or PUBCOMP (7) without properties. 4 bytes, or 5 in v5
+ * when `reasonCode` is not 0 (the reason code is omitted when 0, §3.4.2.1).
+ */
+export function encodeAck(
+  type: 4 | 5 | 6 | 7,
+  id: number,
+  version: ProtocolVersion,
+  reasonCode = 0,
+): Uint8Array {
+  if (!(id >= 1 && id <= 0xffff)) {
+    throw new Error(`cannot encode ack: invalid packet identifier ${id}`); // [MQTT-2.2.1-3]
+  }
+  const first = (type << 4) | (type === 6 ? 0x02 : 0); // [MQTT-3.6.1-1]
+  if (version !== 5 || reasonCode === 0) {
+    const out = new Uint8Array(4);
+    out[0] = first;
+    out[1] = 2;
+    out[2] = id >>> 8;
+    out[3] = id & 0xff;
+    return out;
+  }
+  const out = new Uint8Array(5);
+  out[0] = first;
+  out[1] = 3;
+  out[2] = id >>> 8;
+  out[3] = id & 0xff;
+  out[4] = reasonCode;
+  return out;
+}
+
+/**
+ * CONNACK. v3/v3.1.1: 4 bytes; v5: 5 bytes, or more with properties (a v5 CONNACK always has a
+ * Property Length, §3.2.2.3). The flag is written as given: the caller sends Session Present 0
+ * with a non-zero return code [MQTT-3.2.2-4] [MQTT-3.2.2-6].
+ */
+export function encodeConnack(
+  sessionPresent: boolean,
+  reasonCode: number,
+  version: ProtocolVersion,
+  properties?: Properties,
+): Uint8Array {
+  if (version === 5 && propertiesLength(properties) > 0) {
+    return encode({ cmd: "connack", sessionPresent, reasonCode, properties }, 5);
+  }
+  const out = new Uint8Array(version === 5 ? 5 : 4);
+  out[0] = 0x20;
+  out[1] = version === 5 ? 3 : 2;
+  out[2] = sessionPresent ? 1 : 0;
+  out[3] = reasonCode;
+  return out;
+}
+
+/** SUBACK with one granted QoS / reason code per filter (v3.1.1: QoS or 0x80 [MQTT-3.9.3-2]). */
+export function encodeSuback(
+  id: number,
+  granted: number[],
+  version: ProtocolVersion,
+  properties?: Properties,
+): Uint8Array {
+  return encode({ cmd: "suback", messageId: id, granted, properties }, version);
+}
