@@ -1,0 +1,160 @@
+// The subscription matcher: a topic trie held in WASM memory (wasm/assembly/matcher.ts).
+// One `match` call writes the topic's UTF-8 bytes into WASM memory and makes one WASM call that
+// walks the trie and writes every matching subscriber id into a result region.
+
+import { matcherWasm } from "../codec/wasm_bytes.generated.ts";
+import { validTopicFilter } from "./topic.ts";
+
+/** The functions exported by matcher.wasm (see wasm/assembly/matcher.ts). */
+export interface MatcherExports {
+  memory: WebAssembly.Memory;
+  /** Returns an input region of at least `cap` bytes (may grow memory). */
+  input(cap: number): number;
+  add(ptr: number, len: number, id: number): number;
+  remove(ptr: number, len: number, id: number): number;
+  /** Matches the topic bytes at [ptr, ptr+len) of WASM memory; returns the number of ids. */
+  match(ptr: number, len: number): number;
+  /** Address of the ids written by the last match. */
+  result(): number;
+  size(): number;
+  nodes(): number;
+  heapTop(): number;
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+function wasmModule(): WebAssembly.Module {
+  if (!compiled) {
+    const bin = atob(matcherWasm);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+const imports = {
+  env: {
+    abort(): never {
+      throw new Error("matcher.wasm aborted");
+    },
+  },
+};
+
+const encoder = new TextEncoder();
+/** Results of this many ids or fewer are returned as cached views (no allocation per match). */
+const CACHED_VIEWS = 32;
+
+/**
+ * Subscriptions (topic filter, subscriber id) and matching of topic names against them.
+ * Each instance owns one WASM instance (its own memory). Memory grows as needed and is reused
+ * after removals. A trap inside WASM (only possible when memory cannot grow further) leaves the
+ * instance unusable.
+ */
+export class TopicMatcher {
+  /** The WASM exports, for a later fused decode-and-match step (`match(ptr, len)`). */
+  readonly wasm: MatcherExports;
+  #size = 0;
+  #buffer!: ArrayBufferLike;
+  #inPtr = 0;
+  #inCap = 0;
+  #in!: Uint8Array;
+  #resPtr = -1;
+  #views: Uint32Array[] = [];
+
+  constructor() {
+    const instance = new WebAssembly.Instance(wasmModule(), imports);
+    this.wasm = instance.exports as unknown as MatcherExports;
+    this.#reserve(256);
+  }
+
+  /** Number of (filter, id) entries. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Adds subscriber `id` (a u32 chosen by the caller) under `filter`. Returns false if that
+   * (filter, id) already exists. Throws a RangeError for an invalid filter (see
+   * `validTopicFilter`); "$share/…" filters are not special here (see `parseShared`).
+   */
+  add(filter: string, id: number): boolean {
+    if (!validTopicFilter(filter)) throw new RangeError(`invalid topic filter "${filter}"`);
+    const len = this.#write(filter);
+    const added = this.wasm.add(this.#inPtr, len, id >>> 0) === 1;
+    if (added) this.#size++;
+    return added;
+  }
+
+  /** Removes subscriber `id` from `filter`. Returns false if it was not there. */
+  remove(filter: string, id: number): boolean {
+    if (!validTopicFilter(filter)) return false;
+    const len = this.#write(filter);
+    const removed = this.wasm.remove(this.#inPtr, len, id >>> 0) === 1;
+    if (removed) this.#size--;
+    return removed;
+  }
+
+  /**
+   * All ids whose filter matches topic name `topic` (which the caller has validated, see
+   * `validTopicName`); an id added under several matching filters appears once per filter, in
+   * no particular order. The returned view is valid until the next call on this matcher.
+   */
+  match(topic: string): Uint32Array {
+    const len = this.#write(topic);
+    const n = this.wasm.match(this.#inPtr, len);
+    const ptr = this.wasm.result();
+    if (ptr !== this.#resPtr || this.#buffer.byteLength === 0) {
+      this.#refresh();
+      this.#resPtr = ptr;
+      this.#views.length = 0;
+    }
+    if (n > CACHED_VIEWS) return new Uint32Array(this.#buffer, ptr, n);
+    return this.#views[n] ??= new Uint32Array(this.#buffer, ptr, n);
+  }
+
+  /** Number of live trie nodes (the root included); for tests and statistics. */
+  get nodeCount(): number {
+    return this.wasm.nodes();
+  }
+
+  /** Bytes of WASM heap ever allocated (in use or free for reuse); for tests and statistics. */
+  get heapBytes(): number {
+    return this.wasm.heapTop();
+  }
+
+  /** Writes `s` as UTF-8 into the input region; returns the byte length. */
+  #write(s: string): number {
+    if (this.#buffer.byteLength === 0) this.#refresh();
+    const n = s.length;
+    if (n <= 64 && n <= this.#inCap) {
+      // Short ASCII strings (most topics): a plain loop beats encodeInto's call overhead.
+      const dst = this.#in;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        dst[i] = c;
+      }
+      if (i === n) return n;
+    }
+    let r = encoder.encodeInto(s, this.#in);
+    if (r.read < n) {
+      this.#reserve(n * 3);
+      r = encoder.encodeInto(s, this.#in);
+    }
+    return r.written;
+  }
+
+  #reserve(cap: number): void {
+    this.#inPtr = this.wasm.input(cap);
+    this.#inCap = cap;
+    this.#refresh();
+  }
+
+  #refresh(): void {
+    this.#buffer = this.wasm.memory.buffer;
+    this.#in = new Uint8Array(this.#buffer, this.#inPtr, this.#inCap);
+    this.#resPtr = -1;
+  }
+}

@@ -1,0 +1,592 @@
+// Topic matcher: a trie of topic levels kept in this module's linear memory.
+//
+// One call of `match(ptr, len)` walks the trie for the topic bytes at [ptr, ptr+len) and writes
+// the ids of every matching subscription to the result region (`result()`), returning how many.
+// The topic may already be in memory for another reason (a decoded PUBLISH in an input region):
+// `match` only reads [ptr, ptr+len), so a later step can decode and match in one pass.
+//
+// Layout of the trie:
+//   node (16-aligned block):  parent u32 | hash u32 | plus u32 | ids u32 | hashIds u32 |
+//                             children u32 | len u32 | level bytes (len)
+//     plus     the child for a '+' level (0 = none); it has no level bytes
+//     ids      id list of filters that end at this node
+//     hashIds  id list of filters "<path to this node>/#" (at the root: the filter "#")
+//     children number of named children (edges in the edge table)
+//   edge table: open addressing, linear probing, slot = key u32 | child node u32, where
+//     key = mix(parent, hash(level bytes)); a child is found by (parent, level bytes).
+//   id list (block): count u32 | cap u32 | ids u32[cap]
+//   subscription table: open addressing, slot = tag u32 | id u32 | pos u32, where tag is the
+//     node pointer (+1 for its '#' list); it finds the position of an id in its list in O(1),
+//     so add (duplicate check) and remove cost the same for a list of 1 or 1,000,000 ids.
+// Matching visits, level by level, only the nodes whose path matches the topic so far (a named
+// child found by one hash probe, plus the '+' child), so its cost does not depend on how many
+// subscriptions cannot match.
+//
+// Memory: a size-class allocator (16-byte classes up to 256 bytes, powers of two above) over a
+// bump pointer; freed blocks go to per-class free lists and are reused. Memory grows with
+// memory.grow (which detaches the host's views of memory; the host refreshes them).
+
+// ---- node fields ----
+const PARENT: usize = 0;
+const HASH: usize = 4;
+const PLUS: usize = 8;
+const IDS: usize = 12;
+const HASHIDS: usize = 16;
+const CHILDREN: usize = 20;
+const LEN: usize = 24;
+const BYTES: usize = 28;
+
+const SLASH: u8 = 0x2f;
+const PLUS_CHAR: u8 = 0x2b;
+const HASH_CHAR: u8 = 0x23;
+const DOLLAR: u8 = 0x24;
+
+// ---- allocator ----
+const NCLASSES: u32 = 48;
+const freeLists: usize = memory.data(<i32> NCLASSES * 4, 16);
+let bump: usize = (__heap_base + 15) & ~(<usize> 15);
+
+// @ts-ignore: decorator
+function classOf(size: usize): u32 {
+  if (size <= 256) return <u32> ((size + 15) >> 4);
+  return 8 + (32 - clz<u32>(<u32> size - 1));
+}
+
+// @ts-ignore: decorator
+function classSize(c: u32): usize {
+  return c <= 16 ? <usize> c << 4 : <usize> 1 << (c - 8);
+}
+
+function ensureMemory(top: usize): void {
+  const have = <usize> memory.size() << 16;
+  if (top <= have) return;
+  const cur = memory.size();
+  const need = <i32> ((top - have + 0xffff) >>> 16);
+  const want = max(need, max(cur >> 2, 16));
+  if (memory.grow(want) < 0) {
+    if (memory.grow(need) < 0) unreachable(); // out of memory
+  }
+}
+
+function alloc(size: usize): usize {
+  const c = classOf(size);
+  const head = freeLists + (<usize> c << 2);
+  const p = <usize> load<u32>(head);
+  if (p != 0) {
+    store<u32>(head, load<u32>(p));
+    return p;
+  }
+  const q = bump;
+  bump += classSize(c);
+  ensureMemory(bump + 16); // 16 bytes of slack after the last block for wide loads
+  return q;
+}
+
+function free(p: usize, size: usize): void {
+  const head = freeLists + (<usize> classOf(size) << 2);
+  store<u32>(p, load<u32>(head));
+  store<u32>(head, <u32> p);
+}
+
+// ---- hashing ----
+
+// @ts-ignore: decorator
+function fmix(h: u32): u32 {
+  h ^= h >>> 16;
+  h *= 0x85ebca6b;
+  h ^= h >>> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >>> 16;
+  return h;
+}
+
+/** Hash of the level bytes [p, p+n). */
+function hashLevel(p: usize, n: u32): u32 {
+  let h: u32 = 0x9747b28c ^ n;
+  const e = p + n;
+  while (p + 4 <= e) {
+    let k = load<u32>(p) * 0xcc9e2d51;
+    k = rotl<u32>(k, 15) * 0x1b873593;
+    h ^= k;
+    h = rotl<u32>(h, 13) * 5 + 0xe6546b64;
+    p += 4;
+  }
+  if (p < e) {
+    let k: u32 = load<u8>(p);
+    if (p + 1 < e) k |= <u32> load<u8>(p + 1) << 8;
+    if (p + 2 < e) k |= <u32> load<u8>(p + 2) << 16;
+    k *= 0xcc9e2d51;
+    k = rotl<u32>(k, 15) * 0x1b873593;
+    h ^= k;
+  }
+  return fmix(h);
+}
+
+// @ts-ignore: decorator
+function edgeKey(parent: usize, h: u32): u32 {
+  return fmix(h ^ (<u32> parent * 0x9e3779b1));
+}
+
+// @ts-ignore: decorator
+function subKey(tag: u32, id: u32): u32 {
+  return fmix(fmix(id) ^ tag);
+}
+
+function bytesEq(a: usize, b: usize, n: u32): bool {
+  const e = a + n;
+  while (a + 8 <= e) {
+    if (load<u64>(a) != load<u64>(b)) return false;
+    a += 8;
+    b += 8;
+  }
+  while (a < e) {
+    if (load<u8>(a) != load<u8>(b)) return false;
+    a++;
+    b++;
+  }
+  return true;
+}
+
+// ---- state ----
+let root: usize = 0;
+let nodeCount: u32 = 0;
+let edges: usize = 0; // slots of 8 bytes
+let edgeMask: u32 = 0;
+let edgeCount: u32 = 0;
+let subs: usize = 0; // slots of 12 bytes
+let subsMask: u32 = 0;
+let subsCount: u32 = 0;
+let out: usize = 0; // result ids
+let outCap: u32 = 0;
+let frontA: usize = 0; // the nodes matching the topic so far
+let frontB: usize = 0;
+let frontCap: u32 = 0;
+let inBuf: usize = 0; // where the host writes topics and filters
+let inCap: u32 = 0;
+
+function newNode(parent: usize, h: u32, p: usize, n: u32): usize {
+  const node = alloc(BYTES + n);
+  store<u32>(node, <u32> parent, PARENT);
+  store<u32>(node, h, HASH);
+  store<u32>(node, 0, PLUS);
+  store<u32>(node, 0, IDS);
+  store<u32>(node, 0, HASHIDS);
+  store<u32>(node, 0, CHILDREN);
+  store<u32>(node, n, LEN);
+  if (n != 0) memory.copy(node + BYTES, p, n);
+  nodeCount++;
+  return node;
+}
+
+function freeNode(node: usize): void {
+  free(node, BYTES + load<u32>(node, LEN));
+  nodeCount--;
+}
+
+// ---- edge table ----
+
+function findChild(parent: usize, h: u32, p: usize, n: u32): usize {
+  const k = edgeKey(parent, h);
+  const mask = edgeMask;
+  let i = k & mask;
+  while (true) {
+    const s = edges + (<usize> i << 3);
+    const node = <usize> load<u32>(s, 4);
+    if (node == 0) return 0;
+    if (
+      load<u32>(s) == k && load<u32>(node, PARENT) == <u32> parent &&
+      load<u32>(node, LEN) == n && load<u32>(node, HASH) == h && bytesEq(node + BYTES, p, n)
+    ) return node;
+    i = (i + 1) & mask;
+  }
+}
+
+function edgeInsertRaw(table: usize, mask: u32, k: u32, node: usize): void {
+  let i = k & mask;
+  while (load<u32>(table + (<usize> i << 3), 4) != 0) i = (i + 1) & mask;
+  const s = table + (<usize> i << 3);
+  store<u32>(s, k);
+  store<u32>(s, <u32> node, 4);
+}
+
+function addEdge(parent: usize, node: usize): void {
+  if ((edgeCount + 1) * 4 > (edgeMask + 1) * 3) {
+    const oldCap = edgeMask + 1;
+    const cap = oldCap << 1;
+    const table = alloc(<usize> cap << 3);
+    memory.fill(table, 0, <usize> cap << 3);
+    for (let i: u32 = 0; i < oldCap; i++) {
+      const s = edges + (<usize> i << 3);
+      const child = <usize> load<u32>(s, 4);
+      if (child != 0) edgeInsertRaw(table, cap - 1, load<u32>(s), child);
+    }
+    free(edges, <usize> oldCap << 3);
+    edges = table;
+    edgeMask = cap - 1;
+  }
+  edgeInsertRaw(edges, edgeMask, edgeKey(parent, load<u32>(node, HASH)), node);
+  edgeCount++;
+}
+
+function removeEdge(parent: usize, node: usize): void {
+  const mask = edgeMask;
+  let i = edgeKey(parent, load<u32>(node, HASH)) & mask;
+  while (load<u32>(edges + (<usize> i << 3), 4) != <u32> node) i = (i + 1) & mask;
+  // Backward-shift deletion keeps probe sequences intact without tombstones.
+  let j = i;
+  while (true) {
+    j = (j + 1) & mask;
+    const sj = edges + (<usize> j << 3);
+    if (load<u32>(sj, 4) == 0) break;
+    const ideal = load<u32>(sj) & mask;
+    // Move slot j into the hole at i unless its ideal slot lies cyclically in (i, j].
+    if (((j - ideal) & mask) >= ((j - i) & mask)) {
+      store<u64>(edges + (<usize> i << 3), load<u64>(sj));
+      i = j;
+    }
+  }
+  store<u64>(edges + (<usize> i << 3), 0);
+  edgeCount--;
+}
+
+// ---- subscription table ----
+
+/** Slot of (tag, id), or 0. */
+function findSub(tag: u32, id: u32): usize {
+  const mask = subsMask;
+  let i = subKey(tag, id) & mask;
+  while (true) {
+    const s = subs + <usize> i * 12;
+    const t = load<u32>(s);
+    if (t == 0) return 0;
+    if (t == tag && load<u32>(s, 4) == id) return s;
+    i = (i + 1) & mask;
+  }
+}
+
+function subInsertRaw(table: usize, mask: u32, tag: u32, id: u32, pos: u32): void {
+  let i = subKey(tag, id) & mask;
+  while (load<u32>(table + <usize> i * 12) != 0) i = (i + 1) & mask;
+  const s = table + <usize> i * 12;
+  store<u32>(s, tag);
+  store<u32>(s, id, 4);
+  store<u32>(s, pos, 8);
+}
+
+function addSub(tag: u32, id: u32, pos: u32): void {
+  if ((subsCount + 1) * 4 > (subsMask + 1) * 3) {
+    const oldCap = subsMask + 1;
+    const cap = oldCap << 1;
+    const table = alloc(<usize> cap * 12);
+    memory.fill(table, 0, <usize> cap * 12);
+    for (let i: u32 = 0; i < oldCap; i++) {
+      const s = subs + <usize> i * 12;
+      const t = load<u32>(s);
+      if (t != 0) subInsertRaw(table, cap - 1, t, load<u32>(s, 4), load<u32>(s, 8));
+    }
+    free(subs, <usize> oldCap * 12);
+    subs = table;
+    subsMask = cap - 1;
+  }
+  subInsertRaw(subs, subsMask, tag, id, pos);
+  subsCount++;
+}
+
+function removeSubSlot(s: usize): void {
+  const mask = subsMask;
+  let i = <u32> ((s - subs) / 12);
+  let j = i;
+  while (true) {
+    j = (j + 1) & mask;
+    const sj = subs + <usize> j * 12;
+    const t = load<u32>(sj);
+    if (t == 0) break;
+    const ideal = subKey(t, load<u32>(sj, 4)) & mask;
+    if (((j - ideal) & mask) >= ((j - i) & mask)) {
+      const si = subs + <usize> i * 12;
+      store<u64>(si, load<u64>(sj));
+      store<u32>(si, load<u32>(sj, 8), 8);
+      i = j;
+    }
+  }
+  const si = subs + <usize> i * 12;
+  store<u64>(si, 0);
+  store<u32>(si, 0, 8);
+  subsCount--;
+}
+
+// ---- id lists ----
+
+/** Appends `id` to the list in field `field` of a node (creating or growing it); returns its index. */
+function listPush(field: usize, id: u32): u32 {
+  let list = <usize> load<u32>(field);
+  if (list == 0) {
+    list = alloc(16);
+    store<u32>(list, 0);
+    store<u32>(list, 2, 4);
+    store<u32>(field, <u32> list);
+  }
+  const n = load<u32>(list);
+  const cap = load<u32>(list, 4);
+  if (n == cap) {
+    // Block sizes double: 16, 32, 64, … bytes (8 header bytes + ids).
+    const size: usize = 8 + (<usize> cap << 2);
+    const bigger = alloc(size << 1);
+    memory.copy(bigger, list, size);
+    store<u32>(bigger, <u32> (((size << 1) - 8) >> 2), 4);
+    free(list, size);
+    list = bigger;
+    store<u32>(field, <u32> list);
+  }
+  store<u32>(list + 8 + (<usize> n << 2), id);
+  store<u32>(list, n + 1);
+  return n;
+}
+
+// ---- level walking ----
+
+/** End of the level starting at p (the next '/' or e). */
+// @ts-ignore: decorator
+function levelEnd(p: usize, e: usize): usize {
+  while (p + 16 <= e) {
+    const m = i8x16.bitmask(i8x16.eq(v128.load(p), i8x16.splat(<i8> SLASH)));
+    if (m != 0) return p + ctz<u32>(m);
+    p += 16;
+  }
+  while (p < e && load<u8>(p) != SLASH) p++;
+  return p;
+}
+
+/**
+ * The node and list field for filter [ptr, ptr+len); creates missing nodes when `create`.
+ * Returns the address of the node's IDS or HASHIDS field, or 0 when absent; sets `located`
+ * to that node.
+ */
+let located: usize = 0;
+
+function locate(ptr: usize, len: u32, create: bool): usize {
+  let node = root;
+  let p = ptr;
+  const e = ptr + len;
+  while (true) {
+    const q = levelEnd(p, e);
+    const n = <u32> (q - p);
+    if (n == 1 && q == e && load<u8>(p) == HASH_CHAR) {
+      located = node;
+      return node + HASHIDS; // "…/#" [MQTT-4.7.1-2]
+    }
+    let child: usize;
+    if (n == 1 && load<u8>(p) == PLUS_CHAR) {
+      child = <usize> load<u32>(node, PLUS);
+      if (child == 0) {
+        if (!create) return 0;
+        child = newNode(node, 0, p, 0);
+        store<u32>(node, <u32> child, PLUS);
+      }
+    } else {
+      const h = hashLevel(p, n);
+      child = findChild(node, h, p, n);
+      if (child == 0) {
+        if (!create) return 0;
+        child = newNode(node, h, p, n);
+        addEdge(node, child);
+        store<u32>(node, load<u32>(node, CHILDREN) + 1, CHILDREN);
+      }
+    }
+    node = child;
+    if (q == e) {
+      located = node;
+      return node + IDS;
+    }
+    p = q + 1;
+  }
+}
+
+/** Frees empty nodes from `node` up towards the root. */
+function prune(node: usize): void {
+  while (
+    node != root && load<u32>(node, IDS) == 0 && load<u32>(node, HASHIDS) == 0 &&
+    load<u32>(node, PLUS) == 0 && load<u32>(node, CHILDREN) == 0
+  ) {
+    const parent = <usize> load<u32>(node, PARENT);
+    if (<usize> load<u32>(parent, PLUS) == node) {
+      store<u32>(parent, 0, PLUS);
+    } else {
+      removeEdge(parent, node);
+      store<u32>(parent, load<u32>(parent, CHILDREN) - 1, CHILDREN);
+    }
+    freeNode(node);
+    node = parent;
+  }
+}
+
+// ---- exports ----
+
+/** Returns an input region of at least `cap` bytes for topics and filters (may grow memory). */
+export function input(cap: u32): usize {
+  if (cap > inCap) {
+    if (inBuf != 0) free(inBuf, <usize> inCap + 16);
+    let c: u32 = 256;
+    while (c < cap) c <<= 1;
+    inBuf = alloc(<usize> c + 16);
+    inCap = c;
+  }
+  return inBuf;
+}
+
+/** Adds subscription `id` under the filter at [ptr, ptr+len). Returns 1, or 0 if it exists. */
+export function add(ptr: usize, len: u32, id: u32): u32 {
+  const field = locate(ptr, len, true);
+  const node = located;
+  const tag = field - node == HASHIDS ? <u32> node + 1 : <u32> node;
+  if (findSub(tag, id) != 0) return 0;
+  const pos = listPush(field, id);
+  addSub(tag, id, pos);
+  return 1;
+}
+
+/** Removes subscription `id` under the filter at [ptr, ptr+len). Returns 1, or 0 if absent. */
+export function remove(ptr: usize, len: u32, id: u32): u32 {
+  const field = locate(ptr, len, false);
+  if (field == 0) return 0;
+  const node = located;
+  const tag = field - node == HASHIDS ? <u32> node + 1 : <u32> node;
+  const s = findSub(tag, id);
+  if (s == 0) return 0;
+  const pos = load<u32>(s, 8);
+  removeSubSlot(s);
+  const list = <usize> load<u32>(field);
+  const last = load<u32>(list) - 1;
+  if (pos != last) {
+    const moved = load<u32>(list + 8 + (<usize> last << 2));
+    store<u32>(list + 8 + (<usize> pos << 2), moved);
+    store<u32>(findSub(tag, moved), pos, 8);
+  }
+  if (last == 0) {
+    free(list, 8 + (<usize> load<u32>(list, 4) << 2));
+    store<u32>(field, 0);
+    prune(node);
+  } else {
+    store<u32>(list, last);
+  }
+  return 1;
+}
+
+// @ts-ignore: decorator
+function emit(list: usize, count: u32): u32 {
+  const n = load<u32>(list);
+  if (count + n > outCap) {
+    let c = outCap << 1;
+    while (c < count + n) c <<= 1;
+    const bigger = alloc(<usize> c << 2);
+    memory.copy(bigger, out, <usize> count << 2);
+    free(out, <usize> outCap << 2);
+    out = bigger;
+    outCap = c;
+  }
+  memory.copy(out + (<usize> count << 2), list + 8, <usize> n << 2);
+  return count + n;
+}
+
+/**
+ * Matches the topic name at [ptr, ptr+len) (anywhere in memory) against every filter; writes
+ * the ids of matching subscriptions (once per matching filter) at `result()` and returns their
+ * number. The topic is read only; this is the entry point for a fused decode-and-match step.
+ */
+export function match(ptr: usize, len: u32): u32 {
+  let count: u32 = 0;
+  let a = frontA;
+  let b = frontB;
+  store<u32>(a, <u32> root);
+  let na: u32 = 1;
+  // [MQTT-4.7.2-1] a topic starting with '$' is not matched by a first-level '#' or '+'.
+  let wild = !(len != 0 && load<u8>(ptr) == DOLLAR);
+  let p = ptr;
+  const e = ptr + len;
+  while (true) {
+    const q = levelEnd(p, e);
+    const n = <u32> (q - p);
+    const h = hashLevel(p, n);
+    if (na << 1 > frontCap) {
+      const c = frontCap << 1;
+      const a2 = alloc(<usize> c << 2);
+      const b2 = alloc(<usize> c << 2);
+      memory.copy(a2, a, <usize> na << 2);
+      free(frontA, <usize> frontCap << 2);
+      free(frontB, <usize> frontCap << 2);
+      frontA = a = a2;
+      frontB = b = b2;
+      frontCap = c;
+    }
+    let nb: u32 = 0;
+    for (let i: u32 = 0; i < na; i++) {
+      const node = <usize> load<u32>(a + (<usize> i << 2));
+      if (wild) {
+        // "<path>/#" matches every topic below <path> [MQTT-4.7.1-2]
+        const hl = <usize> load<u32>(node, HASHIDS);
+        if (hl != 0) count = emit(hl, count);
+        const plus = load<u32>(node, PLUS); // '+' matches exactly one level [MQTT-4.7.1-3]
+        if (plus != 0) {
+          store<u32>(b + (<usize> nb << 2), plus);
+          nb++;
+        }
+      }
+      const child = findChild(node, h, p, n);
+      if (child != 0) {
+        store<u32>(b + (<usize> nb << 2), <u32> child);
+        nb++;
+      }
+    }
+    if (nb == 0) return count;
+    const t = a;
+    a = b;
+    b = t;
+    na = nb;
+    wild = true;
+    if (q == e) break;
+    p = q + 1;
+  }
+  for (let i: u32 = 0; i < na; i++) {
+    const node = <usize> load<u32>(a + (<usize> i << 2));
+    const l = <usize> load<u32>(node, IDS);
+    if (l != 0) count = emit(l, count);
+    const hl = <usize> load<u32>(node, HASHIDS); // "<path>/#" also matches <path> itself
+    if (hl != 0) count = emit(hl, count);
+  }
+  return count;
+}
+
+/** Address of the ids written by the last `match`. */
+export function result(): usize {
+  return out;
+}
+
+/** Number of (filter, id) subscriptions. */
+export function size(): u32 {
+  return subsCount;
+}
+
+/** Number of live trie nodes (including the root). */
+export function nodes(): u32 {
+  return nodeCount;
+}
+
+/** End of the highest block ever allocated: memory in use plus free blocks awaiting reuse. */
+export function heapTop(): usize {
+  return bump;
+}
+
+// ---- initial state ----
+root = newNode(0, 0, 0, 0);
+edgeMask = 1023;
+edges = alloc(<usize> (edgeMask + 1) << 3);
+memory.fill(edges, 0, <usize> (edgeMask + 1) << 3);
+subsMask = 1023;
+subs = alloc(<usize> (subsMask + 1) * 12);
+memory.fill(subs, 0, <usize> (subsMask + 1) * 12);
+outCap = 256;
+out = alloc(<usize> outCap << 2);
+frontCap = 64;
+frontA = alloc(<usize> frontCap << 2);
+frontB = alloc(<usize> frontCap << 2);
+input(256);
