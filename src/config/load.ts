@@ -1,0 +1,193 @@
+/**
+ * Reads config.toml-style text into a checked `Config`. Every unknown key, wrong type or
+ * out-of-range value is a `ConfigError` naming the file, line and key at fault, e.g.
+ * `my.toml:7: key "listener[1].port": expected an integer 0-65535, got "abc"`.
+ */
+import { readFile } from "node:fs/promises";
+import { parse, TomlError } from "smol-toml";
+import { defaultConfigText } from "./default_config.generated.ts";
+import { keyLines, lineOf } from "./lines.ts";
+import {
+  type Config,
+  defaults,
+  GLOBAL_KEYS,
+  LISTENER_KEYS,
+  type ListenerConfig,
+  MOSQUITTO_ONLY,
+  Problem,
+  type Schema,
+  show,
+  type Values,
+} from "./schema.ts";
+
+export type { Config, ListenerConfig } from "./schema.ts";
+
+/** A bad configuration: `file:line: key "k": problem` (line 0 when no line applies, key "" for syntax). */
+export class ConfigError extends Error {
+  file: string;
+  line: number;
+  key: string;
+  problem: string;
+  constructor(file: string, line: number, key: string, problem: string) {
+    const where = line > 0 ? `${file}:${line}` : file;
+    super(key ? `${where}: key "${key}": ${problem}` : `${where}: ${problem}`);
+    this.name = "ConfigError";
+    this.file = file;
+    this.line = line;
+    this.key = key;
+    this.problem = problem;
+  }
+}
+
+/** The name `Config.file` carries when the embedded default configuration is used. */
+export const DEFAULT_FILE = "<default>";
+
+/** Parses and checks configuration text; `file` names it in errors. Throws `ConfigError`. */
+export function parseConfig(text: string, file: string): Config {
+  if (text.startsWith("\uFEFF")) text = text.slice(1);
+  let doc: Record<string, unknown>;
+  try {
+    doc = parse(text, { integersAsBigInt: true, unsafeKeyBehaviour: "keep" });
+  } catch (e) {
+    if (e instanceof TomlError) {
+      const message = e.message.replace(/^Invalid TOML document: /, "").split("\n")[0];
+      throw new ConfigError(file, e.line, "", `TOML syntax error: ${message} (column ${e.column})`);
+    }
+    throw e;
+  }
+
+  const lines = keyLines(text);
+  const problems: { line: number; key: string; problem: string }[] = [];
+  const report = (key: string, problem: string) => {
+    problems.push({ line: lineOf(lines, key), key, problem });
+  };
+
+  const { listener, ...top } = doc;
+  const global = readTable(GLOBAL_KEYS, top, "", report, {
+    schema: LISTENER_KEYS,
+    hint: "listener settings belong in a [[listener]] table",
+  });
+
+  let listeners: ListenerConfig[] = [defaults(LISTENER_KEYS)];
+  if (Object.hasOwn(doc, "listener")) {
+    if (!Array.isArray(listener)) {
+      report("listener", `expected an array of tables ([[listener]]), got ${show(listener)}`);
+    } else if (listener.length === 0) {
+      report("listener", "expected at least one [[listener]] table");
+    } else {
+      listeners = listener.map((t, i) => {
+        if (!isTable(t)) {
+          report(`listener[${i}]`, `expected a table, got ${show(t)}`);
+          return defaults(LISTENER_KEYS);
+        }
+        return readTable(LISTENER_KEYS, t, `listener[${i}].`, report, {
+          schema: GLOBAL_KEYS,
+          hint: "a top-level setting: move it above the first [[listener]] table",
+        });
+      });
+      checkListeners(listeners, report);
+    }
+  }
+
+  if (problems.length > 0) {
+    // The first problem in file order; problems without a line come last.
+    problems.sort((a, b) => (a.line || Infinity) - (b.line || Infinity));
+    const { line, key, problem } = problems[0];
+    throw new ConfigError(file, line, key, problem);
+  }
+  return { file, ...global, listeners };
+}
+
+/**
+ * Reads the configuration file at `path`, or the embedded default configuration (config.toml
+ * as built into the program) when no path is given. Throws `ConfigError`.
+ */
+export async function loadConfig(path?: string): Promise<Config> {
+  if (path === undefined) return parseConfig(defaultConfigText, DEFAULT_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const reason = code === "ENOENT"
+      ? "no such file"
+      : code === "EISDIR"
+      ? "is a directory"
+      : code === "EACCES"
+      ? "permission denied"
+      : String((e as Error).message ?? e);
+    throw new ConfigError(path, 0, "", `cannot read the configuration file: ${reason}`);
+  }
+  return parseConfig(text, path);
+}
+
+type Report = (key: string, problem: string) => void;
+
+function isTable(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** Reads one table against `schema`; `other` is the schema a misplaced key may belong to. */
+function readTable<S extends Schema>(
+  schema: S,
+  table: Record<string, unknown>,
+  prefix: string,
+  report: Report,
+  other: { schema: Schema; hint: string },
+): Values<S> {
+  const out: Record<string, unknown> = defaults(schema);
+  for (const [k, v] of Object.entries(table)) {
+    if (!Object.hasOwn(schema, k)) {
+      report(prefix + k, unknownKey(k, schema, other));
+      continue;
+    }
+    try {
+      out[k] = schema[k].type.read(v);
+    } catch (e) {
+      if (!(e instanceof Problem)) throw e;
+      report(prefix + k + e.at, e.message);
+    }
+  }
+  return out as Values<S>;
+}
+
+function unknownKey(k: string, schema: Schema, other: { schema: Schema; hint: string }): string {
+  if (Object.hasOwn(other.schema, k)) return `unknown key here (${other.hint})`;
+  const near = Object.keys(schema)
+    .map((name) => ({ name, d: distance(k, name) }))
+    .filter(({ name, d }) => d <= Math.max(2, Math.floor(name.length / 4)))
+    .sort((a, b) => a.d - b.d)[0];
+  if (near) return `unknown key (did you mean "${near.name}"?)`;
+  if (MOSQUITTO_ONLY.has(k)) return "unknown key (a Mosquitto option that Midge does not support)";
+  return "unknown key";
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** Two listeners may not claim the same address and port (port 0 is always free to repeat). */
+function checkListeners(listeners: ListenerConfig[], report: Report): void {
+  const seen = new Map<string, number>();
+  listeners.forEach((l, i) => {
+    if (l.port === 0) return;
+    const addr = `${l.bind_address}:${l.port}`;
+    const first = seen.get(addr);
+    if (first === undefined) seen.set(addr, i);
+    else {
+      report(
+        `listener[${i}].port`,
+        `port ${l.port} on ${l.bind_address} is already used by listener[${first}]`,
+      );
+    }
+  });
+}

@@ -1,0 +1,362 @@
+/**
+ * The configuration schema: one declarative table per section (top level and [[listener]]),
+ * one entry per key with its value type (which carries the range), default and a short doc.
+ * Adding a key is one entry here plus its documented line in config.toml (a test checks that
+ * both agree). The `Config` and `ListenerConfig` types are derived from these tables.
+ */
+import { isIP } from "node:net";
+
+/** A problem with one value. The loader adds file, line and key; `at` extends the key ("[2]"). */
+export class Problem extends Error {
+  at: string;
+  constructor(message: string, at = "") {
+    super(message);
+    this.at = at;
+  }
+}
+
+/** How one value is checked and converted. `expected` completes "expected …, got …". */
+export interface ValueType<T> {
+  expected: string;
+  /** Returns the converted value or throws a `Problem`. TOML integers arrive as bigint. */
+  read(value: unknown): T;
+}
+
+/** One key: type (with its range), default and a one-line description. */
+export interface Entry<T> {
+  type: ValueType<T>;
+  default: T;
+  doc: string;
+}
+
+/** The values a schema table describes. */
+export type Values<S> = { -readonly [K in keyof S]: S[K] extends Entry<infer T> ? T : never };
+
+/** Renders a TOML value for an error message: strings quoted, floats with a point, tables by kind. */
+export function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint" || typeof value === "boolean") return String(value);
+  if (typeof value === "number") {
+    if (Number.isNaN(value)) return "nan";
+    if (!Number.isFinite(value)) return value > 0 ? "inf" : "-inf";
+    return Number.isInteger(value) ? value.toFixed(1) : String(value);
+  }
+  if (value instanceof Date) return "a date-time";
+  if (Array.isArray(value)) return "an array";
+  return "a table";
+}
+
+function mismatch(expected: string, value: unknown): Problem {
+  return new Problem(`expected ${expected}, got ${show(value)}`);
+}
+
+/** A TOML integer within [min, max] (floats such as 1.0 are refused). */
+export function int(min: number, max: number): ValueType<number> {
+  const expected = max === Number.MAX_SAFE_INTEGER
+    ? `an integer >= ${min}`
+    : `an integer ${min}-${max}`;
+  return {
+    expected,
+    read(v) {
+      if (typeof v !== "bigint" || v < BigInt(min) || v > BigInt(max)) throw mismatch(expected, v);
+      return Number(v);
+    },
+  };
+}
+
+/** -1 (no limit) or an integer 1-max, like Mosquitto's connection limits. */
+export function limit(max: number): ValueType<number> {
+  const expected = `-1 (no limit) or an integer 1-${max}`;
+  return {
+    expected,
+    read(v) {
+      if (v === -1n) return -1;
+      if (typeof v !== "bigint" || v < 1n || v > BigInt(max)) throw mismatch(expected, v);
+      return Number(v);
+    },
+  };
+}
+
+export function bool(): ValueType<boolean> {
+  const expected = "true or false";
+  return {
+    expected,
+    read(v) {
+      if (typeof v !== "boolean") throw mismatch(expected, v);
+      return v;
+    },
+  };
+}
+
+/** A string of at most `max` characters; `check` returns a problem text or undefined. */
+export function str(max: number, check?: (s: string) => string | undefined): ValueType<string> {
+  const expected = `a string of at most ${max} characters`;
+  return {
+    expected,
+    read(v) {
+      if (typeof v !== "string" || v.length > max) throw mismatch(expected, v);
+      const problem = check?.(v);
+      if (problem) throw new Problem(problem);
+      return v;
+    },
+  };
+}
+
+/**
+ * One of a fixed set of strings. `later` names values that are known but not available yet,
+ * each with the problem to report.
+ */
+export function oneOf<const T extends readonly string[]>(
+  values: T,
+  later: Record<string, string> = {},
+): ValueType<T[number]> {
+  const expected = values.length === 1
+    ? JSON.stringify(values[0])
+    : `one of ${values.map((x) => JSON.stringify(x)).join(", ")}`;
+  return {
+    expected,
+    read(v) {
+      if (typeof v === "string" && Object.hasOwn(later, v)) throw new Problem(later[v]);
+      if (typeof v !== "string" || !values.includes(v)) throw mismatch(expected, v);
+      return v;
+    },
+  };
+}
+
+/** An array of `item`; a single item is accepted as an array of one. */
+export function list<T>(item: ValueType<T>): ValueType<T[]> {
+  const expected = `${item.expected}, or an array of them`;
+  return {
+    expected,
+    read(v) {
+      if (!Array.isArray(v)) {
+        try {
+          return [item.read(v)];
+        } catch {
+          throw mismatch(expected, v);
+        }
+      }
+      return v.map((x, i) => {
+        try {
+          return item.read(x);
+        } catch (e) {
+          if (e instanceof Problem) throw new Problem(e.message, `[${i}]${e.at}`);
+          throw e;
+        }
+      });
+    },
+  };
+}
+
+const UNIT_SECONDS: Record<string, number> = {
+  s: 1,
+  h: 3600,
+  d: 86400,
+  w: 7 * 86400,
+  m: 30 * 86400,
+  y: 365 * 86400,
+};
+
+/**
+ * A duration in seconds: a TOML integer, or Mosquitto's "<n>[s h d w m y]" string
+ * (m = 30 days, y = 365 days). A string without unit counts seconds.
+ */
+export function duration(max: number): ValueType<number> {
+  const expected = `a number of seconds 0-${max} or a string "<n><unit>" (unit s, h, d, w, m, y)`;
+  return {
+    expected,
+    read(v) {
+      let seconds: number;
+      if (typeof v === "bigint") seconds = Number(v);
+      else if (typeof v === "string") {
+        const m = /^\s*(\d+)\s*([shdwmy]?)\s*$/.exec(v);
+        if (!m) throw mismatch(expected, v);
+        seconds = Number(m[1]) * (UNIT_SECONDS[m[2]] ?? 1);
+      } else throw mismatch(expected, v);
+      if (!(seconds >= 0 && seconds <= max)) throw mismatch(expected, v);
+      return seconds;
+    },
+  };
+}
+
+const LOG_TYPES = [
+  "debug",
+  "error",
+  "warning",
+  "notice",
+  "information",
+  "subscribe",
+  "unsubscribe",
+  "websockets",
+  "none",
+  "all",
+] as const;
+
+/** A log destination: "stdout", "stderr", "topic", "none" or "file <path>". */
+function logDest(): ValueType<string> {
+  const expected = `one of "stdout", "stderr", "topic", "none", "file <path>"`;
+  return {
+    expected,
+    read(v) {
+      if (typeof v !== "string") throw mismatch(expected, v);
+      const s = v.trim();
+      if (["stdout", "stderr", "topic", "none"].includes(s)) return s;
+      const file = /^file\s+(\S.*)$/.exec(s);
+      if (file) return `file ${file[1]}`;
+      throw mismatch(expected, v);
+    },
+  };
+}
+
+/** Host names and IP literals; the listener fails at bind time if the name does not resolve. */
+function checkAddress(s: string): string | undefined {
+  if (isIP(s) !== 0) return undefined;
+  if (
+    /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/
+      .test(s)
+  ) {
+    return undefined;
+  }
+  return `expected an IP address or host name, got ${JSON.stringify(s)}`;
+}
+
+/** A mount point prefixes topics, so it follows PUBLISH topic rules: no wildcards [MQTT-4.7.1-1]. */
+function checkMountPoint(s: string): string | undefined {
+  if (s.includes("+") || s.includes("#") || s.includes("\0")) {
+    return `a mount point must not contain +, # or NUL, got ${JSON.stringify(s)}`;
+  }
+  return undefined;
+}
+
+function key<T>(type: ValueType<T>, dflt: T, doc: string): Entry<T> {
+  return { type, default: dflt, doc };
+}
+
+const I32 = 2147483647;
+const U32 = 4294967295;
+
+/** Top-level keys (documented in full in config.toml). */
+export const GLOBAL_KEYS = {
+  max_inflight_messages: key(int(1, 65535), 20, "QoS 1/2 messages in flight to one client"),
+  max_queued_messages: key(int(0, I32), 1000, "messages queued per client; 0 = no limit"),
+  max_queued_bytes: key(int(0, Number.MAX_SAFE_INTEGER), 0, "bytes queued per client; 0 = none"),
+  queue_qos0_messages: key(bool(), false, "queue QoS 0 for offline persistent sessions"),
+  upgrade_outgoing_qos: key(bool(), false, "deliver at the subscription's QoS"),
+  max_keepalive: key(int(0, 65535), 65535, "largest keep-alive, seconds; 0 = no limit"),
+  max_packet_size: key(int(20, 268435460), 2000000, "largest packet a client may send, bytes"),
+  message_size_limit: key(int(0, 268435455), 0, "largest PUBLISH payload, bytes; 0 = MQTT max"),
+  max_qos: key(int(0, 2), 2, "highest QoS supported"),
+  retain_available: key(bool(), true, "retained messages supported"),
+  max_topic_alias: key(int(0, 65535), 10, "client-to-broker topic aliases accepted"),
+  max_subscriptions_per_client: key(int(0, I32), 10000, "subscriptions per client; 0 = no limit"),
+  connect_timeout: key(int(1, 3600), 10, "seconds to complete CONNECT"),
+  max_connections: key(limit(I32), -1, "connected clients over all listeners; -1 = no limit"),
+  allow_zero_length_clientid: key(bool(), true, "accept an empty client id and assign one"),
+  auto_id_prefix: key(str(256), "auto-", "prefix of assigned client ids"),
+  persistent_client_expiration: key(duration(U32), 0, "offline session lifetime; 0 = never"),
+  sys_interval: key(int(0, 86400), 10, "seconds between $SYS updates; 0 = off"),
+  log_type: key<string[]>(list(oneOf(LOG_TYPES)), [
+    "error",
+    "warning",
+    "notice",
+    "information",
+  ], "kinds of log message written"),
+  log_dest: key<string[]>(list(logDest()), ["stderr"], "where log lines go"),
+  log_timestamp: key(bool(), true, "timestamp each log line"),
+  connection_messages: key(bool(), true, "log connects and disconnects"),
+};
+
+/** Keys of a [[listener]] table. */
+export const LISTENER_KEYS = {
+  port: key(int(0, 65535), 1883, "TCP port; 0 = chosen by the OS"),
+  bind_address: key(str(253, checkAddress), "127.0.0.1", "address to listen on"),
+  protocol: key(
+    oneOf(["mqtt"], { websockets: `"websockets" listeners are not supported yet; use "mqtt"` }),
+    "mqtt",
+    "protocol spoken on the listener",
+  ),
+  max_connections: key(limit(I32), -1, "connected clients on this listener; -1 = no limit"),
+  mount_point: key(str(65535, checkMountPoint), "", "topic prefix isolating this listener"),
+};
+
+/** A schema table: key name to entry. */
+export type Schema = Record<string, Entry<unknown>>;
+
+/** One listener, as in a [[listener]] table. */
+export type ListenerConfig = Values<typeof LISTENER_KEYS>;
+
+/** The whole configuration. `file` is the path it was read from, or "<default>". */
+export interface Config extends Values<typeof GLOBAL_KEYS> {
+  file: string;
+  listeners: ListenerConfig[];
+}
+
+/** The defaults of a schema table (arrays copied, so callers may change them). */
+export function defaults<S extends Schema>(schema: S): Values<S> {
+  const out: Record<string, unknown> = {};
+  for (const [k, e] of Object.entries(schema)) {
+    out[k] = Array.isArray(e.default) ? [...e.default] : e.default;
+  }
+  return out as Values<S>;
+}
+
+/**
+ * Mosquitto options Midge does not have (yet), so that a migrated key gets a better message
+ * than "unknown key". A key that gains an entry above simply stops being looked up here.
+ */
+export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
+  "user",
+  "pid_file",
+  "include_dir",
+  "max_inflight_bytes",
+  "memory_limit",
+  "retain_expiry_interval",
+  "allow_duplicate_messages",
+  "set_tcp_nodelay",
+  "global_max_clients",
+  "global_max_connections",
+  "enable_control_api",
+  "bind_interface",
+  "socket_domain",
+  "http_dir",
+  "max_topic_alias_broker",
+  "accept_protocol_versions",
+  "listener_allow_anonymous",
+  "use_username_as_clientid",
+  "enable_proxy_protocol",
+  "proxy_protocol_v2_require_tls",
+  "packet_buffer_size",
+  "websockets_headers_size",
+  "websockets_log_level",
+  "websockets_origin",
+  "persistence",
+  "persistence_file",
+  "persistence_location",
+  "autosave_interval",
+  "autosave_on_changes",
+  "log_timestamp_format",
+  "log_facility",
+  "allow_anonymous",
+  "password_file",
+  "acl_file",
+  "psk_file",
+  "plugin",
+  "global_plugin",
+  "per_listener_settings",
+  "auth_plugin_deny_special_chars",
+  "check_retain_source",
+  "clientid_prefixes",
+  "certfile",
+  "keyfile",
+  "cafile",
+  "capath",
+  "ciphers",
+  "crlfile",
+  "dhparamfile",
+  "require_certificate",
+  "use_identity_as_username",
+  "use_subject_as_username",
+  "tls_version",
+  "psk_hint",
+  "connection",
+]);
