@@ -1,0 +1,291 @@
+/**
+ * The broker: sessions, the router, retained messages, wills, limits, and the listeners that
+ * feed connections in. Packet handling itself lives in ./handlers/, one file per packet type.
+ */
+import type { Config } from "../config/schema.ts";
+import type { QoS } from "../codec/types.ts";
+import { listenTcp } from "../transport/listen.ts";
+import type { Listener, SocketHandlers, TransportSocket } from "../transport/types.ts";
+import { Logger, silentLogger } from "../sys/log.ts";
+import { Connection } from "./connection.ts";
+import { forwardedProperties, type Message, remainingExpiry } from "./message.ts";
+import { MemoryRetained, type RetainedStore } from "./retained.ts";
+import { Router } from "./router.ts";
+import { NEVER_EXPIRES, type Outgoing, Session } from "./session.ts";
+
+/** Counters behind $SYS and metrics. */
+export interface Stats {
+  bytesReceived: number;
+  bytesSent: number;
+  messagesReceived: number;
+  messagesSent: number;
+  publishReceived: number;
+  publishSent: number;
+  publishDropped: number;
+  protocolErrors: number;
+  connectionsTotal: number;
+}
+
+/** A listener as bound, with its configuration index. */
+export interface BoundListener {
+  protocol: string;
+  host: string;
+  port: number;
+  listener: Listener;
+}
+
+export class Broker {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly sessions = new Map<string, Session>();
+  readonly router = new Router();
+  readonly retained: RetainedStore = new MemoryRetained();
+  readonly connections = new Set<Connection>();
+  readonly stats: Stats = {
+    bytesReceived: 0,
+    bytesSent: 0,
+    messagesReceived: 0,
+    messagesSent: 0,
+    publishReceived: 0,
+    publishSent: 0,
+    publishDropped: 0,
+    protocolErrors: 0,
+    connectionsTotal: 0,
+  };
+  readonly startedAt = Date.now();
+  readonly listeners: BoundListener[] = [];
+  #sweepTimer: ReturnType<typeof setInterval> | null = null;
+  #autoId = 0;
+
+  constructor(config: Config, log: Logger = silentLogger) {
+    this.config = config;
+    this.log = log;
+  }
+
+  /** Bind every configured listener; resolves once all are listening. */
+  async start(): Promise<BoundListener[]> {
+    for (const l of this.config.listeners) {
+      let count = 0;
+      const max = l.max_connections;
+      const listener = await listenTcp({ host: l.bind_address, port: l.port }, (sock) => {
+        if (max >= 0 && count >= max) return null;
+        const h = this.accept(sock);
+        if (!h) return null;
+        count++;
+        const onClose = h.onClose;
+        h.onClose = () => {
+          count--;
+          onClose();
+        };
+        return h;
+      });
+      this.listeners.push({
+        protocol: l.protocol,
+        host: l.bind_address,
+        port: listener.port,
+        listener,
+      });
+    }
+    this.#sweepTimer = setInterval(() => this.sweep(), 500);
+    return this.listeners;
+  }
+
+  /** Stop listening, close every connection, cancel timers. Sessions are kept in memory. */
+  async stop(): Promise<void> {
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = null;
+    for (const c of [...this.connections]) c.close(0x8b, "server shutting down");
+    for (const s of this.sessions.values()) s.clearTimers();
+    await Promise.all(this.listeners.map((l) => l.listener.close()));
+    this.listeners.length = 0;
+  }
+
+  /** Accept a socket from any transport; null refuses it (global max_connections). */
+  accept(sock: TransportSocket): SocketHandlers | null {
+    const max = this.config.max_connections;
+    if (max >= 0 && this.connections.size >= max) return null;
+    const conn = new Connection(this, sock);
+    this.connections.add(conn);
+    this.stats.connectionsTotal++;
+    return {
+      onData: (d) => conn.onData(d),
+      onClose: () => conn.onSocketClose(),
+    };
+  }
+
+  /** A client id for a client that sent none [MQTT-3.1.3-6]. */
+  assignClientId(): string {
+    const rand = Math.random().toString(36).slice(2, 10);
+    return `${this.config.auto_id_prefix}${Date.now().toString(36)}${rand}${
+      (++this.#autoId).toString(36)
+    }`;
+  }
+
+  /** Publish a message from a client (or the broker): retain it if flagged, route it. Returns receivers. */
+  publish(msg: Message): number {
+    this.stats.messagesReceived++;
+    if (msg.retain) this.retained.set(msg);
+    const targets = this.router.route(msg.topic, msg.origin);
+    const upgrade = this.config.upgrade_outgoing_qos;
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i];
+      const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
+      // [MQTT-3.3.1-12] live messages carry retain=0 unless Retain As Published.
+      this.deliver(t.session, { msg, qos, retain: t.rap ? msg.retain : false, subIds: t.subIds });
+    }
+    return targets.length;
+  }
+
+  /** Send or queue one message for one session. */
+  deliver(s: Session, o: Outgoing): void {
+    if (o.msg.expiresAt && o.msg.expiresAt <= Date.now()) return;
+    const conn = s.connection;
+    if (conn && conn.state === "open") {
+      if (o.qos === 0) {
+        if (conn.congested) {
+          this.stats.publishDropped++;
+          return;
+        }
+        conn.sendPublish(o, 0);
+        return;
+      }
+      if (s.queue.length === 0 && s.inflight.size < this.sendQuota(conn)) {
+        this.#sendInflight(s, conn, o);
+        return;
+      }
+    } else if (o.qos === 0 && !this.config.queue_qos0_messages) {
+      return;
+    }
+    if (!s.enqueue(o, this.config.max_queued_messages, this.config.max_queued_bytes)) {
+      this.stats.publishDropped++;
+    }
+  }
+
+  /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9]. */
+  sendQuota(conn: Connection): number {
+    const m = this.config.max_inflight_messages;
+    return Math.min(m > 0 ? m : 65535, conn.clientReceiveMax);
+  }
+
+  #sendInflight(s: Session, conn: Connection, o: Outgoing): void {
+    const id = s.allocateId();
+    if (id === 0) {
+      s.enqueue(o, 0, 0);
+      return;
+    }
+    if (conn.sendPublish(o, id)) s.inflight.set(id, { ...o, state: "publish" });
+  }
+
+  /** Move queued messages into the inflight window as it opens. */
+  pump(s: Session): void {
+    const conn = s.connection;
+    if (!conn || conn.state !== "open") return;
+    const quota = this.sendQuota(conn);
+    const now = Date.now();
+    while (s.queue.length && s.inflight.size < quota) {
+      const o = s.dequeue()!;
+      if (o.msg.expiresAt && o.msg.expiresAt <= now) continue;
+      if (o.qos === 0) conn.sendPublish(o, 0);
+      else this.#sendInflight(s, conn, o);
+    }
+  }
+
+  /**
+   * After a reconnect to an existing session: resend unacknowledged PUBLISH with DUP and PUBREL
+   * [MQTT-4.4.0-1], in their original order, then the queue.
+   */
+  resume(s: Session, conn: Connection): void {
+    const now = Date.now();
+    for (const [id, f] of s.inflight) {
+      if (f.state === "pubrel") {
+        conn.send({ cmd: "pubrel", messageId: id });
+      } else if (remainingExpiry(f.msg, now) === -1) {
+        s.inflight.delete(id);
+      } else {
+        conn.sendPublish(f, id, true);
+      }
+    }
+    this.pump(s);
+  }
+
+  /** Called once when a connection is gone, whatever the cause. */
+  connectionClosed(conn: Connection): void {
+    this.connections.delete(conn);
+    const s = conn.session;
+    if (!s || s.connection !== conn) return;
+    s.connection = null;
+    s.disconnectedAt = Date.now();
+    if (this.config.connection_messages && this.log.on("notice") && conn.clientId) {
+      this.log.notice(`Client ${conn.clientId} closed its connection.`);
+    }
+    const will = s.will && !conn.willCleared;
+    if (!will) s.will = null;
+    if (s.expiryInterval === 0) {
+      if (will) this.publishWill(s);
+      this.endSession(s);
+      return;
+    }
+    if (will) {
+      if (s.willDelay > 0) {
+        // [MQTT-3.1.3-9] delayed; cancelled if the client reconnects first.
+        s.willTimer = setTimeout(() => {
+          s.willTimer = null;
+          this.publishWill(s);
+        }, Math.min(s.willDelay, s.expiryInterval) * 1000);
+      } else {
+        this.publishWill(s);
+      }
+    }
+    if (s.expiryInterval !== NEVER_EXPIRES) {
+      s.expiryTimer = setTimeout(() => {
+        s.expiryTimer = null;
+        if (!s.connection) {
+          if (s.will) this.publishWill(s);
+          this.endSession(s);
+        }
+      }, s.expiryInterval * 1000);
+    }
+  }
+
+  /** Publish and forget the session's will. */
+  publishWill(s: Session): void {
+    const w = s.will;
+    s.will = null;
+    if (s.willTimer) clearTimeout(s.willTimer);
+    s.willTimer = null;
+    if (!w) return;
+    const expiry = w.properties?.messageExpiryInterval;
+    this.publish({
+      topic: w.topic,
+      payload: w.payload,
+      qos: w.qos,
+      retain: w.retain,
+      properties: forwardedProperties(w.properties),
+      expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
+      origin: s.clientId,
+    });
+  }
+
+  /** Drop a session and its subscriptions. */
+  endSession(s: Session): void {
+    s.clearTimers();
+    for (const e of s.subscriptions.values()) this.router.remove(e);
+    s.subscriptions.clear();
+    s.queue = [];
+    s.inflight.clear();
+    if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
+  }
+
+  /** Keep-alive [MQTT-3.1.2-24] and CONNECT time-out checks. */
+  sweep(): void {
+    const now = Date.now();
+    const connectMs = this.config.connect_timeout * 1000;
+    for (const c of this.connections) {
+      if (c.state === "new") {
+        if (now - c.openedAt > connectMs) c.close(undefined, "no CONNECT in time");
+      } else if (c.state === "open" && c.keepalive > 0 && now - c.lastRx > c.keepalive * 1500) {
+        c.close(0x8d, "keep-alive timeout");
+      }
+    }
+  }
+}

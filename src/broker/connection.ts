@@ -1,0 +1,313 @@
+/**
+ * One client connection: bytes in through the WASM decoder, packets out through a per-connection
+ * queue that is flushed once per read batch (write coalescing, see DESIGN.md), keep-alive, and the
+ * dispatch of each packet to its handler in ./handlers/.
+ */
+import { Decoder } from "../codec/decoder.ts";
+import { encode, type PreparedPublish, preparePublish } from "../codec/encoder.ts";
+import type { Packet, Properties, ProtocolVersion, PublishPacket } from "../codec/types.ts";
+import { ReasonCode } from "../codec/types.ts";
+import type { TransportSocket } from "../transport/types.ts";
+import type { Broker } from "./broker.ts";
+import type { Outgoing, Session } from "./session.ts";
+import { remainingExpiry } from "./message.ts";
+import { handleConnect } from "./handlers/connect.ts";
+import { handlePublish } from "./handlers/publish.ts";
+import { handleSubscribe } from "./handlers/subscribe.ts";
+import { handleUnsubscribe } from "./handlers/unsubscribe.ts";
+import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from "./handlers/acks.ts";
+import { handleDisconnect } from "./handlers/disconnect.ts";
+import { handleAuth } from "./handlers/auth.ts";
+import { handlePingreq } from "./handlers/ping.ts";
+
+/** A queued write: plain bytes, or prepared PUBLISH bytes with a packet id to patch in. */
+type Pending = Uint8Array | { prep: PreparedPublish; id: number };
+
+const dirty: Connection[] = [];
+let flushScheduled = false;
+function flushAll(): void {
+  flushScheduled = false;
+  for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+  dirty.length = 0;
+}
+
+/**
+ * Bytes a socket may hold unsent before QoS 0 messages to it are dropped: the slow-reader
+ * bound. QoS 1/2 are bounded by the inflight window and the session queue instead.
+ */
+export const SLOW_READER_BYTES = 4 * 1024 * 1024;
+
+export class Connection {
+  readonly broker: Broker;
+  readonly socket: TransportSocket;
+  readonly decoder: Decoder;
+  /** "new" until CONNECT is accepted, then "open"; "closed" once gone. */
+  state: "new" | "open" | "closed" = "new";
+  version: ProtocolVersion = 4;
+  session: Session | null = null;
+  clientId = "";
+  username: string | undefined;
+  keepalive = 0;
+  /** Time of the last packet received (ms), for keep-alive [MQTT-3.1.2-24]. */
+  lastRx = Date.now();
+  readonly openedAt = Date.now();
+  /** v5: the client's Receive Maximum [MQTT-3.3.4-7]. */
+  clientReceiveMax = 65535;
+  /** v5: the client's Maximum Packet Size [MQTT-3.1.2-24]; 0 = no limit. */
+  clientMaxPacket = 0;
+  /** v5: Request Problem Information [MQTT-3.1.2-29]. */
+  problemInfo = true;
+  /** v5: topic aliases the client has set, alias → topic [MQTT-3.3.2-10]. */
+  readonly aliasesIn = new Map<number, string>();
+  /** Session expiry requested in CONNECT (v5), for the DISCONNECT rule [MQTT-3.14.2-2]. */
+  connectExpiry = 0;
+  /** Set when the will must not be sent on close (normal DISCONNECT). */
+  willCleared = false;
+  #pending: Pending[] = [];
+  #pendingBytes = 0;
+  #dirty = false;
+
+  constructor(broker: Broker, socket: TransportSocket) {
+    this.broker = broker;
+    this.socket = socket;
+    this.decoder = new Decoder({ maxPacketSize: broker.config.max_packet_size });
+  }
+
+  /** True once the connection is gone (a getter, so checks after calls are not narrowed away). */
+  get closed(): boolean {
+    return this.state === "closed";
+  }
+
+  /** Label for log lines. */
+  get label(): string {
+    return `${this.clientId || "<unknown>"} (${this.socket.remoteAddress})`;
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.state === "closed") return;
+    this.broker.stats.bytesReceived += chunk.length;
+    const { packets, error } = this.decoder.push(chunk);
+    for (let i = 0; i < packets.length; i++) {
+      if (this.closed) return;
+      this.lastRx = Date.now();
+      this.dispatch(packets[i]);
+    }
+    if (error && !this.closed) {
+      if (this.state === "new" && error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+        // [MQTT-3.1.2-2] CONNACK 0x01 (the 3.1.1 form: the version is unknown), then close.
+        this.sendBytes(new Uint8Array([0x20, 0x02, 0x00, 0x01]));
+      }
+      this.protocolError(error.reasonCode, error.message);
+    }
+  }
+
+  dispatch(p: Packet): void {
+    if (this.state === "new" && p.cmd !== "connect") {
+      // [MQTT-3.1.0-1] the first packet must be CONNECT.
+      this.close(undefined, `first packet was ${p.cmd}, not connect [MQTT-3.1.0-1]`);
+      return;
+    }
+    switch (p.cmd) {
+      case "connect":
+        if (this.state !== "new") {
+          this.protocolError(ReasonCode.ProtocolError, "second CONNECT [MQTT-3.1.0-2]");
+          return;
+        }
+        handleConnect(this, p);
+        return;
+      case "publish":
+        handlePublish(this, p);
+        return;
+      case "puback":
+        handlePuback(this, p);
+        return;
+      case "pubrec":
+        handlePubrec(this, p);
+        return;
+      case "pubrel":
+        handlePubrel(this, p);
+        return;
+      case "pubcomp":
+        handlePubcomp(this, p);
+        return;
+      case "subscribe":
+        handleSubscribe(this, p);
+        return;
+      case "unsubscribe":
+        handleUnsubscribe(this, p);
+        return;
+      case "pingreq":
+        handlePingreq(this);
+        return;
+      case "disconnect":
+        handleDisconnect(this, p);
+        return;
+      case "auth":
+        handleAuth(this, p);
+        return;
+      default:
+        // CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only.
+        this.protocolError(ReasonCode.ProtocolError, `unexpected ${p.cmd} from a client`);
+    }
+  }
+
+  /** Queue a packet for sending (encoded now, written at the end of the batch). */
+  send(p: Packet): void {
+    if (this.state === "closed") return;
+    this.#queue(encode(p, this.version));
+  }
+
+  /** Queue already-encoded bytes. */
+  sendBytes(b: Uint8Array): void {
+    if (this.state === "closed") return;
+    this.#queue(b);
+  }
+
+  #queue(item: Pending): void {
+    this.#pending.push(item);
+    this.#pendingBytes += item instanceof Uint8Array ? item.length : item.prep.bytes.length;
+    if (!this.#dirty) {
+      this.#dirty = true;
+      dirty.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        queueMicrotask(flushAll);
+      }
+    }
+  }
+
+  /** True when the socket is too far behind to take more QoS 0 traffic. */
+  get congested(): boolean {
+    return this.socket.bufferedAmount + this.#pendingBytes > SLOW_READER_BYTES;
+  }
+
+  /**
+   * Queue a PUBLISH of `o` with packet id `id` (0 for QoS 0). The encoding is shared by every
+   * receiver that gets the same bytes. Returns false when the packet exceeds the client's
+   * Maximum Packet Size and was not sent [MQTT-3.1.2-25].
+   */
+  sendPublish(o: Outgoing, id: number, dup = false): boolean {
+    if (this.state === "closed") return true;
+    const now = Date.now();
+    const expiry = remainingExpiry(o.msg, now);
+    let prep: PreparedPublish;
+    const v5 = this.version === 5;
+    if (!dup && !o.subIds) {
+      const key = (v5 ? 5 : 4) * 8 + o.qos * 2 + (o.retain ? 1 : 0);
+      const cache = (o.msg as { enc?: Map<number | string, PreparedPublish> }).enc ??= new Map();
+      const ck = expiry === undefined ? key : `${key}/${expiry}`;
+      let c = cache.get(ck);
+      if (!c) {
+        c = preparePublish(this.#publishPacket(o, expiry, false), v5 ? 5 : 4);
+        cache.set(ck, c);
+      }
+      prep = c;
+    } else {
+      prep = preparePublish(this.#publishPacket(o, expiry, dup), v5 ? 5 : this.version);
+    }
+    if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) return false;
+    this.broker.stats.messagesSent++;
+    this.broker.stats.publishSent++;
+    if (o.qos === 0) this.#queue(prep.bytes);
+    else this.#queue({ prep, id });
+    return true;
+  }
+
+  #publishPacket(o: Outgoing, expiry: number | undefined, dup: boolean): PublishPacket {
+    const m = o.msg;
+    const pkt: PublishPacket = {
+      cmd: "publish",
+      topic: m.topic,
+      payload: m.payload,
+      qos: o.qos,
+      retain: o.retain,
+      dup,
+      messageId: o.qos > 0 ? 1 : undefined,
+    };
+    if (this.version === 5) {
+      let props: Properties | undefined = m.properties ? { ...m.properties } : undefined;
+      if (expiry !== undefined && expiry > 0) (props ??= {}).messageExpiryInterval = expiry;
+      if (o.subIds?.length) {
+        (props ??= {}).subscriptionIdentifier = o.subIds.length === 1 ? o.subIds[0] : o.subIds;
+      }
+      if (props) pkt.properties = props;
+    }
+    return pkt;
+  }
+
+  /** Write everything queued in one socket write. */
+  flush(): void {
+    this.#dirty = false;
+    const pend = this.#pending;
+    if (pend.length === 0 || this.state === "closed" && !this.#closing) {
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      return;
+    }
+    let out: Uint8Array;
+    if (pend.length === 1 && pend[0] instanceof Uint8Array) {
+      out = pend[0];
+    } else {
+      out = new Uint8Array(this.#pendingBytes);
+      let pos = 0;
+      for (let i = 0; i < pend.length; i++) {
+        const p = pend[i];
+        if (p instanceof Uint8Array) {
+          out.set(p, pos);
+          pos += p.length;
+        } else {
+          out.set(p.prep.bytes, pos);
+          const at = pos + p.prep.idOffset;
+          out[at] = p.id >> 8;
+          out[at + 1] = p.id & 0xff;
+          pos += p.prep.bytes.length;
+        }
+      }
+    }
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.broker.stats.bytesSent += out.length;
+    this.socket.write(out);
+  }
+
+  #closing = false;
+
+  /**
+   * Close the connection. With a v5 reason code and an open v5 session, a DISCONNECT with that
+   * reason goes first [MQTT-4.13.1-1]. `why` is logged.
+   */
+  close(reasonCode?: number, why?: string, props?: Properties): void {
+    if (this.state === "closed") return;
+    if (reasonCode !== undefined && this.version === 5 && this.state === "open") {
+      const dp: Packet = { cmd: "disconnect", reasonCode };
+      if (props) dp.properties = props;
+      this.send(dp);
+    }
+    if (why) this.broker.log.notice(`Client ${this.label} disconnected: ${why}.`);
+    this.#closing = true;
+    this.flush();
+    this.state = "closed";
+    this.socket.end();
+    this.broker.connectionClosed(this);
+  }
+
+  /** A malformed packet or protocol violation: close (v5 with the reason code) and log one line. */
+  protocolError(reasonCode: number, message: string): void {
+    this.broker.stats.protocolErrors++;
+    this.close(reasonCode, message);
+  }
+
+  /** The socket went away (by either side). */
+  onSocketClose(): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.broker.connectionClosed(this);
+  }
+
+  /** Reason string property, only when the client did not turn problem information off [MQTT-3.1.2-29]. */
+  reason(text: string): Properties | undefined {
+    return this.version === 5 && this.problemInfo ? { reasonString: text } : undefined;
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * PUBACK, PUBREC, PUBREL and PUBCOMP: the packet-id state machines of QoS 1 and 2 in both
+ * directions [MQTT-4.3.2][MQTT-4.3.3].
+ */
+import type { AckPacket } from "../../codec/types.ts";
+import { ReasonCode } from "../../codec/types.ts";
+import type { Connection } from "../connection.ts";
+
+/** PUBACK: a QoS 1 message we sent is done; its slot opens for the queue. */
+export function handlePuback(conn: Connection, p: AckPacket): void {
+  const s = conn.session!;
+  const f = s.inflight.get(p.messageId);
+  if (f && f.qos === 1) {
+    s.inflight.delete(p.messageId);
+    conn.broker.pump(s);
+  }
+}
+
+/** PUBREC: answer PUBREL [MQTT-4.3.3-4]; an error reason code ends the exchange (v5). */
+export function handlePubrec(conn: Connection, p: AckPacket): void {
+  const s = conn.session!;
+  const f = s.inflight.get(p.messageId);
+  if (f && f.qos === 2) {
+    if ((p.reasonCode ?? 0) >= 0x80) {
+      s.inflight.delete(p.messageId);
+      conn.broker.pump(s);
+      return;
+    }
+    f.state = "pubrel";
+    conn.send({ cmd: "pubrel", messageId: p.messageId });
+    return;
+  }
+  // v5: PUBREL with 0x92 for an id we do not know [MQTT-4.3.3-?]; v3 answers PUBREL anyway.
+  conn.send({
+    cmd: "pubrel",
+    messageId: p.messageId,
+    reasonCode: f ? 0 : ReasonCode.PacketIdentifierNotFound,
+  });
+}
+
+/** PUBREL from the client: release the QoS 2 id and answer PUBCOMP [MQTT-4.3.3-11]. */
+export function handlePubrel(conn: Connection, p: AckPacket): void {
+  const s = conn.session!;
+  const known = s.incomingQos2.delete(p.messageId);
+  conn.send({
+    cmd: "pubcomp",
+    messageId: p.messageId,
+    reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound,
+  });
+}
+
+/** PUBCOMP: a QoS 2 message we sent is done. */
+export function handlePubcomp(conn: Connection, p: AckPacket): void {
+  const s = conn.session!;
+  const f = s.inflight.get(p.messageId);
+  if (f && f.qos === 2) {
+    s.inflight.delete(p.messageId);
+    conn.broker.pump(s);
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * CONNECT → CONNACK: protocol version, client id rules, keep-alive, session take-over and
+ * resumption, will, and the v5 limits advertised to the client.
+ */
+import type { ConnectPacket, Properties } from "../../codec/types.ts";
+import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
+import type { Connection } from "../connection.ts";
+import { NEVER_EXPIRES, Session } from "../session.ts";
+import { validTopicName } from "../topic.ts";
+
+/** Send a refusing CONNACK and close [MQTT-3.2.2-6]. */
+function refuse(conn: Connection, v3code: number, v5code: number, why: string): void {
+  conn.send({
+    cmd: "connack",
+    sessionPresent: false,
+    reasonCode: conn.version === 5 ? v5code : v3code,
+    properties: conn.reason(why),
+  });
+  conn.broker.log.notice(`Client ${conn.label} refused: ${why}.`);
+  conn.close();
+}
+
+export function handleConnect(conn: Connection, p: ConnectPacket): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  conn.version = p.protocolVersion;
+  const v5 = p.protocolVersion === 5;
+  const props = p.properties ?? {};
+
+  if (v5) {
+    conn.clientReceiveMax = props.receiveMaximum ?? 65535;
+    conn.clientMaxPacket = props.maximumPacketSize ?? 0;
+    conn.problemInfo = props.requestProblemInformation !== 0;
+    if (props.authenticationMethod !== undefined) {
+      // No enhanced authentication method is supported [MQTT-4.12.0-1].
+      refuse(conn, 0, ReasonCode.BadAuthenticationMethod, "unsupported authentication method");
+      return;
+    }
+  }
+
+  // Client identifier [MQTT-3.1.3-5..9].
+  let clientId = p.clientId;
+  let assigned = false;
+  if (clientId === "") {
+    if (p.protocolVersion === 3) {
+      // MQTT 3.1 requires a client id of 1 to 23 characters.
+      refuse(
+        conn,
+        ConnackCodeV3.IdentifierRejected,
+        ReasonCode.ClientIdentifierNotValid,
+        "empty client id (MQTT 3.1)",
+      );
+      return;
+    }
+    if (!p.clean && !v5) {
+      // [MQTT-3.1.3-8] a zero-byte id with CleanSession=0 is rejected with 0x02.
+      refuse(
+        conn,
+        ConnackCodeV3.IdentifierRejected,
+        ReasonCode.ClientIdentifierNotValid,
+        "empty client id with clean session 0 [MQTT-3.1.3-8]",
+      );
+      return;
+    }
+    if (!cfg.allow_zero_length_clientid) {
+      refuse(
+        conn,
+        ConnackCodeV3.IdentifierRejected,
+        ReasonCode.ClientIdentifierNotValid,
+        "empty client id not allowed",
+      );
+      return;
+    }
+    clientId = broker.assignClientId();
+    assigned = true;
+  }
+  conn.clientId = clientId;
+  conn.username = p.username;
+
+  // Keep-alive: v5 Server Keep Alive when the client asks for more than max_keepalive (or 0).
+  let keepalive = p.keepalive;
+  let serverKeepAlive: number | undefined;
+  if (cfg.max_keepalive > 0 && (keepalive === 0 || keepalive > cfg.max_keepalive)) {
+    if (v5) {
+      keepalive = cfg.max_keepalive;
+      serverKeepAlive = keepalive;
+    } else if (keepalive > cfg.max_keepalive) {
+      refuse(
+        conn,
+        ConnackCodeV3.IdentifierRejected,
+        ReasonCode.ClientIdentifierNotValid,
+        `keep-alive ${keepalive} over max_keepalive`,
+      );
+      return;
+    }
+  }
+  conn.keepalive = keepalive;
+
+  // Will checks [MQTT-3.2.2-12][MQTT-3.2.2-13].
+  const will = p.will;
+  if (will) {
+    if (!validTopicName(will.topic)) {
+      refuse(
+        conn,
+        ConnackCodeV3.IdentifierRejected,
+        ReasonCode.TopicNameInvalid,
+        "invalid will topic",
+      );
+      return;
+    }
+    if (will.qos > cfg.max_qos) {
+      refuse(
+        conn,
+        ConnackCodeV3.NotAuthorized,
+        ReasonCode.QoSNotSupported,
+        "will QoS over max_qos",
+      );
+      return;
+    }
+    if (will.retain && !cfg.retain_available) {
+      refuse(
+        conn,
+        ConnackCodeV3.NotAuthorized,
+        ReasonCode.RetainNotSupported,
+        "retained will not available",
+      );
+      return;
+    }
+  }
+
+  // Session expiry: v5 property; v3 clean session = 0, persistent = never (or the configured cap).
+  let expiry: number;
+  if (v5) expiry = props.sessionExpiryInterval ?? 0;
+  else expiry = p.clean ? 0 : NEVER_EXPIRES;
+  if (cfg.persistent_client_expiration > 0 && expiry > cfg.persistent_client_expiration) {
+    expiry = cfg.persistent_client_expiration;
+  }
+  conn.connectExpiry = expiry;
+
+  // Take-over [MQTT-3.1.4-2]: the existing connection of this client id is closed.
+  let session = broker.sessions.get(clientId);
+  if (session?.connection) {
+    const old = session.connection;
+    // v5 §3.1.3.2.2: the old will is sent unless the new connection resumes the session and has a will delay.
+    old.close(ReasonCode.SessionTakenOver, "session taken over");
+    session = broker.sessions.get(clientId);
+  }
+  let sessionPresent = false;
+  if (session && (p.clean || session.expiryInterval === 0)) {
+    // Clean start discards the old session [MQTT-3.1.2-4]; a pending will goes out now.
+    if (session.will) broker.publishWill(session);
+    broker.endSession(session);
+    session = undefined;
+  }
+  if (session) {
+    sessionPresent = true; // [MQTT-3.2.2-3]
+    session.clearTimers();
+    // A reconnect before the will delay ends cancels the will [MQTT-3.1.3-9].
+    session.will = null;
+  } else {
+    session = new Session(clientId);
+    broker.sessions.set(clientId, session);
+  }
+  session.protocolVersion = p.protocolVersion;
+  session.expiryInterval = expiry;
+  session.will = will ?? null;
+  session.willDelay = v5 ? (will?.properties?.willDelayInterval ?? 0) : 0;
+  session.connection = conn;
+  conn.session = session;
+  conn.state = "open";
+
+  const ack: Properties = {};
+  if (v5) {
+    if (assigned) ack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16]
+    if (serverKeepAlive !== undefined) ack.serverKeepAlive = serverKeepAlive;
+    const m = cfg.max_inflight_messages;
+    if (m > 0 && m < 65535) ack.receiveMaximum = m;
+    if (cfg.max_qos < 2) ack.maximumQoS = cfg.max_qos;
+    if (!cfg.retain_available) ack.retainAvailable = 0;
+    if (cfg.max_packet_size > 0 && cfg.max_packet_size < 268435460) {
+      ack.maximumPacketSize = cfg.max_packet_size;
+    }
+    ack.topicAliasMaximum = cfg.max_topic_alias;
+  }
+  conn.send({
+    cmd: "connack",
+    sessionPresent,
+    reasonCode: 0,
+    properties: v5 && Object.keys(ack).length ? ack : undefined,
+  });
+  if (cfg.connection_messages && broker.log.on("notice")) {
+    broker.log.notice(
+      `New client connected from ${conn.socket.remoteAddress}:${conn.socket.remotePort} as ${clientId} (p${p.protocolVersion}, c${
+        p.clean ? 1 : 0
+      }, k${keepalive}${p.username !== undefined ? ", u'" + p.username + "'" : ""}).`,
+    );
+  }
+  if (sessionPresent) broker.resume(session, conn);
+}

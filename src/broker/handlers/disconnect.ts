@@ -1,0 +1,24 @@
+/**
+ * DISCONNECT from the client: a normal one discards the will [MQTT-3.14.4-3], v5 reason 0x04
+ * keeps it; v5 may change the session expiry, but not from 0 [MQTT-3.14.2-2].
+ */
+import type { DisconnectPacket } from "../../codec/types.ts";
+import { ReasonCode } from "../../codec/types.ts";
+import type { Connection } from "../connection.ts";
+
+export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
+  const s = conn.session!;
+  const expiry = p.properties?.sessionExpiryInterval;
+  if (expiry !== undefined) {
+    if (conn.connectExpiry === 0 && expiry !== 0) {
+      conn.protocolError(
+        ReasonCode.ProtocolError,
+        "session expiry set on DISCONNECT after 0 on CONNECT [MQTT-3.14.2-2]",
+      );
+      return;
+    }
+    s.expiryInterval = expiry;
+  }
+  if ((p.reasonCode ?? 0) !== ReasonCode.DisconnectWithWill) conn.willCleared = true;
+  conn.close();
+}

@@ -1,0 +1,105 @@
+/**
+ * PUBLISH from a client: topic aliases, limits, QoS 0/1/2 receipt with the QoS 2 packet-id state
+ * machine (method A: deliver on PUBLISH, remember the id until PUBREL) [MQTT-4.3.3].
+ */
+import type { PublishPacket } from "../../codec/types.ts";
+import { ReasonCode } from "../../codec/types.ts";
+import type { Connection } from "../connection.ts";
+import { forwardedProperties, type Message } from "../message.ts";
+
+export function handlePublish(conn: Connection, p: PublishPacket): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const s = conn.session!;
+  broker.stats.publishReceived++;
+  let topic = p.topic;
+
+  // Topic aliases [MQTT-3.3.2-7..12].
+  const alias = p.properties?.topicAlias;
+  if (alias !== undefined) {
+    if (alias === 0 || alias > cfg.max_topic_alias) {
+      conn.protocolError(
+        ReasonCode.TopicAliasInvalid,
+        `topic alias ${alias} out of range [MQTT-3.3.2-8][MQTT-3.3.2-9]`,
+      );
+      return;
+    }
+    if (topic === "") {
+      const t = conn.aliasesIn.get(alias);
+      if (t === undefined) {
+        conn.protocolError(ReasonCode.ProtocolError, `unknown topic alias ${alias}`);
+        return;
+      }
+      topic = t;
+    } else {
+      conn.aliasesIn.set(alias, topic);
+    }
+  } else if (topic === "") {
+    conn.protocolError(
+      ReasonCode.ProtocolError,
+      "empty topic without a topic alias [MQTT-3.3.2-1]",
+    );
+    return;
+  }
+
+  if (p.qos > cfg.max_qos) {
+    // [MQTT-3.2.2-11] a QoS above Maximum QoS is a protocol violation.
+    conn.protocolError(ReasonCode.QoSNotSupported, `QoS ${p.qos} over max_qos ${cfg.max_qos}`);
+    return;
+  }
+  if (p.retain && !cfg.retain_available) {
+    conn.protocolError(ReasonCode.RetainNotSupported, "retain not available [MQTT-3.2.2-14]");
+    return;
+  }
+
+  const id = p.messageId ?? 0;
+  if (p.qos === 2 && s.incomingQos2.has(id)) {
+    // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9].
+    conn.send({ cmd: "pubrec", messageId: id });
+    return;
+  }
+  if (
+    p.qos === 2 && conn.version === 5 &&
+    s.incomingQos2.size >= receiveMaximum(cfg.max_inflight_messages)
+  ) {
+    conn.protocolError(
+      ReasonCode.ReceiveMaximumExceeded,
+      "receive maximum exceeded [MQTT-3.3.4-9]",
+    );
+    return;
+  }
+
+  let rc: number = ReasonCode.Success;
+  if (cfg.message_size_limit > 0 && p.payload.length > cfg.message_size_limit) {
+    rc = ReasonCode.PacketTooLarge;
+    broker.stats.publishDropped++;
+  } else if (topic.startsWith("$SYS")) {
+    // Clients cannot publish into the broker's own tree.
+    rc = ReasonCode.NotAuthorized;
+  } else {
+    const expiry = p.properties?.messageExpiryInterval;
+    const msg: Message = {
+      topic,
+      payload: p.payload,
+      qos: p.qos,
+      retain: p.retain,
+      properties: forwardedProperties(p.properties),
+      expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
+      origin: conn.clientId,
+    };
+    const n = broker.publish(msg);
+    if (n === 0) rc = ReasonCode.NoMatchingSubscribers;
+  }
+
+  if (p.qos === 1) {
+    conn.send({ cmd: "puback", messageId: id, reasonCode: rc });
+  } else if (p.qos === 2) {
+    if (rc < 0x80) s.incomingQos2.add(id);
+    conn.send({ cmd: "pubrec", messageId: id, reasonCode: rc });
+  }
+}
+
+/** Receive Maximum the broker advertises (and enforces) for incoming QoS 2. */
+export function receiveMaximum(maxInflight: number): number {
+  return maxInflight > 0 && maxInflight < 65535 ? maxInflight : 65535;
+}

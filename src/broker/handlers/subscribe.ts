@@ -1,0 +1,98 @@
+/**
+ * SUBSCRIBE → SUBACK, then the retained messages each new subscription asks for.
+ * Shared subscriptions `$share/<group>/<filter>`, subscription identifiers, No Local, Retain As
+ * Published and Retain Handling 0/1/2.
+ */
+import type { SubscribePacket } from "../../codec/types.ts";
+import { ReasonCode } from "../../codec/types.ts";
+import type { Connection } from "../connection.ts";
+import type { SubscriptionEntry } from "../session.ts";
+import { parseShared, validTopicFilter } from "../topic.ts";
+import type { QoS } from "../../codec/types.ts";
+
+export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const s = conn.session!;
+  const v5 = conn.version === 5;
+  const subId = p.properties?.subscriptionIdentifier;
+  const sid = typeof subId === "number" ? subId : 0;
+  if (subId !== undefined && (typeof subId !== "number" || subId === 0)) {
+    conn.protocolError(ReasonCode.ProtocolError, "subscription identifier 0 [MQTT-3.8.2-?]");
+    return;
+  }
+  const granted: number[] = [];
+  const retainedFor: SubscriptionEntry[] = [];
+  const now = Date.now();
+  for (const sub of p.subscriptions) {
+    const filter = sub.topic;
+    let topicFilter = filter;
+    let group = "";
+    let shared: ReturnType<typeof parseShared> = null;
+    try {
+      shared = parseShared(filter);
+    } catch {
+      granted.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
+      continue;
+    }
+    if (shared) {
+      if (sub.nl) {
+        // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+        conn.protocolError(
+          ReasonCode.ProtocolError,
+          "no-local on a shared subscription [MQTT-3.8.3-4]",
+        );
+        return;
+      }
+      group = shared.group;
+      topicFilter = shared.filter;
+    }
+    if (!validTopicFilter(topicFilter)) {
+      granted.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
+      continue;
+    }
+    const existing = s.subscriptions.get(filter);
+    if (
+      !existing && cfg.max_subscriptions_per_client > 0 &&
+      s.subscriptions.size >= cfg.max_subscriptions_per_client
+    ) {
+      granted.push(v5 ? ReasonCode.QuotaExceeded : 0x80);
+      continue;
+    }
+    const qos = Math.min(sub.qos, cfg.max_qos) as QoS;
+    const entry: SubscriptionEntry = {
+      session: s,
+      filter,
+      topicFilter,
+      qos,
+      nl: !!sub.nl,
+      rap: !!sub.rap,
+      rh: sub.rh ?? 0,
+      subId: sid,
+      group,
+    };
+    // A subscription with the same filter replaces the old one [MQTT-3.8.4-3].
+    if (existing) broker.router.remove(existing);
+    s.subscriptions.set(filter, entry);
+    broker.router.add(entry);
+    granted.push(qos);
+    if (broker.log.on("subscribe")) {
+      broker.log.log("subscribe", `${conn.clientId} ${qos} ${filter}`);
+    }
+    // Retained messages: rh 0 always, rh 1 only for a new subscription, rh 2 never
+    // [MQTT-3.3.1-9][MQTT-3.3.1-10][MQTT-3.3.1-11]; never for shared subscriptions.
+    if (!group && (entry.rh === 0 || (entry.rh === 1 && !existing))) retainedFor.push(entry);
+  }
+  conn.send({ cmd: "suback", messageId: p.messageId, granted });
+  for (const e of retainedFor) {
+    for (const m of broker.retained.match(e.topicFilter, now)) {
+      // Retained messages are sent with the retain flag set [MQTT-3.3.1-8].
+      broker.deliver(s, {
+        msg: m,
+        qos: Math.min(m.qos, e.qos) as QoS,
+        retain: true,
+        subIds: e.subId ? [e.subId] : undefined,
+      });
+    }
+  }
+}

@@ -1,0 +1,48 @@
+/** An application message as the broker holds it between receipt and delivery. */
+import type { Properties, QoS } from "../codec/types.ts";
+
+export interface Message {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  /**
+   * v5 properties forwarded unchanged [MQTT-3.3.2-17..20]: payload format, content type,
+   * response topic, correlation data, user properties. Never topic alias or subscription ids.
+   */
+  properties?: Properties;
+  /** Absolute time (ms since epoch) after which the message is dropped [MQTT-3.3.2-5]; 0 = never. */
+  expiresAt: number;
+  /** Client id of the publisher (for no-local), "" for the broker itself. */
+  origin: string;
+}
+
+/** Properties a PUBLISH forwards to subscribers, without the per-hop ones. */
+export function forwardedProperties(p: Properties | undefined): Properties | undefined {
+  if (!p) return undefined;
+  let out: Properties | undefined;
+  const copy = <K extends keyof Properties>(k: K) => {
+    if (p[k] !== undefined) (out ??= {})[k] = p[k];
+  };
+  copy("payloadFormatIndicator");
+  copy("contentType");
+  copy("responseTopic");
+  copy("correlationData");
+  copy("userProperties");
+  return out;
+}
+
+/**
+ * The Message Expiry Interval to send with a message now: the remaining lifetime in seconds
+ * [MQTT-3.3.2-6], or undefined when it never expires; -1 when it has expired.
+ */
+export function remainingExpiry(m: Message, now: number): number | undefined {
+  if (!m.expiresAt) return undefined;
+  const left = Math.ceil((m.expiresAt - now) / 1000);
+  return left <= 0 ? -1 : left;
+}
+
+/** Bytes a message occupies in a queue, for `max_queued_bytes`. */
+export function messageBytes(m: Message): number {
+  return m.payload.length + m.topic.length;
+}

@@ -1,0 +1,172 @@
+/**
+ * The router: who subscribed to what, and "deliver this message to whoever subscribed" as one
+ * function (`route`). Subscriptions live in the WASM topic matcher; each (session, filter) pair
+ * or shared group gets a u32 id that indexes `#entries`.
+ */
+import { TopicMatcher } from "./matcher.ts";
+import type { Session, SubscriptionEntry } from "./session.ts";
+import type { QoS } from "../codec/types.ts";
+
+/** The members of one `$share/<group>/<filter>` [MQTT-4.8.2]. */
+export interface SharedGroup {
+  group: string;
+  topicFilter: string;
+  members: SubscriptionEntry[];
+  /** Round-robin cursor. */
+  next: number;
+}
+
+/** One receiver of a routed message: the session and the merged options of its matching subscriptions. */
+export interface Target {
+  session: Session;
+  qos: QoS;
+  rap: boolean;
+  subIds: number[] | undefined;
+}
+
+type Slot = { kind: "sub"; entry: SubscriptionEntry } | { kind: "shared"; group: SharedGroup };
+
+export class Router {
+  readonly #matcher = new TopicMatcher();
+  #slots: (Slot | undefined)[] = [];
+  #free: number[] = [];
+  #ids = new Map<SubscriptionEntry, number>();
+  #groups = new Map<string, { id: number; group: SharedGroup }>();
+  #epoch = 0;
+  #marks = new Map<Session, Target>();
+
+  /** Number of subscriptions (shared members counted one each). */
+  count = 0;
+  sharedCount = 0;
+
+  #alloc(slot: Slot): number {
+    const id = this.#free.pop() ?? this.#slots.length;
+    this.#slots[id] = slot;
+    return id;
+  }
+  #release(id: number): void {
+    this.#slots[id] = undefined;
+    this.#free.push(id);
+  }
+
+  /** Add a subscription (a replaced one must be removed first). */
+  add(entry: SubscriptionEntry): void {
+    this.count++;
+    if (entry.group) {
+      this.sharedCount++;
+      const key = entry.group + "\u0000" + entry.topicFilter;
+      let g = this.#groups.get(key);
+      if (!g) {
+        const group: SharedGroup = {
+          group: entry.group,
+          topicFilter: entry.topicFilter,
+          members: [],
+          next: 0,
+        };
+        const id = this.#alloc({ kind: "shared", group });
+        g = { id, group };
+        this.#groups.set(key, g);
+        this.#matcher.add(entry.topicFilter, id);
+      }
+      g.group.members.push(entry);
+      return;
+    }
+    const id = this.#alloc({ kind: "sub", entry });
+    this.#ids.set(entry, id);
+    this.#matcher.add(entry.topicFilter, id);
+  }
+
+  /** Remove a subscription added with `add`. */
+  remove(entry: SubscriptionEntry): void {
+    if (entry.group) {
+      const key = entry.group + "\u0000" + entry.topicFilter;
+      const g = this.#groups.get(key);
+      if (!g) return;
+      const i = g.group.members.indexOf(entry);
+      if (i < 0) return;
+      g.group.members.splice(i, 1);
+      this.count--;
+      this.sharedCount--;
+      if (g.group.members.length === 0) {
+        this.#matcher.remove(entry.topicFilter, g.id);
+        this.#release(g.id);
+        this.#groups.delete(key);
+      }
+      return;
+    }
+    const id = this.#ids.get(entry);
+    if (id === undefined) return;
+    this.count--;
+    this.#ids.delete(entry);
+    this.#matcher.remove(entry.topicFilter, id);
+    this.#release(id);
+  }
+
+  /**
+   * Everyone who gets a message published on `topic` by `origin`: one target per session, at
+   * the highest QoS of its matching subscriptions, with all their subscription identifiers
+   * [MQTT-3.3.4-2][MQTT-3.3.4-3]; No Local subscriptions of the publisher skipped
+   * [MQTT-3.8.3-3]; one member per shared group [MQTT-4.8.2-?].
+   */
+  route(topic: string, origin: string): Target[] {
+    const ids = this.#matcher.match(topic);
+    const out: Target[] = [];
+    if (ids.length === 0) return out;
+    const marks = this.#marks;
+    this.#epoch++;
+    for (let i = 0; i < ids.length; i++) {
+      const slot = this.#slots[ids[i]];
+      if (!slot) continue;
+      if (slot.kind === "shared") {
+        const e = pickMember(slot.group);
+        if (e) {
+          out.push({
+            session: e.session,
+            qos: e.qos,
+            rap: e.rap,
+            subIds: e.subId ? [e.subId] : undefined,
+          });
+        }
+        continue;
+      }
+      const e = slot.entry;
+      if (e.nl && e.session.clientId === origin) continue;
+      const t = marks.get(e.session);
+      if (!t) {
+        const nt: Target = {
+          session: e.session,
+          qos: e.qos,
+          rap: e.rap,
+          subIds: e.subId ? [e.subId] : undefined,
+        };
+        marks.set(e.session, nt);
+        out.push(nt);
+      } else {
+        if (e.qos > t.qos) t.qos = e.qos;
+        if (e.rap) t.rap = true;
+        if (e.subId) (t.subIds ??= []).push(e.subId);
+      }
+    }
+    marks.clear();
+    return out;
+  }
+}
+
+/**
+ * One member of a shared group for the next message: round-robin over connected members; when
+ * none is connected, one with a persistent session (it queues) [MQTT-4.8.2-?].
+ */
+function pickMember(g: SharedGroup): SubscriptionEntry | undefined {
+  const n = g.members.length;
+  for (let k = 0; k < n; k++) {
+    const e = g.members[(g.next + k) % n];
+    if (e.session.connection) {
+      g.next = (g.next + k + 1) % n;
+      return e;
+    }
+  }
+  if (n === 0) return undefined;
+  const e = g.members[g.next % n];
+  g.next = (g.next + 1) % n;
+  return e;
+}

@@ -1,0 +1,123 @@
+/**
+ * A session: the state the broker keeps for one client id, connected or not [MQTT-4.1.0-1] —
+ * subscriptions, QoS 1/2 messages in flight both ways, the queue of messages not yet sent, the
+ * will, and the expiry.
+ */
+import type { ProtocolVersion, QoS, Will } from "../codec/types.ts";
+import type { Message } from "./message.ts";
+import { messageBytes } from "./message.ts";
+import type { Connection } from "./connection.ts";
+
+/** One subscription of one session (or of a shared group's member). */
+export interface SubscriptionEntry {
+  session: Session;
+  /** The filter as the client sent it, e.g. "$share/g/a/#" or "a/#"; the session's map key. */
+  filter: string;
+  /** The part that is matched against topics ("a/#"). */
+  topicFilter: string;
+  qos: QoS;
+  /** v5 No Local [MQTT-3.8.3-3]. */
+  nl: boolean;
+  /** v5 Retain As Published [MQTT-3.3.1-12]. */
+  rap: boolean;
+  /** v5 Retain Handling. */
+  rh: number;
+  /** v5 Subscription Identifier, 0 = none. */
+  subId: number;
+  /** Shared subscription group name, "" when not shared. */
+  group: string;
+}
+
+/** A message on its way to this session. */
+export interface Outgoing {
+  msg: Message;
+  qos: QoS;
+  retain: boolean;
+  /** Subscription identifiers to send with it (v5). */
+  subIds?: number[];
+}
+
+/** A QoS 1/2 message sent and not yet fully acknowledged. */
+export interface Inflight extends Outgoing {
+  /** "publish": waiting for PUBACK/PUBREC; "pubrel": PUBREL sent, waiting for PUBCOMP. */
+  state: "publish" | "pubrel";
+}
+
+/** Session expiry value meaning "never". */
+export const NEVER_EXPIRES = 0xffffffff;
+
+export class Session {
+  readonly clientId: string;
+  /** Subscriptions by filter as sent. */
+  readonly subscriptions = new Map<string, SubscriptionEntry>();
+  connection: Connection | null = null;
+  protocolVersion: ProtocolVersion = 4;
+  /** Seconds the session outlives its connection; 0 = ends with it; NEVER_EXPIRES = never. */
+  expiryInterval = 0;
+  /** When the session was last disconnected (ms), for expiry. */
+  disconnectedAt = 0;
+  expiryTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /** Outgoing QoS 1/2 messages in flight, by packet id. */
+  readonly inflight = new Map<number, Inflight>();
+  /** Messages waiting for an inflight slot or for the client to come back. */
+  queue: Outgoing[] = [];
+  queuedBytes = 0;
+  /** Messages dropped because the queue was full. */
+  dropped = 0;
+  #nextId = 1;
+
+  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-9]. */
+  readonly incomingQos2 = new Set<number>();
+
+  /** The will of the current connection, and its delay in seconds (v5). */
+  will: Will | null = null;
+  willDelay = 0;
+  willTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(clientId: string) {
+    this.clientId = clientId;
+  }
+
+  /** A packet id not in use by an outgoing message [MQTT-2.2.1-3]; 0 when all 65535 are busy. */
+  allocateId(): number {
+    for (let i = 0; i < 65535; i++) {
+      const id = this.#nextId;
+      this.#nextId = id === 65535 ? 1 : id + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+    return 0;
+  }
+
+  /**
+   * Queue a message; false (and counted as dropped) when `max_queued_messages` or
+   * `max_queued_bytes` would be exceeded. 0 means unlimited.
+   */
+  enqueue(o: Outgoing, maxMessages: number, maxBytes: number): boolean {
+    const size = messageBytes(o.msg);
+    if (
+      (maxMessages > 0 && this.queue.length >= maxMessages) ||
+      (maxBytes > 0 && this.queuedBytes + size > maxBytes)
+    ) {
+      this.dropped++;
+      return false;
+    }
+    this.queue.push(o);
+    this.queuedBytes += size;
+    return true;
+  }
+
+  /** Take the oldest queued message. */
+  dequeue(): Outgoing | undefined {
+    const o = this.queue.shift();
+    if (o) this.queuedBytes -= messageBytes(o.msg);
+    return o;
+  }
+
+  clearTimers(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.willTimer) clearTimeout(this.willTimer);
+    this.expiryTimer = null;
+    this.willTimer = null;
+  }
+}
