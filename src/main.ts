@@ -1,0 +1,178 @@
+/**
+ * The `midge` command: `midge <command> [options]`. Each command is one entry in `COMMANDS`
+ * (summary, usage, parseArgs options, run); the work itself lives in `src/cli/<command>.ts`,
+ * loaded only when that command runs. Runs unchanged under Deno, Bun and the compiled binary.
+ */
+import process from "node:process";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type Config, ConfigError, loadConfig } from "./config/load.ts";
+import { VERSION } from "./version.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  /** Whether the command takes positional arguments (passed to `run`). */
+  positionals?: boolean;
+  /** Returns the exit code; a command that keeps running (serve) returns once it has started. */
+  run(values: Values, positionals: string[]): Promise<number>;
+}
+
+const HELP = { help: { type: "boolean", short: "h" } } as const;
+
+const COMMANDS: Record<string, Command> = {
+  serve: {
+    summary: "Run the MQTT broker",
+    usage: `Usage: midge serve [-c FILE] [-p PORT] [-v] [--test-config]
+
+Run the MQTT broker.
+
+Options:
+  -c, --config FILE   Configuration file (TOML, see config.toml). Default: the built-in one,
+                      which listens on 127.0.0.1:1883
+  -p, --port PORT     Listen on PORT instead of the first listener's port (0 = any free port)
+  -v, --verbose       Log everything (log_type = ["all"])
+      --test-config   Check the configuration and exit: 0 if it is valid, 1 if not
+  -h, --help          Show this help
+`,
+    options: {
+      config: { type: "string", short: "c" },
+      port: { type: "string", short: "p" },
+      verbose: { type: "boolean", short: "v" },
+      "test-config": { type: "boolean" },
+      ...HELP,
+    },
+    run: runServe,
+  },
+  version: {
+    summary: "Print the version",
+    usage: "Usage: midge version\n\nPrint the version (same as `midge --version`).\n",
+    options: HELP,
+    run: () => {
+      out(`midge ${VERSION}\n`);
+      return Promise.resolve(0);
+    },
+  },
+  help: {
+    summary: "Show help for midge or for one command",
+    usage: "Usage: midge help [COMMAND]\n",
+    options: HELP,
+    positionals: true,
+    run: (_values, positionals) => Promise.resolve(help(positionals)),
+  },
+};
+
+/** The top-level help: every command with its summary. */
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length)) + 3;
+  const lines = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(width)}${c.summary}`);
+  return `Usage: midge <command> [options]
+
+Midge ${VERSION}: an MQTT 3.1, 3.1.1 and 5.0 broker.
+
+Commands:
+${lines.join("\n")}
+
+Options:
+  -h, --help  Show this help ("midge <command> -h" for a command's options)
+  --version   Print the version
+`;
+}
+
+/** Runs the command line `argv` (without the program name) and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined) return fail("no command given", usage());
+  if (first === "--version") return COMMANDS.version.run({}, []);
+  if (first === "-h" || first === "--help") return help(rest);
+  if (first.startsWith("-")) return fail(`unknown option ${first}`, usage());
+  if (!Object.hasOwn(COMMANDS, first)) return fail(`unknown command "${first}"`, usage());
+
+  const command = COMMANDS[first];
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: rest,
+      options: command.options,
+      allowPositionals: command.positionals ?? false,
+      strict: true,
+    }));
+  } catch (e) {
+    // parseArgs messages run on ("... To specify a positional argument ..."): keep the first sentence.
+    const message = String((e as Error).message ?? e).split(/\.(?:\s|$)/)[0];
+    return fail(`${first}: ${message}`, command.usage);
+  }
+  if (values.help) {
+    out(command.usage);
+    return 0;
+  }
+  return await command.run(values, positionals);
+}
+
+function help(args: string[]): number {
+  if (args.length === 0) {
+    out(usage());
+    return 0;
+  }
+  if (args.length === 1 && Object.hasOwn(COMMANDS, args[0])) {
+    out(COMMANDS[args[0]].usage);
+    return 0;
+  }
+  return fail(`help: unknown command "${args.join(" ")}"`, usage());
+}
+
+async function runServe(values: Values): Promise<number> {
+  let config: Config;
+  try {
+    config = await loadConfig(values.config as string | undefined);
+  } catch (e) {
+    if (e instanceof ConfigError) return fail(e.message);
+    throw e;
+  }
+  if (values.port !== undefined) {
+    const port = String(values.port);
+    if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) {
+      return fail(`-p: expected a port number 0-65535, got ${JSON.stringify(port)}`);
+    }
+    config.listeners[0].port = Number(port); // like mosquitto -p: replaces the listening port
+  }
+  const verbose = values.verbose === true;
+  if (verbose) config.log_type = ["all"];
+
+  if (values["test-config"]) {
+    const listeners = config.listeners.map((l) => {
+      const host = l.bind_address.includes(":") ? `[${l.bind_address}]` : l.bind_address;
+      return `${l.protocol} ${host}:${l.port}`;
+    });
+    out(`${config.file}: configuration OK (listeners: ${listeners.join(", ")})\n`);
+    return 0;
+  }
+
+  const { serve } = await import("./cli/serve.ts");
+  await serve(config, { verbose });
+  return 0;
+}
+
+function out(text: string): void {
+  process.stdout.write(text);
+}
+
+/** Prints `midge: <message>` (and optionally usage) to stderr; returns exit code 1. */
+function fail(message: string, help?: string): number {
+  process.stderr.write(`midge: ${message}\n${help ? `\n${help}` : ""}`);
+  return 1;
+}
+
+if (import.meta.main) {
+  try {
+    // Never process.exit() on success: `serve` keeps the event loop alive with its listeners.
+    process.exitCode = await main(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`midge: ${(e as Error)?.message ?? e}\n`);
+    process.exit(1);
+  }
+}

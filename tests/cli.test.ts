@@ -1,0 +1,179 @@
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
+/** Run src/main.ts with the runtime running this test (scripts/test.mjs sets MIDGE_TEST_RUNTIME). */
+const runtime = process.env.MIDGE_TEST_RUNTIME ?? ("Bun" in globalThis ? "bun" : "deno");
+const bin = join(root, "node_modules", ".bin", runtime);
+const prefix = runtime === "deno" ? ["run", "-A", "src/main.ts"] : ["src/main.ts"];
+
+function midge(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(bin, [...prefix, ...args], {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const dir = mkdtempSync(join(tmpdir(), "midge-cli-"));
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test("--version and version print midge <package.json version>", () => {
+  for (const args of [["--version"], ["version"]]) {
+    const r = midge(...args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, `midge ${version}\n`);
+    assert.equal(r.stderr, "");
+  }
+});
+
+test("help and -h list the commands on stdout; help <command> shows its options", () => {
+  for (const args of [["help"], ["-h"], ["--help"]]) {
+    const r = midge(...args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: midge <command>/);
+    for (const c of ["serve", "version", "help"]) {
+      assert.match(r.stdout, new RegExp(`^  ${c} `, "m"));
+    }
+  }
+  for (const args of [["help", "serve"], ["serve", "-h"]]) {
+    const r = midge(...args);
+    assert.equal(r.status, 0, r.stderr);
+    for (const o of ["-c, --config", "-p, --port", "-v, --verbose", "--test-config"]) {
+      assert.ok(r.stdout.includes(o), `${args.join(" ")}: ${o} missing`);
+    }
+  }
+});
+
+test("serve --test-config accepts the built-in configuration", () => {
+  const r = midge("serve", "--test-config");
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, "<default>: configuration OK (listeners: mqtt 127.0.0.1:1883)\n");
+});
+
+test("serve -c FILE --test-config accepts a good file; -p replaces the first listener's port", () => {
+  const good = file(
+    "good.toml",
+    `max_qos = 1\n\n[[listener]]\nport = 1999\n\n[[listener]]\nport = 2000\nbind_address = "::1"\n`,
+  );
+  let r = midge("serve", "-c", good, "--test-config");
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(
+    r.stdout,
+    `${good}: configuration OK (listeners: mqtt 127.0.0.1:1999, mqtt [::1]:2000)\n`,
+  );
+  r = midge("serve", "--config", good, "-p", "0", "-v", "--test-config");
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(
+    r.stdout,
+    `${good}: configuration OK (listeners: mqtt 127.0.0.1:0, mqtt [::1]:2000)\n`,
+  );
+});
+
+test("a bad config file prints one line midge: <file>:<line>: key ... and exits 1", () => {
+  const bad = file("bad.toml", `# a comment\n[[listener]]\nport = "abc"\n`);
+  let r = midge("serve", "-c", bad, "--test-config");
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, "");
+  assert.equal(
+    r.stderr,
+    `midge: ${bad}:3: key "listener[0].port": expected an integer 0-65535, got "abc"\n`,
+  );
+
+  // Without --test-config the broker does not start either.
+  const typo = file("typo.toml", `max_inflite_messages = 5\n`);
+  r = midge("serve", "-c", typo);
+  assert.equal(r.status, 1);
+  assert.equal(
+    r.stderr,
+    `midge: ${typo}:1: key "max_inflite_messages": unknown key (did you mean "max_inflight_messages"?)\n`,
+  );
+
+  const syntax = file("syntax.toml", `max_qos = 1\nlog_type = [\n`);
+  r = midge("serve", "-c", syntax, "--test-config");
+  assert.equal(r.status, 1);
+  assert.match(
+    r.stderr,
+    new RegExp(`^midge: ${syntax.replace(/[.\\]/g, "\\$&")}:\\d+: TOML syntax error: [^\\n]+\\n$`),
+  );
+
+  const missing = join(dir, "missing.toml");
+  r = midge("serve", "-c", missing, "--test-config");
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `midge: ${missing}: cannot read the configuration file: no such file\n`);
+});
+
+test("unknown commands, unknown flags and bad values print usage on stderr and exit 1", () => {
+  let r = midge("frobnicate");
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, "");
+  assert.match(r.stderr, /^midge: unknown command "frobnicate"\n\nUsage: midge <command>/);
+
+  r = midge("--bogus");
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^midge: unknown option --bogus\n\nUsage: midge <command>/);
+
+  r = midge("serve", "--bogus", "--test-config");
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^midge: serve: .*--bogus.*\n\nUsage: midge serve/);
+
+  r = midge("serve", "extra-argument", "--test-config");
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /extra-argument[^]*Usage: midge serve/);
+
+  r = midge("serve", "-p", "abc", "--test-config");
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `midge: -p: expected a port number 0-65535, got "abc"\n`);
+
+  r = midge();
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^midge: no command given\n\nUsage: midge <command>/);
+});
+
+test("serve -c FILE -p 0 starts the broker on the configured listener", async () => {
+  const cfg = file("serve.toml", `log_type = "none"\n\n[[listener]]\nport = 1\n`);
+  const child = spawn(bin, [...prefix, "serve", "-c", cfg, "-p", "0"], {
+    cwd: root,
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  try {
+    // serve prints "listening mqtt on 127.0.0.1:<port>" once the listener is bound.
+    const port = await new Promise<number>((resolve, reject) => {
+      let text = "";
+      child.stdout.on("data", (b) => {
+        text += b;
+        const m = /listening mqtt on 127\.0\.0\.1:(\d+)/.exec(text);
+        if (m) resolve(Number(m[1]));
+      });
+      child.stderr.on("data", (b) => (text += b));
+      child.on("exit", (code) => reject(new Error(`serve exited with ${code}: ${text}`)));
+    });
+    assert.notEqual(port, 0, "-p 0 lets the OS choose a port");
+    assert.notEqual(port, 1, "-p replaced the configured port");
+    await new Promise<void>((resolve, reject) => {
+      const s = connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve();
+      });
+      s.on("error", reject);
+    });
+  } finally {
+    const exited = new Promise((resolve) => child.on("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+  }
+});
