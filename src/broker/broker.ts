@@ -69,7 +69,7 @@ export class Broker {
       const max = l.max_connections;
       const listener = await listenTcp({ host: l.bind_address, port: l.port }, (sock) => {
         if (max >= 0 && count >= max) return null;
-        const h = this.accept(sock);
+        const h = this.accept(sock, l.mount_point);
         if (!h) return null;
         count++;
         const onClose = h.onClose;
@@ -101,10 +101,10 @@ export class Broker {
   }
 
   /** Accept a socket from any transport; null refuses it (global max_connections). */
-  accept(sock: TransportSocket): SocketHandlers | null {
+  accept(sock: TransportSocket, mountPoint = ""): SocketHandlers | null {
     const max = this.config.max_connections;
     if (max >= 0 && this.connections.size >= max) return null;
-    const conn = new Connection(this, sock);
+    const conn = new Connection(this, sock, mountPoint);
     this.connections.add(conn);
     this.stats.connectionsTotal++;
     return {

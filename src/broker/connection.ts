@@ -59,6 +59,9 @@ export class Connection {
   problemInfo = true;
   /** v5: topic aliases the client has set, alias → topic [MQTT-3.3.2-10]. */
   readonly aliasesIn = new Map<number, string>();
+  /** v5: the client's Topic Alias Maximum: aliases the broker may use when sending. */
+  aliasMaxOut = 0;
+  readonly #aliasesOut = new Map<string, number>();
   /** Session expiry requested in CONNECT (v5), for the DISCONNECT rule [MQTT-3.14.2-2]. */
   connectExpiry = 0;
   /** Set when the will must not be sent on close (normal DISCONNECT). */
@@ -67,9 +70,13 @@ export class Connection {
   #pendingBytes = 0;
   #dirty = false;
 
-  constructor(broker: Broker, socket: TransportSocket) {
+  /** The listener's mount_point: prefixed to every topic this client uses [mosquitto]. */
+  readonly mountPoint: string;
+
+  constructor(broker: Broker, socket: TransportSocket, mountPoint = "") {
     this.broker = broker;
     this.socket = socket;
+    this.mountPoint = mountPoint;
     this.decoder = new Decoder({ maxPacketSize: broker.config.max_packet_size });
   }
 
@@ -188,23 +195,31 @@ export class Connection {
    */
   sendPublish(o: Outgoing, id: number, dup = false): boolean {
     if (this.state === "closed") return true;
-    const now = Date.now();
-    const expiry = remainingExpiry(o.msg, now);
+    const expiry = remainingExpiry(o.msg, Date.now());
     let prep: PreparedPublish;
-    const v5 = this.version === 5;
-    if (!dup && !o.subIds) {
-      const key = (v5 ? 5 : 4) * 8 + o.qos * 2 + (o.retain ? 1 : 0);
-      const cache = (o.msg as { enc?: Map<number | string, PreparedPublish> }).enc ??= new Map();
-      const ck = expiry === undefined ? key : `${key}/${expiry}`;
-      let c = cache.get(ck);
+    const v = this.version === 5 ? 5 : 4;
+    if (!dup && !o.subIds && expiry === undefined && this.aliasMaxOut === 0 && !this.mountPoint) {
+      // The common case: bytes shared by every receiver of this message at this version/QoS/retain.
+      const key = v * 8 + o.qos * 2 + (o.retain ? 1 : 0);
+      const cache = (o.msg as { enc?: Map<number, PreparedPublish> }).enc ??= new Map();
+      let c = cache.get(key);
       if (!c) {
-        c = preparePublish(this.#publishPacket(o, expiry, false), v5 ? 5 : 4);
-        cache.set(ck, c);
+        c = preparePublish(this.#publishPacket(o, expiry, false), v);
+        cache.set(key, c);
       }
       prep = c;
     } else {
-      prep = preparePublish(this.#publishPacket(o, expiry, dup), v5 ? 5 : this.version);
+      const aliases = this.#aliasesOut.size;
+      prep = preparePublish(this.#publishPacket(o, expiry, dup), v);
+      if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) {
+        // Not sent, so an alias it set up must not be used later.
+        if (this.#aliasesOut.size > aliases) {
+          this.#aliasesOut.delete(o.msg.topic.slice(this.mountPoint.length));
+        }
+        return false;
+      }
     }
+    // [MQTT-3.1.2-25] a packet over the client's Maximum Packet Size is discarded, not sent.
     if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) return false;
     this.broker.stats.messagesSent++;
     this.broker.stats.publishSent++;
@@ -213,11 +228,29 @@ export class Connection {
     return true;
   }
 
+  /**
+   * v5 topic alias for an outgoing topic [MQTT-3.3.2-7]: [alias, topic-to-send]. A new topic takes
+   * the next free alias while there is one (up to the client's Topic Alias Maximum
+   * [MQTT-3.2.2-17]); after that topics are sent in full.
+   */
+  #aliasOut(topic: string): [number, string] {
+    const known = this.#aliasesOut.get(topic);
+    if (known !== undefined) return [known, ""];
+    if (this.#aliasesOut.size >= this.aliasMaxOut) return [0, topic];
+    const a = this.#aliasesOut.size + 1;
+    this.#aliasesOut.set(topic, a);
+    return [a, topic];
+  }
+
   #publishPacket(o: Outgoing, expiry: number | undefined, dup: boolean): PublishPacket {
     const m = o.msg;
+    let alias = 0;
+    // The listener's mount point is not shown to its clients.
+    let topic = this.mountPoint ? m.topic.slice(this.mountPoint.length) : m.topic;
+    if (this.aliasMaxOut > 0) [alias, topic] = this.#aliasOut(topic);
     const pkt: PublishPacket = {
       cmd: "publish",
-      topic: m.topic,
+      topic,
       payload: m.payload,
       qos: o.qos,
       retain: o.retain,
@@ -230,6 +263,7 @@ export class Connection {
       if (o.subIds?.length) {
         (props ??= {}).subscriptionIdentifier = o.subIds.length === 1 ? o.subIds[0] : o.subIds;
       }
+      if (alias) (props ??= {}).topicAlias = alias;
       if (props) pkt.properties = props;
     }
     return pkt;

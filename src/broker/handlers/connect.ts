@@ -31,6 +31,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     conn.clientReceiveMax = props.receiveMaximum ?? 65535;
     conn.clientMaxPacket = props.maximumPacketSize ?? 0;
     conn.problemInfo = props.requestProblemInformation !== 0;
+    conn.aliasMaxOut = Math.min(props.topicAliasMaximum ?? 0, cfg.max_topic_alias_broker);
     if (props.authenticationMethod !== undefined) {
       // No enhanced authentication method is supported [MQTT-4.12.0-1].
       refuse(conn, 0, ReasonCode.BadAuthenticationMethod, "unsupported authentication method");
@@ -163,7 +164,9 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
   session.protocolVersion = p.protocolVersion;
   session.expiryInterval = expiry;
-  session.will = will ?? null;
+  session.will = will && conn.mountPoint
+    ? { ...will, topic: conn.mountPoint + will.topic }
+    : will ?? null;
   session.willDelay = v5 ? (will?.properties?.willDelayInterval ?? 0) : 0;
   session.connection = conn;
   conn.session = session;

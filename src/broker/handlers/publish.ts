@@ -42,6 +42,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     return;
   }
 
+  if (conn.mountPoint) topic = conn.mountPoint + topic;
+
   if (p.qos > cfg.max_qos) {
     // [MQTT-3.2.2-11] a QoS above Maximum QoS is a protocol violation.
     conn.protocolError(ReasonCode.QoSNotSupported, `QoS ${p.qos} over max_qos ${cfg.max_qos}`);

@@ -51,6 +51,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       granted.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
       continue;
     }
+    topicFilter = conn.mountPoint + topicFilter;
     const existing = s.subscriptions.get(filter);
     if (
       !existing && cfg.max_subscriptions_per_client > 0 &&

@@ -1,0 +1,476 @@
+/**
+ * Protocol violations and hostile clients: each is closed (v5 with the right reason code) and
+ * logged, and every other client keeps working. Raw packets are built with mqtt-packet.
+ */
+import { test } from "node:test";
+import { Buffer } from "node:buffer";
+import assert from "node:assert/strict";
+import { collect, connect, endAll, sleep, startBroker, type TestBroker } from "./helpers/broker.ts";
+import { type AnyPacket, connectPacket, rawConnect } from "./helpers/raw.ts";
+
+/** Another client publishes and receives normally: the broker is unharmed. */
+async function stillWorks(tb: TestBroker): Promise<void> {
+  const c = await connect(tb);
+  const got = collect(c);
+  await c.subscribeAsync("alive", { qos: 1 });
+  await c.publishAsync("alive", "yes", { qos: 1 });
+  const [m] = await got.next(1);
+  assert.equal(m.payload, "yes");
+  await endAll(c);
+}
+
+/** Connect raw at `version` and return the client after CONNACK. */
+async function rawSession(tb: TestBroker, version: number, extra: AnyPacket = {}) {
+  const rc = await rawConnect(tb.port, version);
+  rc.send(connectPacket(`raw${Math.random().toString(36).slice(2, 8)}`, version, extra));
+  const ack = await rc.next("connack");
+  assert.equal(version === 5 ? ack.reasonCode : ack.returnCode, 0);
+  return { rc, ack };
+}
+
+test("garbage bytes close that connection only", async () => {
+  const tb = await startBroker();
+  try {
+    const bystander = await connect(tb);
+    const rc = await rawConnect(tb.port);
+    rc.send(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02]));
+    await rc.closed;
+    assert.equal(bystander.connected, true);
+    await stillWorks(tb);
+    await endAll(bystander);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("the first packet must be CONNECT [MQTT-3.1.0-1]", async () => {
+  const tb = await startBroker();
+  try {
+    const rc = await rawConnect(tb.port);
+    rc.send({ cmd: "pingreq" });
+    await rc.closed;
+    assert.equal(rc.packets.length, 0);
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a second CONNECT is a protocol error: v5 DISCONNECT 0x82 [MQTT-3.1.0-2]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 5);
+    rc.send(connectPacket("again", 5));
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x82);
+    await rc.closed;
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("an unsupported protocol level gets CONNACK 0x01 and is closed [MQTT-3.1.2-2]", async () => {
+  const tb = await startBroker();
+  try {
+    const rc = await rawConnect(tb.port);
+    // CONNECT, protocol "MQTT" level 9, clean, keep-alive 60, client id "x".
+    rc.send(new Uint8Array([0x10, 13, 0, 4, 0x4d, 0x51, 0x54, 0x54, 9, 0x02, 0, 60, 0, 1, 0x78]));
+    const ack = await rc.next("connack");
+    assert.equal(ack.returnCode, 1);
+    await rc.closed;
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("v5 PUBLISH with a wildcard topic: DISCONNECT 0x90 Topic Name invalid [MQTT-3.3.2-2]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 5);
+    // PUBLISH QoS 0 topic "a/+" with an empty property block.
+    rc.send(new Uint8Array([0x30, 6, 0, 3, 0x61, 0x2f, 0x2b, 0]));
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x90);
+    await rc.closed;
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a packet over max_packet_size: v5 DISCONNECT 0x95, advertised in CONNACK [MQTT-3.2.2-?]", async () => {
+  const tb = await startBroker({ max_packet_size: 1000 });
+  try {
+    const { rc, ack } = await rawSession(tb, 5);
+    assert.equal(ack.properties?.maximumPacketSize, 1000);
+    rc.send({
+      cmd: "publish",
+      topic: "big",
+      payload: Buffer.alloc(2000),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x95);
+    await rc.closed;
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("QoS 3 in PUBLISH closes the connection [MQTT-3.3.1-4]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 4);
+    rc.send(new Uint8Array([0x36, 5, 0, 1, 0x61, 0, 1]));
+    await rc.closed;
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a connection that never sends CONNECT is closed after connect_timeout", async () => {
+  const tb = await startBroker({ connect_timeout: 1 });
+  try {
+    const rc = await rawConnect(tb.port);
+    const t0 = Date.now();
+    await rc.closed;
+    assert.ok(Date.now() - t0 >= 900, "not closed before the timeout");
+    assert.equal(tb.broker.connections.size, 0);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("v5 topic alias from the client: set then used [MQTT-3.3.2-12]; over the maximum 0x94 [MQTT-3.3.2-9]", async () => {
+  const tb = await startBroker();
+  try {
+    const sub = await connect(tb);
+    const got = collect(sub);
+    await sub.subscribeAsync("alias/#");
+    const { rc, ack } = await rawSession(tb, 5);
+    assert.equal(ack.properties?.topicAliasMaximum, 10);
+    rc.send({
+      cmd: "publish",
+      topic: "alias/long/topic",
+      payload: "1",
+      qos: 0,
+      properties: { topicAlias: 3 },
+    });
+    rc.send({ cmd: "publish", topic: "", payload: "2", qos: 0, properties: { topicAlias: 3 } });
+    const msgs = await got.next(2);
+    assert.deepEqual(msgs.map((m) => [m.topic, m.payload]), [["alias/long/topic", "1"], [
+      "alias/long/topic",
+      "2",
+    ]]);
+    rc.send({
+      cmd: "publish",
+      topic: "alias/x",
+      payload: "3",
+      qos: 0,
+      properties: { topicAlias: 11 },
+    });
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x94);
+    await endAll(sub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("v5 incoming QoS 2 beyond Receive Maximum: DISCONNECT 0x93 [MQTT-3.3.4-9]", async () => {
+  const tb = await startBroker({ max_inflight_messages: 3 });
+  try {
+    const { rc, ack } = await rawSession(tb, 5);
+    assert.equal(ack.properties?.receiveMaximum, 3);
+    for (let i = 1; i <= 4; i++) {
+      rc.send({ cmd: "publish", topic: "q2", payload: "x", qos: 2, messageId: i });
+    }
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x93);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("QoS 2 resent with the same id before PUBREL is delivered once [MQTT-4.3.3-9]", async () => {
+  const tb = await startBroker();
+  try {
+    const sub = await connect(tb);
+    const got = collect(sub);
+    await sub.subscribeAsync("once", { qos: 2 });
+    const { rc } = await rawSession(tb, 4);
+    rc.send({ cmd: "publish", topic: "once", payload: "x", qos: 2, messageId: 7 });
+    await rc.next("pubrec");
+    rc.send({ cmd: "publish", topic: "once", payload: "x", qos: 2, messageId: 7, dup: true });
+    await rc.next("pubrec");
+    rc.send({ cmd: "pubrel", messageId: 7 });
+    const comp = await rc.next("pubcomp");
+    assert.equal(comp.messageId, 7);
+    await got.next(1);
+    await sleep(100);
+    assert.equal(got.messages.length, 1);
+    rc.close();
+    await endAll(sub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("outgoing flow control: no more unacknowledged QoS 1 than the client's Receive Maximum [MQTT-3.3.4-9]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 5, { properties: { receiveMaximum: 2 } });
+    rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "flow", qos: 1 }] });
+    await rc.next("suback");
+    const pub = await connect(tb);
+    for (let i = 0; i < 5; i++) await pub.publishAsync("flow", String(i), { qos: 1 });
+    const a = await rc.next("publish");
+    const b = await rc.next("publish");
+    await sleep(150);
+    assert.equal(rc.packets.filter((p: AnyPacket) => p.cmd === "publish").length, 2);
+    rc.send({ cmd: "puback", messageId: a.messageId });
+    const c = await rc.next("publish");
+    assert.deepEqual([a, b, c].map((p) => p.payload.toString()), ["0", "1", "2"]);
+    await endAll(pub);
+    rc.close();
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("unacknowledged messages are resent with DUP on reconnect [MQTT-4.4.0-1][MQTT-3.3.1-1]", async () => {
+  const tb = await startBroker();
+  try {
+    const first = await rawSession(tb, 4, { clientId: "redeliver", clean: false });
+    first.rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "redo", qos: 1 }] });
+    await first.rc.next("suback");
+    const pub = await connect(tb);
+    await pub.publishAsync("redo", "again", { qos: 1 });
+    const p1 = await first.rc.next("publish");
+    assert.equal(p1.dup, false);
+    first.rc.close();
+    await first.rc.closed;
+    await sleep(50);
+    const rc = await rawConnect(tb.port, 4);
+    rc.send(connectPacket("redeliver", 4, { clean: false }));
+    const ack = await rc.next("connack");
+    assert.equal(ack.sessionPresent, true);
+    const p2 = await rc.next("publish");
+    assert.equal(p2.dup, true);
+    assert.equal(p2.messageId, p1.messageId);
+    assert.equal(p2.payload.toString(), "again");
+    rc.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("v5 subscription identifiers are sent with matching messages [MQTT-3.3.4-3]", async () => {
+  const tb = await startBroker();
+  try {
+    const c = await connect(tb, { protocolVersion: 5 });
+    const got = collect(c);
+    await c.subscribeAsync("sid/+", { qos: 1, properties: { subscriptionIdentifier: 7 } });
+    await c.subscribeAsync("sid/#", { qos: 1, properties: { subscriptionIdentifier: 9 } });
+    await c.publishAsync("sid/a", "x", { qos: 1 });
+    const [m] = await got.next(1);
+    const ids = [m.packet.properties.subscriptionIdentifier].flat().sort();
+    assert.deepEqual(ids, [7, 9]);
+    await endAll(c);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("shared subscriptions: each message goes to one member of the group [MQTT-4.8.2-?]", async () => {
+  const tb = await startBroker();
+  try {
+    const a = await connect(tb, { protocolVersion: 5 });
+    const b = await connect(tb, { protocolVersion: 5 });
+    const ga = collect(a);
+    const gb = collect(b);
+    await a.subscribeAsync("$share/g/jobs/#", { qos: 1 });
+    await b.subscribeAsync("$share/g/jobs/#", { qos: 1 });
+    const pub = await connect(tb);
+    for (let i = 0; i < 10; i++) await pub.publishAsync("jobs/x", String(i), { qos: 1 });
+    await sleep(200);
+    assert.equal(ga.messages.length + gb.messages.length, 10);
+    assert.ok(ga.messages.length > 0 && gb.messages.length > 0, "both members get work");
+    await endAll(a, b, pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("v5 user properties, response topic, correlation data, content type and payload format pass through [MQTT-3.3.2-17][MQTT-3.3.2-18]", async () => {
+  const tb = await startBroker();
+  try {
+    const sub = await connect(tb, { protocolVersion: 5 });
+    const got = collect(sub);
+    await sub.subscribeAsync("props", { qos: 1 });
+    const pub = await connect(tb, { protocolVersion: 5 });
+    await pub.publishAsync("props", "{}", {
+      qos: 1,
+      properties: {
+        userProperties: { a: "1", b: ["2", "3"] },
+        responseTopic: "reply/here",
+        correlationData: new TextEncoder().encode("corr") as never,
+        contentType: "application/json",
+        payloadFormatIndicator: true,
+      },
+    });
+    const [m] = await got.next(1);
+    const p = m.packet.properties;
+    assert.deepEqual({ ...p.userProperties }, { a: "1", b: ["2", "3"] });
+    assert.equal(p.responseTopic, "reply/here");
+    assert.equal(new TextDecoder().decode(p.correlationData), "corr");
+    assert.equal(p.contentType, "application/json");
+    assert.equal(p.payloadFormatIndicator, true);
+    await endAll(sub, pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("v5 topic aliases from the broker when the client allows them [MQTT-3.3.2-7][MQTT-3.2.2-17]", async () => {
+  const tb = await startBroker({ max_topic_alias_broker: 5 } as never);
+  try {
+    const { rc } = await rawSession(tb, 5, { properties: { topicAliasMaximum: 2 } });
+    rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "ta/#", qos: 0 }] });
+    await rc.next("suback");
+    const pub = await connect(tb);
+    for (const t of ["ta/one", "ta/one", "ta/two", "ta/three"]) {
+      await pub.publishAsync(t, t, { qos: 1 });
+    }
+    const ps = [
+      await rc.next("publish"),
+      await rc.next("publish"),
+      await rc.next("publish"),
+      await rc.next("publish"),
+    ];
+    assert.deepEqual(ps.map((p) => [p.topic, p.properties?.topicAlias]), [
+      ["ta/one", 1],
+      ["", 1],
+      ["ta/two", 2],
+      ["ta/three", undefined],
+    ]);
+    rc.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("v5 client Maximum Packet Size: a larger message is not sent to it [MQTT-3.1.2-25]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 5, { properties: { maximumPacketSize: 64 } });
+    rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "mps", qos: 1 }] });
+    await rc.next("suback");
+    const pub = await connect(tb);
+    await pub.publishAsync("mps", "x".repeat(200), { qos: 1 });
+    await pub.publishAsync("mps", "small", { qos: 1 });
+    const p = await rc.next("publish");
+    assert.equal(p.payload.toString(), "small");
+    rc.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("subscriptions per client are limited by max_subscriptions_per_client (v5 0x97)", async () => {
+  const tb = await startBroker({ max_subscriptions_per_client: 2 });
+  try {
+    const { rc } = await rawSession(tb, 5);
+    rc.send({
+      cmd: "subscribe",
+      messageId: 1,
+      subscriptions: ["l/1", "l/2", "l/3"].map((topic) => ({ topic, qos: 1 })),
+    });
+    const ack = await rc.next("suback");
+    assert.deepEqual(ack.granted, [1, 1, 0x97]);
+    rc.close();
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("invalid topic filters are refused in SUBACK: v3.1.1 0x80, v5 0x8F [MQTT-4.7.1-2][MQTT-4.7.1-3]", async () => {
+  const tb = await startBroker();
+  try {
+    for (const version of [4, 5]) {
+      const { rc } = await rawSession(tb, version);
+      rc.send({
+        cmd: "subscribe",
+        messageId: 3,
+        subscriptions: [{ topic: "a/#/b", qos: 0 }, { topic: "a+", qos: 1 }, {
+          topic: "ok/+",
+          qos: 1,
+        }],
+      });
+      const ack = await rc.next("suback");
+      assert.deepEqual(ack.granted, version === 5 ? [0x8f, 0x8f, 1] : [0x80, 0x80, 1]);
+      rc.close();
+    }
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a slow reader cannot make the broker buffer without bound: QoS 0 is dropped for it", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 4);
+    rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "flood", qos: 0 }] });
+    await rc.next("suback");
+    rc.socket.pause();
+    const pub = await connect(tb);
+    const payload = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 200; i++) pub.publish("flood", payload as never, { qos: 0 });
+    await pub.publishAsync("flood", "end", { qos: 1 });
+    await sleep(200);
+    assert.ok(tb.broker.stats.publishDropped > 0, "messages for the stalled reader were dropped");
+    await stillWorks(tb);
+    rc.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("mount_point isolates a listener's clients under a topic prefix", async () => {
+  const tb = await startBroker();
+  try {
+    tb.broker.config.listeners.push({
+      ...tb.broker.config.listeners[0],
+      port: 0,
+      mount_point: "tenant/",
+    });
+    await tb.broker.stop();
+    const [plain, mounted] = await tb.broker.start();
+    const url = (l: { port: number }) => ({ ...tb, url: `mqtt://127.0.0.1:${l.port}` });
+    const outside = await connect(url(plain));
+    const inside = await connect(url(mounted));
+    const gOut = collect(outside);
+    const gIn = collect(inside);
+    await outside.subscribeAsync("#", { qos: 1 });
+    await inside.subscribeAsync("#", { qos: 1 });
+    await inside.publishAsync("x", "from inside", { qos: 1 });
+    await outside.publishAsync("y", "outside only", { qos: 1 });
+    await outside.publishAsync("tenant/z", "to tenant", { qos: 1 });
+    await gOut.next(3);
+    await gIn.next(2);
+    await sleep(100);
+    assert.deepEqual(gIn.messages.map((m) => m.topic).sort(), ["x", "z"]);
+    assert.deepEqual(gOut.messages.map((m) => m.topic).sort(), ["tenant/x", "tenant/z", "y"]);
+    await endAll(outside, inside);
+  } finally {
+    await tb.stop();
+  }
+});
