@@ -303,59 +303,26 @@ function samples(v: ProtocolVersion): [string, Packet][] {
 // ---------------------------------------------------------------------------------------------
 // Conversion to mqtt-packet's representation
 
-/** MQTT 5 property identifiers (§2.2.2.2), to put mqtt-packet's keys in our writing order. */
-const PROPERTY_ID: Record<string, number> = {
-  payloadFormatIndicator: 0x01,
-  messageExpiryInterval: 0x02,
-  contentType: 0x03,
-  responseTopic: 0x08,
-  correlationData: 0x09,
-  subscriptionIdentifier: 0x0b,
-  sessionExpiryInterval: 0x11,
-  assignedClientIdentifier: 0x12,
-  serverKeepAlive: 0x13,
-  authenticationMethod: 0x15,
-  authenticationData: 0x16,
-  requestProblemInformation: 0x17,
-  willDelayInterval: 0x18,
-  requestResponseInformation: 0x19,
-  responseInformation: 0x1a,
-  serverReference: 0x1c,
-  reasonString: 0x1f,
-  receiveMaximum: 0x21,
-  topicAliasMaximum: 0x22,
-  topicAlias: 0x23,
-  maximumQoS: 0x24,
-  retainAvailable: 0x25,
-  userProperties: 0x26,
-  maximumPacketSize: 0x27,
-  wildcardSubscriptionAvailable: 0x28,
-  subscriptionIdentifiersAvailable: 0x29,
-  sharedSubscriptionAvailable: 0x2a,
-};
-
 function mpProps(p: Properties | undefined): Record<string, unknown> | undefined {
   if (!p) return undefined;
   const out: Record<string, unknown> = {};
-  let user: Record<string, string | string[]> | undefined;
-  const entries = Object.entries(p).sort(([a], [b]) => PROPERTY_ID[a] - PROPERTY_ID[b]);
-  for (const [k, v] of entries) {
+  for (const [k, v] of Object.entries(p)) {
     if (v === undefined) continue;
     if (k === "userProperties") {
-      user = {};
+      const user: Record<string, string | string[]> = {};
       for (const [name, value] of v as [string, string][]) {
         const prev = user[name];
-        user[name] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [
-          prev,
-          value,
-        ];
+        user[name] = prev === undefined
+          ? value
+          : Array.isArray(prev)
+          ? [...prev, value]
+          : [prev, value];
       }
+      out[k] = user;
     } else if (BOOL_PROPS.has(k)) out[k] = v !== 0;
     else if (v instanceof Uint8Array) out[k] = Buffer.from(v);
     else out[k] = v;
   }
-  // Our encoder writes user properties after the others; keep that order for byte comparisons.
-  if (user) out.userProperties = user;
   return Object.keys(out).length ? out : undefined;
 }
 
@@ -837,6 +804,10 @@ test("invalid values are refused: packet ids, QoS, property ranges, AUTH below v
   );
   assert.throws(() => encode({ ...pub, qos: 0, payload: "s" } as unknown as Packet, 4), /payload/);
   assert.throws(() => encode({ cmd: "pingreq" }, 6 as ProtocolVersion), /protocol version 6/);
+  assert.throws(
+    () => encode({ cmd: "disconnect", properties: { reasonStrin: "x" } as Properties }, 5),
+    /property reasonStrin: not an MQTT 5 property/,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -967,4 +938,40 @@ test("encodeConnack, PINGRESP and PINGREQ equal the general encoder", () => {
     encode({ cmd: "connack", sessionPresent: false, reasonCode: 0, properties: props }, 5),
   );
   assert.equal(hex(PINGRESP), "d000");
+});
+
+test("properties are written in the order of the object's keys, like mqtt-packet", () => {
+  const a = encode({
+    cmd: "disconnect",
+    properties: { reasonString: "r", sessionExpiryInterval: 1 },
+  }, 5);
+  const b = encode({
+    cmd: "disconnect",
+    properties: { sessionExpiryInterval: 1, reasonString: "r" },
+  }, 5);
+  assert.equal(hex(a), "e00b" + "00" + "09" + "1f000172" + "1100000001");
+  assert.equal(hex(b), "e00b" + "00" + "09" + "1100000001" + "1f000172");
+  // Absent (undefined) properties are skipped.
+  assert.equal(
+    hex(encode({ cmd: "disconnect", reasonCode: 4, properties: { reasonString: undefined } }, 5)),
+    "e00104",
+  );
+});
+
+test("packets from encode() never share bytes, however many are made", () => {
+  const made: [Uint8Array, string][] = [];
+  for (let i = 1; i <= 3000; i++) {
+    const p: Packet = i % 3 === 0 ? { cmd: "puback", messageId: i } : {
+      cmd: "publish",
+      topic: `t/${i}`,
+      payload: new Uint8Array(i % 1500).fill(i & 0xff),
+      qos: 1,
+      retain: false,
+      dup: false,
+      messageId: i,
+    };
+    const b = i % 3 === 1 ? encodeAck(5, i, 4) : encode(p, 4);
+    made.push([b, hex(b)]);
+  }
+  for (const [b, h] of made) assert.equal(hex(b), h);
 });
