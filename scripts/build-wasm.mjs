@@ -31,16 +31,23 @@ for (const name of modules) {
   if (!fresh) {
     execFileSync(asc, [
       src,
-      "--outFile", wasm,
-      "--optimizeLevel", "3",
-      "--shrinkLevel", "0",
+      "--outFile",
+      wasm,
+      "--optimizeLevel",
+      "3",
+      "--shrinkLevel",
+      "0",
       "--converge",
       "--noAssert",
-      "--runtime", "stub",
-      "--initialMemory", "16",
+      "--runtime",
+      "stub",
+      "--initialMemory",
+      "16",
       "--exportRuntime",
-      "--enable", "simd",
-      "--enable", "bulk-memory",
+      "--enable",
+      "simd",
+      "--enable",
+      "bulk-memory",
     ], { stdio: "inherit", cwd: root });
   }
   const b64 = readFileSync(wasm).toString("base64");

@@ -11,7 +11,9 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const args = process.argv.slice(2);
-const runtimes = ["deno", "bun"].filter((r) => args.length === 0 || !["deno", "bun"].some((x) => args.includes(x)) || args.includes(r));
+const runtimes = ["deno", "bun"].filter((r) =>
+  args.length === 0 || !["deno", "bun"].some((x) => args.includes(x)) || args.includes(r)
+);
 const filters = args.filter((a) => a !== "deno" && a !== "bun");
 
 const build = spawnSync("node", [join(root, "scripts", "build-wasm.mjs")], { stdio: "inherit" });
@@ -33,8 +35,19 @@ for (const rt of runtimes) {
   console.log(`\n=== ${rt} ===`);
   const cmd = rt === "deno"
     ? [bin("deno"), ["test", "-A", "--no-check", `--junit-path=${xml}`, ...targets]]
-    : [bin("bun"), ["test", "--timeout", "60000", "--reporter=junit", `--reporter-outfile=${xml}`, ...targets.map((t) => t.startsWith(".") || t.startsWith("/") ? t : `./${t}`)]];
-  const res = spawnSync(cmd[0], cmd[1], { stdio: "inherit", cwd: root, env: { ...process.env, MIDGE_TEST_RUNTIME: rt } });
+    : [bin("bun"), [
+      "test",
+      "--timeout",
+      "60000",
+      "--reporter=junit",
+      `--reporter-outfile=${xml}`,
+      ...targets.map((t) => t.startsWith(".") || t.startsWith("/") ? t : `./${t}`),
+    ]];
+  const res = spawnSync(cmd[0], cmd[1], {
+    stdio: "inherit",
+    cwd: root,
+    env: { ...process.env, MIDGE_TEST_RUNTIME: rt },
+  });
   let counts;
   try {
     counts = countJunit(readFileSync(xml, "utf8"));
@@ -48,7 +61,11 @@ for (const rt of runtimes) {
     broken = true;
     console.log(`${rt}: the runner exited with status ${res.status} outside any test`);
   }
-  console.log(`${rt}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  console.log(
+    `${rt}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped (${
+      ((Date.now() - started) / 1000).toFixed(1)
+    } s)`,
+  );
   for (const k of Object.keys(totals)) totals[k] += counts[k];
 }
 
@@ -63,7 +80,12 @@ function countJunit(xml) {
     const name = decode((/\bname="([^"]*)"/.exec(m[1]) ?? [])[1] ?? "");
     const cls = decode((/\bclassname="([^"]*)"/.exec(m[1]) ?? [])[1] ?? "");
     const body = m[3] ?? "";
-    cases.push({ name, cls, failed: /<(failure|error)\b/.test(body), skipped: /<skipped\b/.test(body) });
+    cases.push({
+      name,
+      cls,
+      failed: /<(failure|error)\b/.test(body),
+      skipped: /<skipped\b/.test(body),
+    });
   }
   const names = new Set(cases.map((c) => c.name));
   const isGroup = (n) => [...names].some((o) => o !== n && o.startsWith(n + " > "));
@@ -77,5 +99,8 @@ function countJunit(xml) {
   return counts;
 }
 function decode(s) {
-  return s.replace(/&gt;/g, ">").replace(/&lt;/g, "<").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+  return s.replace(/&gt;/g, ">").replace(/&lt;/g, "<").replace(/&quot;/g, '"').replace(
+    /&apos;/g,
+    "'",
+  ).replace(/&amp;/g, "&");
 }

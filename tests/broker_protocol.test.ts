@@ -338,7 +338,7 @@ test("v5 user properties, response topic, correlation data, content type and pay
 });
 
 test("v5 topic aliases from the broker when the client allows them [MQTT-3.3.2-7][MQTT-3.2.2-17]", async () => {
-  const tb = await startBroker({ max_topic_alias_broker: 5 } as never);
+  const tb = await startBroker({ max_topic_alias_broker: 5 });
   try {
     const { rc } = await rawSession(tb, 5, { properties: { topicAliasMaximum: 2 } });
     rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "ta/#", qos: 0 }] });

@@ -31,6 +31,7 @@ const EXPECTED: Omit<Config, "file"> = {
   retain_available: true,
   max_connections: -1,
   max_topic_alias: 10,
+  max_topic_alias_broker: 10,
   max_subscriptions_per_client: 10000,
   connect_timeout: 10,
   allow_zero_length_clientid: true,
