@@ -16,6 +16,8 @@ export interface MatcherExports {
   match(ptr: number, len: number): number;
   /** Address of the ids written by the last match. */
   result(): number;
+  /** Capacity of the result region (ids); it moves only when a match needs more. */
+  resultCap(): number;
   size(): number;
   nodes(): number;
   heapTop(): number;
@@ -59,12 +61,15 @@ export class TopicMatcher {
   #inPtr = 0;
   #inCap = 0;
   #in!: Uint8Array;
-  #resPtr = -1;
+  #resPtr = 0;
+  #resCap = 0;
   #views: Uint32Array[] = [];
+  #match: (ptr: number, len: number) => number;
 
   constructor() {
     const instance = new WebAssembly.Instance(wasmModule(), imports);
     this.wasm = instance.exports as unknown as MatcherExports;
+    this.#match = this.wasm.match;
     this.#reserve(256);
   }
 
@@ -102,15 +107,11 @@ export class TopicMatcher {
    */
   match(topic: string): Uint32Array {
     const len = this.#write(topic);
-    const n = this.wasm.match(this.#inPtr, len);
-    const ptr = this.wasm.result();
-    if (ptr !== this.#resPtr || this.#buffer.byteLength === 0) {
-      this.#refresh();
-      this.#resPtr = ptr;
-      this.#views.length = 0;
-    }
-    if (n > CACHED_VIEWS) return new Uint32Array(this.#buffer, ptr, n);
-    return this.#views[n] ??= new Uint32Array(this.#buffer, ptr, n);
+    const n = this.#match(this.#inPtr, len);
+    // The result region moves only when it grows; memory grows only when something is allocated.
+    if (n > this.#resCap || this.#buffer.byteLength === 0) this.#refresh();
+    if (n > CACHED_VIEWS) return new Uint32Array(this.#buffer, this.#resPtr, n);
+    return this.#views[n] ??= new Uint32Array(this.#buffer, this.#resPtr, n);
   }
 
   /** Number of live trie nodes (the root included); for tests and statistics. */
@@ -127,7 +128,7 @@ export class TopicMatcher {
   #write(s: string): number {
     if (this.#buffer.byteLength === 0) this.#refresh();
     const n = s.length;
-    if (n <= 64 && n <= this.#inCap) {
+    if (n <= 32 && n <= this.#inCap) {
       // Short ASCII strings (most topics): a plain loop beats encodeInto's call overhead.
       const dst = this.#in;
       let i = 0;
@@ -155,6 +156,8 @@ export class TopicMatcher {
   #refresh(): void {
     this.#buffer = this.wasm.memory.buffer;
     this.#in = new Uint8Array(this.#buffer, this.#inPtr, this.#inCap);
-    this.#resPtr = -1;
+    this.#resPtr = this.wasm.result();
+    this.#resCap = this.wasm.resultCap();
+    this.#views.length = 0;
   }
 }

@@ -1,3 +1,5 @@
+// deno-fmt-ignore-file -- deno fmt drops AssemblyScript decorators (@inline); keep the file's
+// formatting by hand in the deno fmt style.
 // Topic matcher: a trie of topic levels kept in this module's linear memory.
 //
 // One call of `match(ptr, len)` walks the trie for the topic bytes at [ptr, ptr+len) and writes
@@ -7,11 +9,14 @@
 //
 // Layout of the trie:
 //   node (16-aligned block):  parent u32 | hash u32 | plus u32 | ids u32 | hashIds u32 |
-//                             children u32 | len u32 | level bytes (len)
+//                             children u32 | len u32 | first u32 | firstHash u32 |
+//                             level bytes (len)
 //     plus     the child for a '+' level (0 = none); it has no level bytes
 //     ids      id list of filters that end at this node
 //     hashIds  id list of filters "<path to this node>/#" (at the root: the filter "#")
-//     children number of named children (edges in the edge table)
+//     children number of named children: `first` (if not 0) plus those in the edge table
+//     first    one named child kept in the node itself, with its level hash: most nodes have
+//              one child, and finding it (or knowing it is absent) then costs no table probe
 //   edge table: open addressing, linear probing, slot = key u32 | child node u32, where
 //     key = mix(parent, hash(level bytes)); a child is found by (parent, level bytes).
 //   id list (block): count u32 | cap u32 | ids u32[cap]
@@ -34,7 +39,9 @@ const IDS: usize = 12;
 const HASHIDS: usize = 16;
 const CHILDREN: usize = 20;
 const LEN: usize = 24;
-const BYTES: usize = 28;
+const FIRST: usize = 28;
+const FIRSTHASH: usize = 32;
+const BYTES: usize = 36;
 
 const SLASH: u8 = 0x2f;
 const PLUS_CHAR: u8 = 0x2b;
@@ -47,13 +54,13 @@ const freeLists: usize = memory.data(<i32> NCLASSES * 4, 16);
 let bump: usize = (__heap_base + 15) & ~(<usize> 15);
 
 // @ts-ignore: decorator
-function classOf(size: usize): u32 {
+@inline function classOf(size: usize): u32 {
   if (size <= 256) return <u32> ((size + 15) >> 4);
   return 8 + (32 - clz<u32>(<u32> size - 1));
 }
 
 // @ts-ignore: decorator
-function classSize(c: u32): usize {
+@inline function classSize(c: u32): usize {
   return c <= 16 ? <usize> c << 4 : <usize> 1 << (c - 8);
 }
 
@@ -91,7 +98,7 @@ function free(p: usize, size: usize): void {
 // ---- hashing ----
 
 // @ts-ignore: decorator
-function fmix(h: u32): u32 {
+@inline function fmix(h: u32): u32 {
   h ^= h >>> 16;
   h *= 0x85ebca6b;
   h ^= h >>> 13;
@@ -123,12 +130,12 @@ function hashLevel(p: usize, n: u32): u32 {
 }
 
 // @ts-ignore: decorator
-function edgeKey(parent: usize, h: u32): u32 {
+@inline function edgeKey(parent: usize, h: u32): u32 {
   return fmix(h ^ (<u32> parent * 0x9e3779b1));
 }
 
 // @ts-ignore: decorator
-function subKey(tag: u32, id: u32): u32 {
+@inline function subKey(tag: u32, id: u32): u32 {
   return fmix(fmix(id) ^ tag);
 }
 
@@ -173,6 +180,8 @@ function newNode(parent: usize, h: u32, p: usize, n: u32): usize {
   store<u32>(node, 0, HASHIDS);
   store<u32>(node, 0, CHILDREN);
   store<u32>(node, n, LEN);
+  store<u32>(node, 0, FIRST);
+  store<u32>(node, 0, FIRSTHASH);
   if (n != 0) memory.copy(node + BYTES, p, n);
   nodeCount++;
   return node;
@@ -185,7 +194,25 @@ function freeNode(node: usize): void {
 
 // ---- edge table ----
 
-function findChild(parent: usize, h: u32, p: usize, n: u32): usize {
+// @ts-ignore: decorator
+@inline function sameLevel(node: usize, p: usize, n: u32): bool {
+  return load<u32>(node, LEN) == n && bytesEq(node + BYTES, p, n);
+}
+
+/** The named child of `parent` for level bytes [p, p+n) with hash h, or 0. */
+// @ts-ignore: decorator
+@inline function findChild(parent: usize, h: u32, p: usize, n: u32): usize {
+  const count = load<u32>(parent, CHILDREN);
+  if (count == 0) return 0;
+  const first = <usize> load<u32>(parent, FIRST);
+  if (first != 0) {
+    if (load<u32>(parent, FIRSTHASH) == h && sameLevel(first, p, n)) return first;
+    if (count == 1) return 0;
+  }
+  return findEdge(parent, h, p, n);
+}
+
+function findEdge(parent: usize, h: u32, p: usize, n: u32): usize {
   const k = edgeKey(parent, h);
   const mask = edgeMask;
   let i = k & mask;
@@ -195,7 +222,7 @@ function findChild(parent: usize, h: u32, p: usize, n: u32): usize {
     if (node == 0) return 0;
     if (
       load<u32>(s) == k && load<u32>(node, PARENT) == <u32> parent &&
-      load<u32>(node, LEN) == n && load<u32>(node, HASH) == h && bytesEq(node + BYTES, p, n)
+      load<u32>(node, HASH) == h && sameLevel(node, p, n)
     ) return node;
     i = (i + 1) & mask;
   }
@@ -347,7 +374,7 @@ function listPush(field: usize, id: u32): u32 {
 
 /** End of the level starting at p (the next '/' or e). */
 // @ts-ignore: decorator
-function levelEnd(p: usize, e: usize): usize {
+@inline function levelEnd(p: usize, e: usize): usize {
   while (p + 16 <= e) {
     const m = i8x16.bitmask(i8x16.eq(v128.load(p), i8x16.splat(<i8> SLASH)));
     if (m != 0) return p + ctz<u32>(m);
@@ -389,7 +416,12 @@ function locate(ptr: usize, len: u32, create: bool): usize {
       if (child == 0) {
         if (!create) return 0;
         child = newNode(node, h, p, n);
-        addEdge(node, child);
+        if (load<u32>(node, FIRST) == 0) {
+          store<u32>(node, <u32> child, FIRST);
+          store<u32>(node, h, FIRSTHASH);
+        } else {
+          addEdge(node, child);
+        }
         store<u32>(node, load<u32>(node, CHILDREN) + 1, CHILDREN);
       }
     }
@@ -412,7 +444,8 @@ function prune(node: usize): void {
     if (<usize> load<u32>(parent, PLUS) == node) {
       store<u32>(parent, 0, PLUS);
     } else {
-      removeEdge(parent, node);
+      if (<usize> load<u32>(parent, FIRST) == node) store<u32>(parent, 0, FIRST);
+      else removeEdge(parent, node);
       store<u32>(parent, load<u32>(parent, CHILDREN) - 1, CHILDREN);
     }
     freeNode(node);
@@ -473,7 +506,7 @@ export function remove(ptr: usize, len: u32, id: u32): u32 {
 }
 
 // @ts-ignore: decorator
-function emit(list: usize, count: u32): u32 {
+@inline function emit(list: usize, count: u32): u32 {
   const n = load<u32>(list);
   if (count + n > outCap) {
     let c = outCap << 1;
@@ -484,7 +517,15 @@ function emit(list: usize, count: u32): u32 {
     out = bigger;
     outCap = c;
   }
-  memory.copy(out + (<usize> count << 2), list + 8, <usize> n << 2);
+  const dst = out + (<usize> count << 2);
+  if (n <= 8) {
+    // A loop beats memory.copy (an engine call) for the short lists most nodes have.
+    for (let i: usize = 0; i < <usize> n; i++) {
+      store<u32>(dst + (i << 2), load<u32>(list + 8 + (i << 2)));
+    }
+  } else {
+    memory.copy(dst, list + 8, <usize> n << 2);
+  }
   return count + n;
 }
 
@@ -506,7 +547,8 @@ export function match(ptr: usize, len: u32): u32 {
   while (true) {
     const q = levelEnd(p, e);
     const n = <u32> (q - p);
-    const h = hashLevel(p, n);
+    let h: u32 = 0; // hashed only when some node of the frontier has named children
+    let hashed = false;
     if (na << 1 > frontCap) {
       const c = frontCap << 1;
       const a2 = alloc(<usize> c << 2);
@@ -531,10 +573,16 @@ export function match(ptr: usize, len: u32): u32 {
           nb++;
         }
       }
-      const child = findChild(node, h, p, n);
-      if (child != 0) {
-        store<u32>(b + (<usize> nb << 2), <u32> child);
-        nb++;
+      if (load<u32>(node, CHILDREN) != 0) {
+        if (!hashed) {
+          h = hashLevel(p, n);
+          hashed = true;
+        }
+        const child = findChild(node, h, p, n);
+        if (child != 0) {
+          store<u32>(b + (<usize> nb << 2), <u32> child);
+          nb++;
+        }
       }
     }
     if (nb == 0) return count;
@@ -559,6 +607,11 @@ export function match(ptr: usize, len: u32): u32 {
 /** Address of the ids written by the last `match`. */
 export function result(): usize {
   return out;
+}
+
+/** Capacity of the result region in ids; the region moves only when a match needs more. */
+export function resultCap(): u32 {
+  return outCap;
 }
 
 /** Number of (filter, id) subscriptions. */
