@@ -169,6 +169,16 @@ test("a large packet fed in many small reads is accumulated, then decoded once",
   assert.equal(d.buffered, 0);
 });
 
+test("memory held for a partial packet follows the bytes received, not the announced length", () => {
+  const d = new Decoder();
+  // A PUBLISH header announcing ~200 MB, then 10 body bytes.
+  const r = d.push(new Uint8Array([0x30, 0xff, 0xff, 0xff, 0x5f, 0, 1, 0x74, 1, 2, 3, 4, 5, 6, 7]));
+  assert.deepEqual(r, { packets: [] });
+  assert.equal(d.buffered, 15);
+  assert.deepEqual(d.push(new Uint8Array(1000)), { packets: [] });
+  assert.equal(d.buffered, 1015);
+});
+
 test("a split inside the remaining-length bytes and inside a tiny header", () => {
   const big = gen({ cmd: "publish", topic: "t", payload: bytes(20_000, 3), qos: 0 }, 4);
   for (let i = 0; i <= 5; i++) {

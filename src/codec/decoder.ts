@@ -495,9 +495,14 @@ export class Decoder {
   maxPacketSize: number;
   /** Bytes of a packet whose length is not yet known (fixed header incomplete). */
   #tail: Uint8Array | null = null;
-  /** A packet of known length being filled across reads, and how many bytes it holds. */
-  #pending: Uint8Array | null = null;
+  /**
+   * Reads making up a packet of known total length `#need` that is not complete yet, and how many
+   * bytes they hold. They are copied into WASM memory once, when the packet is complete; memory
+   * held grows with the bytes that actually arrived, never with the length a header announces.
+   */
+  #parts: Uint8Array[] = [];
   #fill = 0;
+  #need = 0;
   #error: DecodeError | undefined;
 
   constructor(opts: DecoderOptions = {}) {
@@ -507,36 +512,44 @@ export class Decoder {
 
   /** Bytes held over from earlier reads (a packet not yet complete). */
   get buffered(): number {
-    return this.#pending ? this.#fill : this.#tail ? this.#tail.length : 0;
+    return this.#need ? this.#fill : this.#tail ? this.#tail.length : 0;
   }
 
   /** Decodes every complete packet in `chunk` plus the carried tail. Never throws. */
   push(chunk: Uint8Array): DecodeResult {
     if (this.#error) return { packets: [], error: this.#error };
-    let head: Uint8Array | null = null;
-    if (this.#pending) {
-      const pending = this.#pending;
-      const room = pending.length - this.#fill;
+    if (this.#need) {
+      const room = this.#need - this.#fill;
       if (chunk.length < room) {
-        pending.set(chunk, this.#fill);
+        if (chunk.length) this.#parts.push(chunk.slice());
         this.#fill += chunk.length;
         return { packets: [] };
       }
-      pending.set(room === chunk.length ? chunk : chunk.subarray(0, room), this.#fill);
-      chunk = chunk.subarray(room);
-      head = pending;
-      this.#pending = null;
-      this.#fill = 0;
-    } else if (this.#tail) {
-      head = this.#tail;
-      this.#tail = null;
+      // The packet is complete: copy its parts, then the rest of this read, and scan once.
+      const parts = this.#parts;
+      const total = this.#need + chunk.length - room;
+      this.#parts = [];
+      this.#need = this.#fill = 0;
+      const c = codec();
+      const ptr = c.x.prepare(total);
+      if (ptr === 0) return this.#fail(0x83, `out of memory for a read of ${total} bytes`);
+      c.refresh();
+      let at = ptr;
+      for (const p of parts) {
+        c.u8.set(p, at);
+        at += p.length;
+      }
+      c.u8.set(chunk, at);
+      return this.#scan(c, ptr, total);
     }
+    const head = this.#tail;
+    this.#tail = null;
     const headLen = head ? head.length : 0;
     const total = headLen + chunk.length;
     if (total === 0) return { packets: [] };
     const c = codec();
     const ptr = c.x.prepare(total);
-    if (ptr === 0) return this.#fail(0x83, "out of memory for a read of " + total + " bytes");
+    if (ptr === 0) return this.#fail(0x83, `out of memory for a read of ${total} bytes`);
     c.refresh();
     if (head) c.u8.set(head, ptr);
     c.u8.set(chunk, ptr + headLen);
@@ -566,8 +579,8 @@ export class Decoder {
         const need = u32[res + R_NEED];
         const rest = u8.subarray(ptr + start, ptr + total);
         if (need > 0) {
-          this.#pending = new Uint8Array(need);
-          this.#pending.set(rest);
+          this.#need = need;
+          this.#parts = [rest.slice()];
           this.#fill = rest.length;
         } else {
           this.#tail = rest.slice();
