@@ -975,3 +975,20 @@ test("packets from encode() never share bytes, however many are made", () => {
   }
   for (const [b, h] of made) assert.equal(hex(b), h);
 });
+
+test("preparePublish bytes own their buffer (they may be kept with a message for long)", () => {
+  for (const size of [0, 10, 900, 3000, 10_000]) {
+    const prep = preparePublish({
+      cmd: "publish",
+      topic: "keep",
+      payload: new Uint8Array(size),
+      qos: 1,
+      retain: true,
+      dup: false,
+      messageId: 1,
+    }, 4);
+    assert.equal(prep.bytes.byteOffset, 0);
+    assert.equal(prep.bytes.buffer.byteLength, prep.bytes.length);
+    assert.equal(preparedBytes(prep, 2).buffer.byteLength, prep.bytes.length);
+  }
+});

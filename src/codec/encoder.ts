@@ -32,8 +32,10 @@ const textEncoder = new TextEncoder();
 // ~250 ns in JavaScriptCore (Bun) above 1000 bytes, while a view on a shared 16 KB slab costs
 // 30-100 ns (bench/README.md). So packets up to 4 KB are cut from a slab, except that
 // JavaScriptCore allocates typed arrays of up to 1000 bytes in its own heap faster still.
-// A slab stays alive while any packet cut from it does: keep `.slice()` copies, not the views,
-// for long-term storage (the same trade as Node's Buffer pool).
+// A slab stays alive while any packet cut from it does, so only packets that are written out
+// soon come from slabs (encode, encodeAck, encodeConnack; the same trade as Node's Buffer pool):
+// keep a `.slice()` copy if you store one. `preparePublish` bytes, which the broker keeps with a
+// message (retained messages, queues), always get their own exact-size buffer.
 
 const SLAB_SIZE = 16_384;
 const POOL_MAX = 4_096;
@@ -631,6 +633,7 @@ function checkVersion(v: ProtocolVersion): void {
  * Encodes any packet at protocol version 3, 4 or 5 (both directions: CONNACK, PUBLISH, … that
  * the broker sends, CONNECT, SUBSCRIBE, … that clients and bridges send). Properties are ignored
  * below version 5. Throws an Error naming the field when a value cannot be encoded.
+ * Packets up to 4 KB may be views on a shared slab: write them out, or `.slice()` to keep one.
  */
 export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
   checkVersion(version);
@@ -685,7 +688,7 @@ export function preparePublish(p: PublishPacket, version: ProtocolVersion): Prep
   }
   const rem = checkRemaining(publishRemaining(p, version), "publish");
   const headerLen = 1 + varintSize(rem);
-  const bytes = alloc(headerLen + rem);
+  const bytes = new Uint8Array(headerLen + rem); // owned: may be kept long (see alloc)
   let pos = 0;
   bytes[pos++] = 0x30 | (p.dup ? 0x08 : 0) | (qos << 1) | (p.retain ? 0x01 : 0);
   pos = writeVarint(bytes, pos, rem);
@@ -724,7 +727,7 @@ export function writePrepared(
 
 /** A copy of prepared bytes with `id` patched in (when a separate buffer per receiver is needed). */
 export function preparedBytes(prep: PreparedPublish, id: number): Uint8Array {
-  const out = alloc(prep.bytes.length);
+  const out = new Uint8Array(prep.bytes.length);
   writePrepared(prep, id, out, 0);
   return out;
 }
