@@ -228,6 +228,29 @@ test("large result sets grow the result region", () => {
   assert.equal(m.match("other").length, 10000);
 });
 
+test("matching work does not depend on the number of subscriptions that cannot match", () => {
+  const m = new TopicMatcher();
+  const relevant = ["devices/d1/+/temp", "devices/+/s/temp", "devices/#", "#", "+/d1/s/temp"];
+  relevant.forEach((f, i) => m.add(f, i));
+  const topic = "devices/d1/s/temp";
+  assert.equal(m.match(topic).length, 5);
+  const work = m.wasm.lastVisited();
+  assert.ok(work > 0);
+  // 100,000 subscriptions that cannot match: siblings, deeper paths, other roots.
+  for (let i = 0; i < 100_000; i++) {
+    const f = i % 4 === 0
+      ? `devices/d${i + 2}/+/temp`
+      : i % 4 === 1
+      ? `devices/d1/s${i}/temp`
+      : i % 4 === 2
+      ? `other${i}/#`
+      : `devices/d1/+/temp/${i}`;
+    m.add(f, 1000 + i);
+  }
+  assert.deepEqual(sorted(m.match(topic)), [0, 1, 2, 3, 4]);
+  assert.equal(m.wasm.lastVisited(), work);
+});
+
 test("randomized differential test against topicMatches with interleaved add/remove", () => {
   const rnd = prng(20240611);
   const alphabet = ["a", "b", "c", "", "$s", "A", "\u00e9", "ab"];

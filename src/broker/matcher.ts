@@ -18,6 +18,8 @@ export interface MatcherExports {
   result(): number;
   /** Capacity of the result region (ids); it moves only when a match needs more. */
   resultCap(): number;
+  /** Trie nodes visited by the last match (a measure of its work). */
+  lastVisited(): number;
   size(): number;
   nodes(): number;
   heapTop(): number;
