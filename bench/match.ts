@@ -11,6 +11,7 @@
 //   miss: devices/dev<k>/sensor1/humidity (fails at the last level), site/x<k>/a (2nd level),
 //         other/<k>/x (1st level)
 
+import { loadavg } from "node:os";
 import { TopicMatcher } from "../src/broker/matcher.ts";
 
 /**
@@ -190,7 +191,7 @@ const runtime = navigator.userAgent;
 const sizes =
   (typeof process !== "undefined" && process.argv[2] ? process.argv[2] : "100000,1000000")
     .split(",").map(Number);
-console.log(`# topic matching, ${runtime}`);
+console.log(`# topic matching, ${runtime}, load average ${loadavg()[0].toFixed(1)}`);
 console.log("match rates: median of 9 slices (best slice)");
 console.log("| subs | impl | add/s | hit match/s | miss match/s | memory |");
 console.log("|---:|---|---:|---:|---:|---:|");

@@ -4,8 +4,10 @@
 //
 // One call of `match(ptr, len)` walks the trie for the topic bytes at [ptr, ptr+len) and writes
 // the ids of every matching subscription to the result region (`result()`), returning how many.
-// The topic may already be in memory for another reason (a decoded PUBLISH in an input region):
-// `match` only reads [ptr, ptr+len), so a later step can decode and match in one pass.
+// The topic may already be in memory for another reason (a PUBLISH in a decoder's input region):
+// `match` only reads [ptr, ptr+len) and never reads past it, so a later step can decode and
+// match in one pass once decoder and matcher share this memory (one module, or an imported
+// memory).
 //
 // Layout of the trie:
 //   node (16-aligned block):  parent u32 | hash u32 | plus u32 | ids u32 | hashIds u32 |
@@ -85,7 +87,7 @@ function alloc(size: usize): usize {
   }
   const q = bump;
   bump += classSize(c);
-  ensureMemory(bump + 16); // 16 bytes of slack after the last block for wide loads
+  ensureMemory(bump);
   return q;
 }
 
