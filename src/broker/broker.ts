@@ -12,6 +12,10 @@ import { forwardedProperties, type Message, remainingExpiry } from "./message.ts
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { Router } from "./router.ts";
 import { NEVER_EXPIRES, type Outgoing, Session } from "./session.ts";
+import type { Store } from "../store/types.ts";
+import { SqliteStore } from "../store/sqlite.ts";
+import { restore } from "./restore.ts";
+import { join } from "node:path";
 
 /** Counters behind $SYS and metrics. */
 export interface Stats {
@@ -54,6 +58,8 @@ export class Broker {
   };
   readonly startedAt = Date.now();
   readonly listeners: BoundListener[] = [];
+  /** The persistent store, or null when `persistence = false`. */
+  store: Store | null = null;
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
   #autoId = 0;
 
@@ -62,8 +68,22 @@ export class Broker {
     this.log = log;
   }
 
+  /** Open the store (when persistence is on) and restore what it holds. Throws StoreError. */
+  openStore(): void {
+    if (!this.config.persistence || this.store) return;
+    const file = join(this.config.persistence_location, this.config.persistence_file);
+    const store = new SqliteStore(file, this.config.persistence_sync);
+    store.onError = (e) => this.log.error(`Persistence: commit to ${file} failed: ${e}`);
+    this.store = store;
+    const n = restore(this, store.load());
+    this.log.notice(
+      `Persistence: ${file}: restored ${n.sessions} sessions, ${n.retained} retained messages, ${n.messages} queued messages.`,
+    );
+  }
+
   /** Bind every configured listener; resolves once all are listening. */
   async start(): Promise<BoundListener[]> {
+    this.openStore();
     for (const l of this.config.listeners) {
       let count = 0;
       const max = l.max_connections;
@@ -98,6 +118,8 @@ export class Broker {
     for (const s of this.sessions.values()) s.clearTimers();
     await Promise.all(this.listeners.map((l) => l.listener.close()));
     this.listeners.length = 0;
+    this.store?.close();
+    this.store = null;
   }
 
   /** Accept a socket from any transport; null refuses it (global max_connections). */
@@ -124,7 +146,13 @@ export class Broker {
   /** Publish a message from a client (or the broker): retain it if flagged, route it. Returns receivers. */
   publish(msg: Message): number {
     this.stats.messagesReceived++;
-    if (msg.retain) this.retained.set(msg);
+    if (msg.retain) {
+      this.retained.set(msg);
+      if (this.store) {
+        if (msg.payload.length) this.store.setRetained(msg);
+        else this.store.deleteRetained(msg.topic);
+      }
+    }
     const targets = this.router.route(msg.topic, msg.origin);
     const upgrade = this.config.upgrade_outgoing_qos;
     for (let i = 0; i < targets.length; i++) {
@@ -158,6 +186,10 @@ export class Broker {
     }
     if (!s.enqueue(o, this.config.max_queued_messages, this.config.max_queued_bytes)) {
       this.stats.publishDropped++;
+      return;
+    }
+    if (this.store && s.persistent) {
+      o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 0, packetId: 0 });
     }
   }
 
@@ -173,7 +205,26 @@ export class Broker {
       s.enqueue(o, 0, 0);
       return;
     }
-    if (conn.sendPublish(o, id)) s.inflight.set(id, { ...o, state: "publish" });
+    if (!conn.sendPublish(o, id)) {
+      // Over the client's maximum packet size: discarded [MQTT-3.1.2-25].
+      this.forget(s, o);
+      return;
+    }
+    s.inflight.set(id, { ...o, state: "publish" });
+    if (this.store && s.persistent) {
+      if (o.seq === undefined) {
+        o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 1, packetId: id });
+        s.inflight.get(id)!.seq = o.seq;
+      } else {
+        this.store.updateClientMessage(s.clientId, o.seq, 1, id);
+      }
+    }
+  }
+
+  /** A message is done with (acknowledged, expired or discarded): drop its stored copy. */
+  forget(s: Session, o: Outgoing): void {
+    if (o.seq !== undefined && this.store) this.store.deleteClientMessage(s.clientId, o.seq, o.msg);
+    o.seq = undefined;
   }
 
   /** Move queued messages into the inflight window as it opens. */
@@ -184,9 +235,16 @@ export class Broker {
     const now = Date.now();
     while (s.queue.length && s.inflight.size < quota) {
       const o = s.dequeue()!;
-      if (o.msg.expiresAt && o.msg.expiresAt <= now) continue;
-      if (o.qos === 0) conn.sendPublish(o, 0);
-      else this.#sendInflight(s, conn, o);
+      if (o.msg.expiresAt && o.msg.expiresAt <= now) {
+        this.forget(s, o);
+        continue;
+      }
+      if (o.qos === 0) {
+        conn.sendPublish(o, 0);
+        this.forget(s, o);
+      } else {
+        this.#sendInflight(s, conn, o);
+      }
     }
   }
 
@@ -201,11 +259,42 @@ export class Broker {
         conn.send({ cmd: "pubrel", messageId: id });
       } else if (remainingExpiry(f.msg, now) === -1) {
         s.inflight.delete(id);
+        this.forget(s, f);
       } else {
         conn.sendPublish(f, id, true);
       }
     }
     this.pump(s);
+  }
+
+  /** Record a session's state in the store (when it is persistent), or remove it. */
+  saveSession(s: Session): void {
+    if (!this.store) return;
+    if (!s.persistent) {
+      this.store.deleteSession(s.clientId);
+      return;
+    }
+    this.store.saveSession({
+      clientId: s.clientId,
+      version: s.protocolVersion,
+      expiryInterval: s.expiryInterval,
+      disconnectedAt: s.connection ? 0 : s.disconnectedAt,
+      will: s.will,
+      willDelay: s.willDelay,
+    });
+  }
+
+  /**
+   * Acknowledge an incoming QoS 1/2 message once what it changed is on disk. When the store
+   * cannot commit, the broker does not lie: v5 clients get reason 0x80, v3 clients are
+   * disconnected without an acknowledgement (they resend on reconnect).
+   */
+  ackAfterCommit(ack: () => void, fail: () => void): void {
+    if (!this.store) {
+      ack();
+      return;
+    }
+    this.store.afterCommit((ok) => (ok ? ack() : fail()));
   }
 
   /** Called once when a connection is gone, whatever the cause. */
@@ -218,20 +307,32 @@ export class Broker {
     if (this.config.connection_messages && this.log.on("notice") && conn.clientId) {
       this.log.notice(`Client ${conn.clientId} closed its connection.`);
     }
-    const will = s.will && !conn.willCleared;
-    if (!will) s.will = null;
+    if (conn.willCleared) s.will = null;
+    this.goOffline(s);
+    if (this.sessions.get(s.clientId) === s) this.saveSession(s);
+  }
+
+  /**
+   * A session without a connection: publish its will now or after its delay, and end the session
+   * now or when it expires [MQTT-3.1.3-9][MQTT-3.1.2-23]. Also used for sessions restored at
+   * start-up, whose clock started at `s.disconnectedAt`.
+   */
+  goOffline(s: Session): void {
+    const since = Date.now() - s.disconnectedAt;
     if (s.expiryInterval === 0) {
-      if (will) this.publishWill(s);
+      if (s.will) this.publishWill(s);
       this.endSession(s);
       return;
     }
-    if (will) {
-      if (s.willDelay > 0) {
-        // [MQTT-3.1.3-9] delayed; cancelled if the client reconnects first.
+    if (s.will) {
+      const delay = Math.min(s.willDelay, s.expiryInterval) * 1000 - since;
+      if (delay > 0) {
+        // Delayed; cancelled if the client reconnects first.
         s.willTimer = setTimeout(() => {
           s.willTimer = null;
           this.publishWill(s);
-        }, Math.min(s.willDelay, s.expiryInterval) * 1000);
+          this.saveSession(s);
+        }, delay);
       } else {
         this.publishWill(s);
       }
@@ -243,7 +344,7 @@ export class Broker {
           if (s.will) this.publishWill(s);
           this.endSession(s);
         }
-      }, s.expiryInterval * 1000);
+      }, Math.max(0, s.expiryInterval * 1000 - since));
     }
   }
 
@@ -269,6 +370,7 @@ export class Broker {
   /** Drop a session and its subscriptions. */
   endSession(s: Session): void {
     s.clearTimers();
+    if (this.store && this.sessions.get(s.clientId) === s) this.store.deleteSession(s.clientId);
     for (const e of s.subscriptions.values()) this.router.remove(e);
     s.subscriptions.clear();
     s.queue = [];

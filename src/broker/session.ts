@@ -35,6 +35,8 @@ export interface Outgoing {
   retain: boolean;
   /** Subscription identifiers to send with it (v5). */
   subIds?: number[];
+  /** Its row in the persistent store, when the session is persistent. */
+  seq?: number;
 }
 
 /** A QoS 1/2 message sent and not yet fully acknowledged. */
@@ -105,6 +107,11 @@ export class Session {
     this.queue.push(o);
     this.queuedBytes += size;
     return true;
+  }
+
+  /** True when the session outlives its connection (it is then kept in the store). */
+  get persistent(): boolean {
+    return this.expiryInterval > 0;
   }
 
   /** Take the oldest queued message. */

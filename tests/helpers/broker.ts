@@ -17,6 +17,7 @@ export function testConfig(over: Partial<Config> = {}): Config {
   return {
     ...defaults(GLOBAL_KEYS),
     file: "<test>",
+    persistence: false,
     listeners: [{ ...defaults(LISTENER_KEYS), port: 0 }],
     ...over,
   };

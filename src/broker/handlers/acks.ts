@@ -12,6 +12,7 @@ export function handlePuback(conn: Connection, p: AckPacket): void {
   const f = s.inflight.get(p.messageId);
   if (f && f.qos === 1) {
     s.inflight.delete(p.messageId);
+    conn.broker.forget(s, f);
     conn.broker.pump(s);
   }
 }
@@ -23,10 +24,14 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
   if (f && f.qos === 2) {
     if ((p.reasonCode ?? 0) >= 0x80) {
       s.inflight.delete(p.messageId);
+      conn.broker.forget(s, f);
       conn.broker.pump(s);
       return;
     }
     f.state = "pubrel";
+    if (f.seq !== undefined) {
+      conn.broker.store?.updateClientMessage(s.clientId, f.seq, 2, p.messageId);
+    }
     conn.send({ cmd: "pubrel", messageId: p.messageId });
     return;
   }
@@ -42,6 +47,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
 export function handlePubrel(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const known = s.incomingQos2.delete(p.messageId);
+  if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.clientId, p.messageId);
   conn.send({
     cmd: "pubcomp",
     messageId: p.messageId,
@@ -55,6 +61,7 @@ export function handlePubcomp(conn: Connection, p: AckPacket): void {
   const f = s.inflight.get(p.messageId);
   if (f && f.qos === 2) {
     s.inflight.delete(p.messageId);
+    conn.broker.forget(s, f);
     conn.broker.pump(s);
   }
 }

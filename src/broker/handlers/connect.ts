@@ -171,6 +171,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   session.connection = conn;
   conn.session = session;
   conn.state = "open";
+  broker.saveSession(session);
 
   const ack: Properties = {};
   if (v5) {

@@ -57,7 +57,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const id = p.messageId ?? 0;
   if (p.qos === 2 && s.incomingQos2.has(id)) {
     // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9].
-    conn.send({ cmd: "pubrec", messageId: id });
+    broker.ackAfterCommit(() => conn.send({ cmd: "pubrec", messageId: id }), () => {});
     return;
   }
   if (
@@ -93,12 +93,21 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (n === 0) rc = ReasonCode.NoMatchingSubscribers;
   }
 
-  if (p.qos === 1) {
-    conn.send({ cmd: "puback", messageId: id, reasonCode: rc });
-  } else if (p.qos === 2) {
-    if (rc < 0x80) s.incomingQos2.add(id);
-    conn.send({ cmd: "pubrec", messageId: id, reasonCode: rc });
+  if (p.qos === 0) return;
+  const cmd = p.qos === 1 ? "puback" : "pubrec";
+  if (p.qos === 2 && rc < 0x80) {
+    s.incomingQos2.add(id);
+    if (s.persistent) broker.store?.addIncomingQos2(s.clientId, id);
   }
+  // What this message changed must be on disk before it is acknowledged.
+  broker.ackAfterCommit(
+    () => conn.send({ cmd, messageId: id, reasonCode: rc }),
+    () => {
+      if (conn.version === 5) {
+        conn.send({ cmd, messageId: id, reasonCode: ReasonCode.UnspecifiedError });
+      } else conn.close(undefined, "persistence failed, message not acknowledged");
+    },
+  );
 }
 
 /** Receive Maximum the broker advertises (and enforces) for incoming QoS 2. */

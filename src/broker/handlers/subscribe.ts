@@ -76,6 +76,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     if (existing) broker.router.remove(existing);
     s.subscriptions.set(filter, entry);
     broker.router.add(entry);
+    if (broker.store && s.persistent) broker.store.saveSubscription(s.clientId, entry);
     granted.push(qos);
     if (broker.log.on("subscribe")) {
       broker.log.log("subscribe", `${conn.clientId} ${qos} ${filter}`);

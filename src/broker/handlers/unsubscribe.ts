@@ -12,6 +12,7 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
     if (e) {
       broker.router.remove(e);
       s.subscriptions.delete(filter);
+      if (broker.store && s.persistent) broker.store.deleteSubscription(s.clientId, filter);
       codes.push(ReasonCode.Success);
       if (broker.log.on("unsubscribe")) broker.log.log("unsubscribe", `${conn.clientId} ${filter}`);
     } else {
