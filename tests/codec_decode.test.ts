@@ -952,3 +952,38 @@ test("packets before an error are returned; the decoder then keeps returning the
   assert.deepEqual(again.packets, []);
   assert.deepEqual(again.error, r.error);
 });
+
+test("PUBLISH topics: many distinct, colliding and repeated topics decode exactly", () => {
+  // More topics than the shared topic cache has slots, so slots collide and get replaced.
+  const rnd = mulberry32(99);
+  const topics: string[] = [];
+  for (let i = 0; i < 6000; i++) topics.push(`t/${i}/${Math.floor(rnd() * 1e6)}`);
+  topics.push("same/len/a", "same/len/b", "x", "t/1", "温度/1");
+  const order = [...topics, ...topics].sort(() => rnd() - 0.5);
+  const bytes = Buffer.concat(
+    order.map((topic) => generate({ cmd: "publish", topic, payload: "" }, 4)),
+  );
+  const got = decode(bytes, 4).map((p) => (p as any).topic);
+  assert.deepEqual(got, order);
+});
+
+test("payloads and binary fields stay intact after later reads reuse the WASM memory", () => {
+  const d = new Decoder({ protocolVersion: 5 });
+  const first = d.push(Buffer.concat([
+    generate({ cmd: "publish", topic: "a", payload: Buffer.alloc(10, 1) }, 5),
+    generate({ cmd: "publish", topic: "b", payload: Buffer.alloc(20_000, 2) }, 5),
+    generate({
+      cmd: "publish",
+      topic: "c",
+      payload: Buffer.alloc(0),
+      properties: { correlationData: Buffer.alloc(5, 3) },
+    }, 5),
+  ])).packets as any[];
+  for (let i = 0; i < 5; i++) {
+    d.push(generate({ cmd: "publish", topic: "z", payload: Buffer.alloc(30_000, 9) }, 5));
+  }
+  assert.deepEqual(first[0].payload, new Uint8Array(10).fill(1));
+  assert.deepEqual(first[1].payload, new Uint8Array(20_000).fill(2));
+  assert.deepEqual(first[2].payload, new Uint8Array(0));
+  assert.deepEqual(first[2].properties.correlationData, new Uint8Array(5).fill(3));
+});

@@ -71,9 +71,49 @@ const R_CONSUMED = 1, R_NEED = 2, R_ERR = 3, R_RC = 4, R_DETAIL = 5;
 const R_VERSION = 6, R_STATUS = 7;
 // Row fields (u32 index inside a 16-word row).
 const F_HDR = 0, F_ID = 1, F_STR_OFF = 2, F_STR_LEN = 3, F_BIN_OFF = 4, F_BIN_LEN = 5;
-const F_PROP_IDX = 6, F_PROP_CNT = 7, F_RC = 8, F_LIST_IDX = 9, F_LIST_CNT = 10;
+const F_PROP_IDX = 6, F_PROP_CNT = 7, F_RC = 8, F_LIST_IDX = 9, F_LIST_CNT = 10, F_HASH = 11;
 const ROW_WORDS = 16;
 const NON_ASCII = 0x80000000;
+
+/**
+ * PUBLISH topic strings, shared by every decoder: slot = topic hash (computed by the WASM scan) &
+ * mask. A hit is checked byte for byte, so a collision only costs a fresh decode. Building a
+ * string costs more than comparing one, and real traffic repeats its topics.
+ */
+const TOPIC_SLOTS = 4096;
+const TOPIC_CACHE_MAX = 128;
+const topicCache: string[] = new Array(TOPIC_SLOTS).fill("");
+
+function topicName(u8: Uint8Array, off: number, lenWord: number, hash: number): string {
+  if (lenWord > TOPIC_CACHE_MAX) return strRef(u8, off, lenWord); // long or non-ASCII
+  const slot = hash & (TOPIC_SLOTS - 1);
+  const cached = topicCache[slot];
+  if (cached.length === lenWord) {
+    let i = 0;
+    while (i < lenWord && cached.charCodeAt(i) === u8[off + i]) i++;
+    if (i === lenWord) return cached;
+  }
+  const s = text(u8, off, lenWord, false);
+  topicCache[slot] = s;
+  return s;
+}
+
+/**
+ * Payloads up to SHARED_MAX bytes are views into one copy per scan of the input bytes that hold
+ * them (one allocation per read instead of one per packet; allocating an ArrayBuffer costs
+ * about 0.5-1 µs on Deno). Larger payloads get their own copy. A kept payload view keeps its
+ * read's copy (at most one read) alive; `slice()` it to keep it long-term on its own.
+ */
+const SHARED_MAX = 16 * 1024;
+const EMPTY = new ArrayBuffer(0);
+let batchBuf: ArrayBuffer = EMPTY;
+let batchBase = 0;
+
+function payloadOf(u8: Uint8Array, off: number, len: number): Uint8Array {
+  if (len > SHARED_MAX) return u8.slice(off, off + len);
+  if (len === 0) return new Uint8Array(EMPTY, 0, 0);
+  return new Uint8Array(batchBuf, off - batchBase, len);
+}
 
 const utf8 = new TextDecoder();
 
@@ -206,8 +246,8 @@ function toPacket(u8: Uint8Array, u32: Uint32Array, r: number): Packet {
       if (qos === 0 && pc === 0) {
         return {
           cmd: "publish",
-          topic: strRef(u8, u32[r + F_STR_OFF], u32[r + F_STR_LEN]),
-          payload: u8.slice(off, off + u32[r + F_BIN_LEN]),
+          topic: topicName(u8, u32[r + F_STR_OFF], u32[r + F_STR_LEN], u32[r + F_HASH]),
+          payload: payloadOf(u8, off, u32[r + F_BIN_LEN]),
           qos,
           retain: (hdr & 1) !== 0,
           dup: (hdr & 8) !== 0,
@@ -215,8 +255,8 @@ function toPacket(u8: Uint8Array, u32: Uint32Array, r: number): Packet {
       }
       const p: Packet = {
         cmd: "publish",
-        topic: strRef(u8, u32[r + F_STR_OFF], u32[r + F_STR_LEN]),
-        payload: u8.slice(off, off + u32[r + F_BIN_LEN]),
+        topic: topicName(u8, u32[r + F_STR_OFF], u32[r + F_STR_LEN], u32[r + F_HASH]),
+        payload: payloadOf(u8, off, u32[r + F_BIN_LEN]),
         qos,
         retain: (hdr & 1) !== 0,
         dup: (hdr & 8) !== 0,
@@ -564,7 +604,22 @@ export class Decoder {
       const n = c.x.scan(start, total, this.protocolVersion, maxPacket);
       c.refresh();
       const { u8, u32, res } = c;
+      // One copy of the bytes holding this batch's small payloads (see payloadOf).
+      let lo = -1, hi = 0;
+      for (let i = 0, r = c.tab; i < n; i++, r += ROW_WORDS) {
+        const len = u32[r + F_BIN_LEN];
+        if ((u32[r + F_HDR] & 0xf0) === 0x30 && len > 0 && len <= SHARED_MAX) {
+          const off = u32[r + F_BIN_OFF];
+          if (lo < 0) lo = off;
+          hi = off + len;
+        }
+      }
+      if (lo >= 0) {
+        batchBuf = u8.slice(lo, hi).buffer;
+        batchBase = lo;
+      }
       for (let i = 0, r = c.tab; i < n; i++, r += ROW_WORDS) packets.push(toPacket(u8, u32, r));
+      batchBuf = EMPTY;
       this.protocolVersion = u32[res + R_VERSION] as ProtocolVersion;
       const status = u32[res + R_STATUS];
       start = u32[res + R_CONSUMED];

@@ -79,6 +79,7 @@ const F_PROP_CNT: usize = 28;
 const F_RC: usize = 32; // reason code; CONNECT raw protocol level
 const F_LIST_IDX: usize = 36; // u32 index of the first subscription row / CONNECT block
 const F_LIST_CNT: usize = 40;
+const F_HASH: usize = 44; // PUBLISH: hash of the topic bytes (the TypeScript side caches topic strings)
 
 // Result block fields (u32 each).
 const R_COUNT: usize = 0;
@@ -668,9 +669,27 @@ function decodeConnack(row: usize): void {
   leftover(2);
 }
 
+/** A 32-bit hash of n bytes at p (8 bytes per step). */
+function hashBytes(p: usize, n: usize): u32 {
+  let h: u64 = 0x9e3779b97f4a7c15 ^ <u64> n;
+  const end = p + n;
+  while (p + 8 <= end) {
+    h = (h ^ load<u64>(p)) * 0xff51afd7ed558ccd;
+    h ^= h >> 29;
+    p += 8;
+  }
+  while (p < end) {
+    h = (h ^ <u64> load<u8>(p)) * 0x100000001b3;
+    p++;
+  }
+  h = (h ^ (h >> 32)) * 0xc4ceb9fe1a85ec53;
+  return <u32> (h >> 32);
+}
+
 function decodePublish(row: usize, flags: u32): void {
   const n = str(row + F_STR_OFF);
   if (n < 0) return;
+  store<u32>(row + F_HASH, hashBytes(load<u32>(row + F_STR_OFF), <usize> n));
   const wild = strFlags & 2;
   if (flags & 6) store<u32>(row + F_ID, packetId(3));
   if (errId) return;
