@@ -32,7 +32,10 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
     if (f.seq !== undefined) {
       conn.broker.store?.updateClientMessage(s.clientId, f.seq, 2, p.messageId);
     }
-    conn.send({ cmd: "pubrel", messageId: p.messageId });
+    // PUBREL only once the new state is on disk: after a crash the broker must not send the
+    // PUBLISH again for a message the client has already been told to release.
+    const id = p.messageId;
+    conn.broker.ackAfterCommit(() => conn.send({ cmd: "pubrel", messageId: id }), () => {});
     return;
   }
   // v5: PUBREL with 0x92 for an id we do not know [MQTT-4.3.3-?]; v3 answers PUBREL anyway.
@@ -48,11 +51,17 @@ export function handlePubrel(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const known = s.incomingQos2.delete(p.messageId);
   if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.clientId, p.messageId);
-  conn.send({
-    cmd: "pubcomp",
-    messageId: p.messageId,
-    reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound,
-  });
+  // PUBCOMP once the id is released on disk too: the client may reuse it right away.
+  const id = p.messageId;
+  conn.broker.ackAfterCommit(
+    () =>
+      conn.send({
+        cmd: "pubcomp",
+        messageId: id,
+        reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound,
+      }),
+    () => conn.close(undefined, "persistence failed, PUBREL not completed"),
+  );
 }
 
 /** PUBCOMP: a QoS 2 message we sent is done. */
