@@ -17,7 +17,15 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
       : (line) => console.error(line),
   });
   const broker = new Broker(config, log);
-  const bound = await broker.start();
+  let bound;
+  try {
+    bound = await broker.start();
+  } catch (e) {
+    // A corrupt store, a port in use, a missing certificate: one clear line, exit 1.
+    console.error(`midge: ${e instanceof Error ? e.message : String(e)}`);
+    await broker.stop().catch(() => {});
+    process.exit(1);
+  }
   for (const l of bound) {
     const host = l.host.includes(":") ? `[${l.host}]` : l.host;
     console.log(`listening ${l.protocol} on ${host}:${l.port}`);
