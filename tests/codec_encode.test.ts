@@ -706,7 +706,14 @@ test("Remaining Length uses 1 to 4 bytes at the boundaries (§1.5.5)", () => {
 });
 
 test("strings: UTF-8 byte lengths, surrogate pairs, lone surrogates as U+FFFD [MQTT-1.5.4-1]", () => {
-  for (const s of ["", "abc", "é", "€", "😀", "a😀b€é", "\ud800", "x\udc00y", "\u0000"]) {
+  const x30 = "x".repeat(30);
+  for (
+    const s of [
+      ...["", "abc", "é", "€", "😀", "a😀b€é", "\ud800", "x\udc00y", "\u0000"],
+      ...[x30, x30 + "é", "é" + x30, x30 + "\ud800", "\udbff" + x30, "😀".repeat(20)],
+      ...[x30 + "😀" + x30 + "€", x30 + "\u07ff\u0800\uffff"],
+    ]
+  ) {
     assert.equal(utf8Length(s), te.encode(s).length, JSON.stringify(s));
     const b = encode({ cmd: "unsubscribe", messageId: 1, unsubscriptions: [s] }, 4);
     assert.equal(hex(b.subarray(6)), hex(te.encode(s)));

@@ -59,11 +59,28 @@ function alloc(n: number): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // Primitives
 
+const NON_ASCII = /[\u0080-\uffff]/;
+
 /** Number of UTF-8 bytes `TextEncoder` writes for `s` (a lone surrogate becomes U+FFFD, 3 bytes). */
 export function utf8Length(s: string): number {
   const n = s.length;
-  let len = n;
+  // Most strings are ASCII: a regex scan (native) beats a charCodeAt loop beyond a few dozen
+  // characters, the loop wins below.
+  if (n > 24) {
+    const i = s.search(NON_ASCII);
+    return i < 0 ? n : utf8LengthFrom(s, i);
+  }
   for (let i = 0; i < n; i++) {
+    if (s.charCodeAt(i) >= 0x80) return utf8LengthFrom(s, i);
+  }
+  return n;
+}
+
+/** utf8Length of `s` whose first `start` UTF-16 units are ASCII. */
+function utf8LengthFrom(s: string, start: number): number {
+  const n = s.length;
+  let len = n;
+  for (let i = start; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c < 0x80) continue;
     if (c < 0x800) {
