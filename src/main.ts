@@ -17,6 +17,11 @@ interface Command {
   options: Options;
   /** Whether the command takes positional arguments (passed to `run`). */
   positionals?: boolean;
+  /**
+   * The command parses its own arguments (pub, sub, rr take Mosquitto's flags, which parseArgs
+   * cannot express: `-h` is a host, `-D` takes three or four words); `run` gets them all.
+   */
+  raw?: (args: string[]) => Promise<number>;
   /** Returns the exit code; a command that keeps running (serve) returns once it has started. */
   run(values: Values, positionals: string[]): Promise<number>;
 }
@@ -56,14 +61,45 @@ Options:
       return Promise.resolve(0);
     },
   },
+  pub: mosquittoClient("pub", "Publish messages (mosquitto_pub's options)"),
+  sub: mosquittoClient("sub", "Subscribe and print messages (mosquitto_sub's options)"),
+  rr: mosquittoClient("rr", "Publish a request and wait for the response (mosquitto_rr)"),
   help: {
     summary: "Show help for midge or for one command",
     usage: "Usage: midge help [COMMAND]\n",
     options: HELP,
     positionals: true,
-    run: (_values, positionals) => Promise.resolve(help(positionals)),
+    run: async (_values, positionals) => await help(positionals),
   },
 };
+
+/** pub, sub and rr: the work and the usage text live in src/cli/<name>.ts. */
+function mosquittoClient(name: "pub" | "sub" | "rr", summary: string): Command {
+  const load = async () => {
+    if (name === "pub") {
+      const m = await import("./cli/pub.ts");
+      return { run: m.runPub, usage: m.PUB_USAGE };
+    }
+    if (name === "sub") {
+      const m = await import("./cli/sub.ts");
+      return { run: m.runSub, usage: m.SUB_USAGE };
+    }
+    const m = await import("./cli/rr.ts");
+    return { run: m.runRr, usage: m.RR_USAGE };
+  };
+  return {
+    summary,
+    get usage(): string {
+      return `Usage: midge ${name} [options]  (see "midge ${name} --help")\n`;
+    },
+    options: {},
+    raw: async (args) => (await load()).run(args),
+    run: async () => {
+      process.stdout.write((await load()).usage);
+      return 0;
+    },
+  };
+}
 
 /** The top-level help: every command with its summary. */
 export function usage(): string {
@@ -92,6 +128,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!Object.hasOwn(COMMANDS, first)) return fail(`unknown command "${first}"`, usage());
 
   const command = COMMANDS[first];
+  if (command.raw) return await command.raw(rest);
   let values: Values;
   let positionals: string[];
   try {
@@ -113,13 +150,15 @@ export async function main(argv: string[]): Promise<number> {
   return await command.run(values, positionals);
 }
 
-function help(args: string[]): number {
+function help(args: string[]): number | Promise<number> {
   if (args.length === 0) {
     out(usage());
     return 0;
   }
   if (args.length === 1 && Object.hasOwn(COMMANDS, args[0])) {
-    out(COMMANDS[args[0]].usage);
+    const c = COMMANDS[args[0]];
+    if (c.raw) return c.run({}, []); // prints the command's full usage
+    out(c.usage);
     return 0;
   }
   return fail(`help: unknown command "${args.join(" ")}"`, usage());
