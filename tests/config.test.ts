@@ -19,6 +19,7 @@ const EXPECTED: Omit<Config, "file"> = {
     protocol: "mqtt",
     max_connections: -1,
     mount_point: "",
+    allow_anonymous: "global",
   }],
   max_inflight_messages: 20,
   max_queued_messages: 1000,
@@ -42,6 +43,9 @@ const EXPECTED: Omit<Config, "file"> = {
   persistence_location: "data",
   persistence_file: "midge.db",
   persistence_sync: "full",
+  allow_anonymous: "localhost",
+  password_file: "",
+  acl_file: "",
   sys_interval: 10,
   log_type: ["error", "warning", "notice", "information"],
   log_dest: ["stderr"],
@@ -108,8 +112,8 @@ test("a file that sets a few keys keeps the defaults for the rest", () => {
   assert.deepEqual(c.log_type, ["all"], "a single string is read as an array of one");
   assert.equal(c.max_inflight_messages, 20);
   assert.deepEqual(c.listeners, [
-    { port: 0, bind_address: "127.0.0.1", protocol: "mqtt", max_connections: -1, mount_point: "" },
-    { port: 8883, bind_address: "::", protocol: "mqtt", max_connections: -1, mount_point: "" },
+    { ...EXPECTED.listeners[0], port: 0 },
+    { ...EXPECTED.listeners[0], port: 8883, bind_address: "::" },
   ]);
 });
 
@@ -124,7 +128,7 @@ test("unknown key: file, line and key, with a did-you-mean hint", () => {
   );
   assert.match(bad(`colour = "red"`).message, /^my\.toml:1: key "colour": unknown key$/);
   assert.match(
-    bad(`password_file = "/etc/pw"`).message,
+    bad(`psk_file = "/etc/psk"`).message,
     /unknown key \(a Mosquitto option that Midge does not support\)/,
   );
 });
@@ -256,6 +260,7 @@ test("listener checks: protocol, addresses, mount point, duplicates, connection 
     protocol: "mqtt",
     max_connections: 5,
     mount_point: "t/",
+    allow_anonymous: "global",
   });
 });
 
@@ -395,4 +400,24 @@ test("the returned config is a fresh object: changing one does not change the ne
   const b = parseConfig("", "x");
   assert.deepEqual(b.log_type, EXPECTED.log_type);
   assert.equal(b.listeners[0].port, 1883);
+});
+
+test('allow_anonymous: true, false, "localhost" at the top; a listener may also say "global"', () => {
+  const c = parseConfig(
+    `allow_anonymous = false\npassword_file = "pw"\nacl_file = "acl"\n\n[[listener]]\nallow_anonymous = "localhost"\n\n[[listener]]\nport = 1884\n`,
+    "a.toml",
+  );
+  assert.equal(c.allow_anonymous, false);
+  assert.equal(c.password_file, "pw");
+  assert.equal(c.acl_file, "acl");
+  assert.deepEqual(c.listeners.map((l) => l.allow_anonymous), ["localhost", "global"]);
+  assert.match(
+    bad(`allow_anonymous = "global"\n`).message,
+    /allow_anonymous": expected true, false/,
+  );
+  assert.match(bad(`allow_anonymous = "yes"\n`).message, /a\.toml|my\.toml/);
+  assert.match(
+    bad(`[[listener]]\nallow_anonymous = 1\n`).message,
+    /listener\[0\]\.allow_anonymous": expected true, false or "localhost" or "global", got 1/,
+  );
 });

@@ -220,6 +220,22 @@ function checkAddress(s: string): string | undefined {
   return `expected an IP address or host name, got ${JSON.stringify(s)}`;
 }
 
+/**
+ * `allow_anonymous`: true, false, "localhost" (only on listeners bound to a loopback address) and,
+ * for a listener, "global" (use the top-level value).
+ */
+function anonymous<const T extends readonly string[]>(words: T): ValueType<boolean | T[number]> {
+  const expected = `true, false or ${words.map((w) => JSON.stringify(w)).join(" or ")}`;
+  return {
+    expected,
+    read(v) {
+      if (typeof v === "boolean") return v;
+      if (typeof v === "string" && words.includes(v)) return v as T[number];
+      throw mismatch(expected, v);
+    },
+  };
+}
+
 /** A mount point prefixes topics, so it follows PUBLISH topic rules: no wildcards [MQTT-4.7.1-1]. */
 function checkMountPoint(s: string): string | undefined {
   if (s.includes("+") || s.includes("#") || s.includes("\0")) {
@@ -259,6 +275,13 @@ export const GLOBAL_KEYS = {
   persistence_location: key(str(4096), "data", "directory of the persistence database"),
   persistence_file: key(str(255), "midge.db", "file name of the persistence database"),
   persistence_sync: key(oneOf(["full", "normal", "off"]), "full", "fsync each group commit"),
+  allow_anonymous: key<boolean | "localhost">(
+    anonymous(["localhost"]),
+    "localhost",
+    "accept clients without a user name",
+  ),
+  password_file: key(str(4096), "", 'Mosquitto password file; "" = none'),
+  acl_file: key(str(4096), "", 'Mosquitto ACL file; "" = no topic restrictions'),
   sys_interval: key(int(0, 86400), 10, "seconds between $SYS updates; 0 = off"),
   log_type: key<string[]>(list(oneOf(LOG_TYPES)), [
     "error",
@@ -282,6 +305,11 @@ export const LISTENER_KEYS = {
   ),
   max_connections: key(limit(I32), -1, "connected clients on this listener; -1 = no limit"),
   mount_point: key(str(65535, checkMountPoint), "", "topic prefix isolating this listener"),
+  allow_anonymous: key<boolean | "localhost" | "global">(
+    anonymous(["localhost", "global"]),
+    "global",
+    "accept clients without a user name here",
+  ),
 };
 
 /** A schema table: key name to entry. */
