@@ -207,11 +207,12 @@ function fail(message: string, help?: string): number {
 }
 
 if (import.meta.main) {
-  try {
-    // Never process.exit() on success: `serve` keeps the event loop alive with its listeners.
-    process.exitCode = await main(process.argv.slice(2));
-  } catch (e) {
+  // No top-level await: the compiled executable is built as CommonJS bytecode (faster start-up).
+  // Never process.exit() on success: `serve` keeps the event loop alive with its listeners.
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  }, (e) => {
     process.stderr.write(`midge: ${(e as Error)?.message ?? e}\n`);
     process.exit(1);
-  }
+  });
 }
