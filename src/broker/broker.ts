@@ -2,7 +2,8 @@
  * The broker: sessions, the router, retained messages, wills, limits, and the listeners that
  * feed connections in. Packet handling itself lives in ./handlers/, one file per packet type.
  */
-import type { Config } from "../config/schema.ts";
+import type { Config, ListenerConfig } from "../config/schema.ts";
+import { Auth } from "../auth/auth.ts";
 import type { QoS } from "../codec/types.ts";
 import { listenTcp } from "../transport/listen.ts";
 import type { Listener, SocketHandlers, TransportSocket } from "../transport/types.ts";
@@ -12,6 +13,7 @@ import { forwardedProperties, type Message, remainingExpiry } from "./message.ts
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { Router } from "./router.ts";
 import { NEVER_EXPIRES, type Outgoing, Session } from "./session.ts";
+import { longTimeout } from "./timers.ts";
 import type { Store } from "../store/types.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import { restore } from "./restore.ts";
@@ -60,12 +62,23 @@ export class Broker {
   readonly listeners: BoundListener[] = [];
   /** The persistent store, or null when `persistence = false`. */
   store: Store | null = null;
+  /** Password file, ACL and allow_anonymous: who may connect, publish, subscribe, read. */
+  readonly auth: Auth;
+  /** Run by `reload()` (SIGHUP): each re-reads what it owns and keeps the old state on error. */
+  readonly reloadHooks: (() => unknown)[] = [];
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
   #autoId = 0;
 
   constructor(config: Config, log: Logger = silentLogger) {
     this.config = config;
     this.log = log;
+    this.auth = new Auth(config, log);
+    this.reloadHooks.push(() => this.auth.reload());
+  }
+
+  /** Re-read what can change without a restart (password_file, acl_file, …), as on SIGHUP. */
+  async reload(): Promise<void> {
+    for (const hook of this.reloadHooks) await hook();
   }
 
   /** Open the store (when persistence is on) and restore what it holds. Throws StoreError. */
@@ -83,13 +96,14 @@ export class Broker {
 
   /** Bind every configured listener; resolves once all are listening. */
   async start(): Promise<BoundListener[]> {
+    await this.auth.load();
     this.openStore();
     for (const l of this.config.listeners) {
       let count = 0;
       const max = l.max_connections;
       const listener = await listenTcp({ host: l.bind_address, port: l.port }, (sock) => {
         if (max >= 0 && count >= max) return null;
-        const h = this.accept(sock, l.mount_point);
+        const h = this.accept(sock, l.mount_point, l);
         if (!h) return null;
         count++;
         const onClose = h.onClose;
@@ -123,10 +137,14 @@ export class Broker {
   }
 
   /** Accept a socket from any transport; null refuses it (global max_connections). */
-  accept(sock: TransportSocket, mountPoint = ""): SocketHandlers | null {
+  accept(
+    sock: TransportSocket,
+    mountPoint = "",
+    listener?: ListenerConfig,
+  ): SocketHandlers | null {
     const max = this.config.max_connections;
     if (max >= 0 && this.connections.size >= max) return null;
-    const conn = new Connection(this, sock, mountPoint);
+    const conn = new Connection(this, sock, mountPoint, listener);
     this.connections.add(conn);
     this.stats.connectionsTotal++;
     return {
@@ -155,13 +173,20 @@ export class Broker {
     }
     const targets = this.router.route(msg.topic, msg.origin);
     const upgrade = this.config.upgrade_outgoing_qos;
+    const acl = this.auth.aclActive ? this.auth : null;
+    let n = targets.length;
     for (let i = 0; i < targets.length; i++) {
       const t = targets[i];
+      // acl_file: only sessions that may read the topic receive it.
+      if (acl && !acl.canRead(t.session, msg.topic)) {
+        n--;
+        continue;
+      }
       const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
       // [MQTT-3.3.1-12] live messages carry retain=0 unless Retain As Published.
       this.deliver(t.session, { msg, qos, retain: t.rap ? msg.retain : false, subIds: t.subIds });
     }
-    return targets.length;
+    return n;
   }
 
   /** Send or queue one message for one session. */
@@ -328,23 +353,32 @@ export class Broker {
       const delay = Math.min(s.willDelay, s.expiryInterval) * 1000 - since;
       if (delay > 0) {
         // Delayed; cancelled if the client reconnects first.
-        s.willTimer = setTimeout(() => {
-          s.willTimer = null;
-          this.publishWill(s);
-          this.saveSession(s);
-        }, delay);
+        s.willTimer = longTimeout(
+          () => {
+            s.willTimer = null;
+            this.publishWill(s);
+            this.saveSession(s);
+          },
+          delay,
+          (t) => (s.willTimer = t),
+        );
       } else {
         this.publishWill(s);
       }
     }
     if (s.expiryInterval !== NEVER_EXPIRES) {
-      s.expiryTimer = setTimeout(() => {
-        s.expiryTimer = null;
-        if (!s.connection) {
-          if (s.will) this.publishWill(s);
-          this.endSession(s);
-        }
-      }, Math.max(0, s.expiryInterval * 1000 - since));
+      // longTimeout: v5 allows expiries beyond setTimeout's 24.8 days [MQTT-3.1.2-23].
+      s.expiryTimer = longTimeout(
+        () => {
+          s.expiryTimer = null;
+          if (!s.connection) {
+            if (s.will) this.publishWill(s);
+            this.endSession(s);
+          }
+        },
+        Math.max(0, s.expiryInterval * 1000 - since),
+        (t) => (s.expiryTimer = t),
+      );
     }
   }
 
@@ -355,6 +389,11 @@ export class Broker {
     if (s.willTimer) clearTimeout(s.willTimer);
     s.willTimer = null;
     if (!w) return;
+    if (!this.auth.canPublish(s, w.topic)) {
+      // Checked when the will is sent, with the rules in force then (as Mosquitto does).
+      this.log.notice(`Will of ${s.clientId} on ${w.topic} not sent: not authorized.`);
+      return;
+    }
     const expiry = w.properties?.messageExpiryInterval;
     this.publish({
       topic: w.topic,

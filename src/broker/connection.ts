@@ -8,6 +8,7 @@ import { encode, type PreparedPublish, preparePublish } from "../codec/encoder.t
 import type { Packet, Properties, ProtocolVersion, PublishPacket } from "../codec/types.ts";
 import { ReasonCode } from "../codec/types.ts";
 import type { TransportSocket } from "../transport/types.ts";
+import type { ListenerConfig } from "../config/schema.ts";
 import type { Broker } from "./broker.ts";
 import type { Outgoing, Session } from "./session.ts";
 import { remainingExpiry } from "./message.ts";
@@ -36,6 +37,9 @@ function flushAll(): void {
  * bound. QoS 1/2 are bounded by the inflight window and the session queue instead.
  */
 export const SLOW_READER_BYTES = 4 * 1024 * 1024;
+
+/** Packets a client may send after CONNECT before the CONNACK while its login is checked. */
+const MAX_HELD = 100;
 
 export class Connection {
   readonly broker: Broker;
@@ -72,11 +76,23 @@ export class Connection {
 
   /** The listener's mount_point: prefixed to every topic this client uses [mosquitto]. */
   readonly mountPoint: string;
+  /** The configuration of the listener this client came through (allow_anonymous, …). */
+  readonly listener: ListenerConfig | undefined;
+  /** Packets that arrived while CONNECT was being authenticated, or null when not waiting. */
+  #held: Packet[] | null = null;
+  #heldBytes = 0;
+  #keepHeld = true;
 
-  constructor(broker: Broker, socket: TransportSocket, mountPoint = "") {
+  constructor(
+    broker: Broker,
+    socket: TransportSocket,
+    mountPoint = "",
+    listener?: ListenerConfig,
+  ) {
     this.broker = broker;
     this.socket = socket;
     this.mountPoint = mountPoint;
+    this.listener = listener;
     this.decoder = new Decoder({ maxPacketSize: broker.config.max_packet_size });
   }
 
@@ -109,6 +125,16 @@ export class Connection {
   }
 
   dispatch(p: Packet): void {
+    if (this.#held) {
+      // CONNECT is still being authenticated: keep what follows it, in order, until then.
+      this.#heldBytes += p.cmd === "publish" ? p.payload.length : 0;
+      if (this.#held.length >= MAX_HELD || this.#heldBytes > SLOW_READER_BYTES) {
+        this.close(undefined, "too much sent before CONNACK");
+      } else if (this.#keepHeld) {
+        this.#held.push(p);
+      }
+      return;
+    }
     if (this.state === "new" && p.cmd !== "connect") {
       // [MQTT-3.1.0-1] the first packet must be CONNECT.
       this.close(undefined, `first packet was ${p.cmd}, not connect [MQTT-3.1.0-1]`);
@@ -156,6 +182,27 @@ export class Connection {
         // CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only.
         this.protocolError(ReasonCode.ProtocolError, `unexpected ${p.cmd} from a client`);
     }
+  }
+
+  /**
+   * Hold incoming packets until `work` settles (a slow password check), then handle them in
+   * order; with `keep` false (a delayed refusal) they are dropped instead. The CONNECT handler
+   * calls this when its answer is not ready yet.
+   */
+  hold(work: Promise<void>, keep = true): void {
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#keepHeld = keep;
+    const release = () => {
+      const held = this.#held ?? [];
+      this.#held = null;
+      for (let i = 0; i < held.length && !this.closed; i++) this.dispatch(held[i]);
+    };
+    work.then(release, (e) => {
+      this.#held = null;
+      this.broker.log.error(`Client ${this.label}: ${e}`);
+      this.close(undefined, "internal error while connecting");
+    });
   }
 
   /** Queue a packet for sending (encoded now, written at the end of the batch). */

@@ -40,5 +40,13 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  if (process.platform !== "win32") {
+    // SIGHUP re-reads password_file and acl_file (and whatever else registers a reload hook);
+    // a broken file keeps the previous one in force.
+    process.on("SIGHUP", () => {
+      log.notice("Received SIGHUP, reloading.");
+      broker.reload().catch((e) => log.error(`Reload failed: ${e}`));
+    });
+  }
   return broker;
 }

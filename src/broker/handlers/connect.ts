@@ -1,7 +1,10 @@
 /**
- * CONNECT → CONNACK: protocol version, client id rules, keep-alive, session take-over and
- * resumption, will, and the v5 limits advertised to the client.
+ * CONNECT → CONNACK: protocol version, client id rules, keep-alive, authentication (password
+ * file, allow_anonymous), session take-over and resumption, will, and the v5 limits advertised
+ * to the client.
  */
+import { setTimeout } from "node:timers";
+import type { LoginResult } from "../../auth/auth.ts";
 import type { ConnectPacket, Properties } from "../../codec/types.ts";
 import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
@@ -18,6 +21,58 @@ function refuse(conn: Connection, v3code: number, v5code: number, why: string): 
   });
   conn.broker.log.notice(`Client ${conn.label} refused: ${why}.`);
   conn.close();
+}
+
+/**
+ * Refuse a login. Every cause (unknown user, wrong password, anonymous not allowed) gets the
+ * same CONNACK, v3 return code 5 / v5 0x87 Not authorized, as in Mosquitto, so a client cannot
+ * tell a wrong user name from a wrong password [MQTT-3.2.2-6]; the cause goes to the log only.
+ */
+function refuseLogin(conn: Connection, why: string): void {
+  conn.send({
+    cmd: "connack",
+    sessionPresent: false,
+    reasonCode: conn.version === 5 ? ReasonCode.NotAuthorized : ConnackCodeV3.NotAuthorized,
+    properties: conn.reason("not authorized"),
+  });
+  conn.broker.log.notice(`Client ${conn.label} refused: ${why}.`);
+  conn.close();
+}
+
+/** What `handleConnect` has worked out before the login is settled. */
+interface Admission {
+  clientId: string;
+  assigned: boolean;
+  keepalive: number;
+  serverKeepAlive: number | undefined;
+}
+
+/**
+ * Act on a login result: admit, refuse now, or (repeated failures from one address) refuse
+ * after a delay, returned as a Promise.
+ */
+function settle(
+  conn: Connection,
+  p: ConnectPacket,
+  a: Admission,
+  r: LoginResult,
+): Promise<void> | undefined {
+  if (conn.closed) return;
+  if (r.ok) {
+    admit(conn, p, a);
+    return;
+  }
+  if (r.delayMs <= 0) {
+    refuseLogin(conn, r.reason);
+    return;
+  }
+  return new Promise((resolve) => {
+    // unref: a pending refusal does not keep a stopping broker alive.
+    setTimeout(() => {
+      if (!conn.closed) refuseLogin(conn, `${r.reason} (answered after ${r.delayMs} ms)`);
+      resolve();
+    }, r.delayMs).unref();
+  });
 }
 
 export function handleConnect(conn: Connection, p: ConnectPacket): void {
@@ -129,6 +184,32 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     }
   }
 
+  // Authentication: password_file and allow_anonymous. A slow hash or a delayed refusal holds
+  // the packets that follow CONNECT until the answer is known.
+  const a: Admission = { clientId, assigned, keepalive, serverKeepAlive };
+  const login = broker.auth.checkLogin(
+    conn.listener,
+    conn.socket.remoteAddress,
+    p.username,
+    p.password,
+  );
+  if (login instanceof Promise) {
+    conn.hold(login.then((r) => settle(conn, p, a, r)));
+  } else {
+    const later = settle(conn, p, a, login);
+    if (later) conn.hold(later, false);
+  }
+}
+
+/** The login is accepted: take over or resume the session, send CONNACK. */
+function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
+  const broker = conn.broker;
+  const cfg = broker.config;
+  const v5 = p.protocolVersion === 5;
+  const props = p.properties ?? {};
+  const will = p.will;
+  const { clientId, assigned, keepalive, serverKeepAlive } = a;
+
   // Session expiry: v5 property; v3 clean session = 0, persistent = never (or the configured cap).
   let expiry: number;
   if (v5) expiry = props.sessionExpiryInterval ?? 0;
@@ -171,6 +252,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   session.connection = conn;
   conn.session = session;
   conn.state = "open";
+  broker.auth.bind(session, clientId, p.username);
   broker.saveSession(session);
 
   const ack: Properties = {};

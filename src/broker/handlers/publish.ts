@@ -78,6 +78,13 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   } else if (topic.startsWith("$SYS")) {
     // Clients cannot publish into the broker's own tree.
     rc = ReasonCode.NotAuthorized;
+  } else if (broker.auth.aclActive && !broker.auth.canPublish(s, topic)) {
+    // acl_file grants no write access: not delivered. QoS 0 is dropped silently, QoS 1/2 are
+    // acknowledged with 0x87 Not authorized (v5) or plainly (v3, which has no reason codes).
+    rc = ReasonCode.NotAuthorized;
+    if (broker.log.on("debug")) {
+      broker.log.debug(`Denied PUBLISH from ${conn.clientId} to ${topic}.`);
+    }
   } else {
     const expiry = p.properties?.messageExpiryInterval;
     const msg: Message = {

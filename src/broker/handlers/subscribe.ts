@@ -52,6 +52,14 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       continue;
     }
     topicFilter = conn.mountPoint + topicFilter;
+    if (broker.auth.aclActive && !broker.auth.canSubscribe(s, topicFilter)) {
+      // acl_file: nothing this filter matches may be read. v5 0x87 Not authorized, v3 0x80.
+      granted.push(v5 ? ReasonCode.NotAuthorized : 0x80);
+      if (broker.log.on("debug")) {
+        broker.log.debug(`Denied SUBSCRIBE from ${conn.clientId} to ${filter}.`);
+      }
+      continue;
+    }
     const existing = s.subscriptions.get(filter);
     if (
       !existing && cfg.max_subscriptions_per_client > 0 &&
@@ -88,6 +96,8 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
   for (const e of retainedFor) {
     for (const m of broker.retained.match(e.topicFilter, now)) {
+      // acl_file: a retained message goes only to a client that may read its topic.
+      if (!broker.auth.canRead(s, m.topic)) continue;
       // Retained messages are sent with the retain flag set [MQTT-3.3.1-8].
       broker.deliver(s, {
         msg: m,
