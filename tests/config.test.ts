@@ -21,6 +21,7 @@ const EXPECTED: Omit<Config, "file"> = {
     mount_point: "",
     allow_anonymous: "global",
   }],
+  bridges: [],
   max_inflight_messages: 20,
   max_queued_messages: 1000,
   max_queued_bytes: 0,

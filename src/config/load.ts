@@ -8,6 +8,8 @@ import { parse, TomlError } from "smol-toml";
 import { defaultConfigText } from "./default_config.generated.ts";
 import { keyLines, lineOf } from "./lines.ts";
 import {
+  BRIDGE_KEYS,
+  type BridgeConfig,
   type Config,
   defaults,
   GLOBAL_KEYS,
@@ -20,7 +22,7 @@ import {
   type Values,
 } from "./schema.ts";
 
-export type { Config, ListenerConfig } from "./schema.ts";
+export type { BridgeConfig, Config, ListenerConfig } from "./schema.ts";
 
 /** A bad configuration: `file:line: key "k": problem` (line 0 when no line applies, key "" for syntax). */
 export class ConfigError extends Error {
@@ -62,7 +64,7 @@ export function parseConfig(text: string, file: string): Config {
     problems.push({ line: lineOf(lines, key), key, problem });
   };
 
-  const { listener, ...top } = doc;
+  const { listener, bridge, ...top } = doc;
   const global = readTable(GLOBAL_KEYS, top, "", report, {
     schema: LISTENER_KEYS,
     hint: "listener settings belong in a [[listener]] table",
@@ -89,13 +91,44 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
 
+  const bridges: BridgeConfig[] = [];
+  if (Object.hasOwn(doc, "bridge")) {
+    if (!Array.isArray(bridge)) {
+      report("bridge", `expected an array of tables ([[bridge]]), got ${show(bridge)}`);
+    } else {
+      const names = new Set<string>();
+      bridge.forEach((t, i) => {
+        if (!isTable(t)) {
+          report(`bridge[${i}]`, `expected a table, got ${show(t)}`);
+          return;
+        }
+        const b = readTable(BRIDGE_KEYS, t, `bridge[${i}].`, report, {
+          schema: GLOBAL_KEYS,
+          hint: "a top-level setting: move it above the first [[bridge]] table",
+        });
+        if (!b.name) report(`bridge[${i}].name`, "a bridge needs a name");
+        else if (names.has(b.name)) {
+          report(`bridge[${i}].name`, `bridge name ${show(b.name)} is used twice`);
+        }
+        names.add(b.name);
+        if (b.addresses.length === 0) {
+          report(`bridge[${i}].addresses`, "a bridge needs at least one address");
+        }
+        if (b.topic.length === 0) {
+          report(`bridge[${i}].topic`, "a bridge needs at least one topic line");
+        }
+        bridges.push(b);
+      });
+    }
+  }
+
   if (problems.length > 0) {
     // The first problem in file order; problems without a line come last.
     problems.sort((a, b) => (a.line || Infinity) - (b.line || Infinity));
     const { line, key, problem } = problems[0];
     throw new ConfigError(file, line, key, problem);
   }
-  return { file, ...global, listeners };
+  return { file, ...global, listeners, bridges };
 }
 
 /**

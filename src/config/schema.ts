@@ -312,6 +312,83 @@ export const LISTENER_KEYS = {
   ),
 };
 
+/** A bridge topic line, Mosquitto's form: `pattern [in|out|both [qos [local-prefix remote-prefix]]]`. */
+function bridgeTopic(): ValueType<string> {
+  const base = str(65535);
+  return {
+    ...base,
+    read(v: unknown): string {
+      const t = base.read(v);
+      const err = bridgeTopicProblem(t);
+      if (err) throw new Problem(err);
+      return t;
+    },
+  };
+}
+
+/** Why a bridge topic line is wrong, or undefined. */
+export function bridgeTopicProblem(line: string): string | undefined {
+  const parts = splitBridgeTopic(line);
+  if (parts.length < 1 || parts.length > 5 || parts.length === 4) {
+    return `expected "pattern [in|out|both [qos [local-prefix remote-prefix]]]", got ${show(line)}`;
+  }
+  if (parts[1] !== undefined && !["in", "out", "both"].includes(parts[1])) {
+    return `direction must be in, out or both, got ${show(parts[1])}`;
+  }
+  if (parts[2] !== undefined && !/^[012]$/.test(parts[2])) {
+    return `qos must be 0, 1 or 2, got ${show(parts[2])}`;
+  }
+  return undefined;
+}
+
+/** Splits a bridge topic line on spaces; `""` stands for an empty prefix (as in Mosquitto). */
+export function splitBridgeTopic(line: string): string[] {
+  return line.trim().split(/\s+/).filter((p) => p !== "").map((p) => (p === '""' ? "" : p));
+}
+
+/** Keys of a [[bridge]] table (Mosquitto's bridge options, same names). */
+export const BRIDGE_KEYS = {
+  name: key(str(256), "", "connection name (required)"),
+  addresses: key<string[]>(
+    list(str(512)),
+    [],
+    "remote brokers, host[:port] or URLs, tried in order",
+  ),
+  round_robin: key(bool(), false, "after a failure try the next address, not the first"),
+  topic: key<string[]>(list(bridgeTopic()), [], "topic lines: pattern direction qos prefixes"),
+  bridge_protocol_version: key(
+    oneOf(["mqttv31", "mqttv311", "mqttv50"]),
+    "mqttv311",
+    "MQTT version",
+  ),
+  remote_clientid: key(str(65535), "", 'client id on the remote; "" = <name>.<hostname>'),
+  local_clientid: key(str(65535), "", 'local session id; "" = local.<remote_clientid>'),
+  remote_username: key(str(65535), "", "user name on the remote"),
+  remote_password: key(str(65535), "", "password on the remote"),
+  cleansession: key(bool(), false, "clean session on the remote (false keeps queued messages)"),
+  keepalive_interval: key(int(5, 65535), 60, "keep-alive with the remote, seconds"),
+  restart_timeout: key(str(64), "5 30", 'reconnect backoff "base cap" seconds, or "constant"'),
+  notifications: key(bool(), true, "publish connection state 1/0 (retained)"),
+  notification_topic: key(str(65535), "", '"" = $SYS/broker/connection/<remote_clientid>/state'),
+  try_private: key(bool(), true, "tell the remote this is a bridge (loop prevention)"),
+  bridge_cafile: key(str(4096), "", "CA file to verify the remote (enables TLS)"),
+  bridge_certfile: key(str(4096), "", "client certificate for the remote"),
+  bridge_keyfile: key(str(4096), "", "client key for the remote"),
+  bridge_insecure: key(bool(), false, "do not verify the remote's host name"),
+  start_type: key(oneOf(["automatic", "lazy", "once"]), "automatic", "when to connect"),
+  threshold: key(int(1, I32), 10, "lazy: queued messages that start the connection"),
+  idle_timeout: key(int(1, I32), 60, "lazy: seconds idle before disconnecting"),
+  bridge_outgoing_retain: key(bool(), true, "keep the retain flag on outgoing messages"),
+  bridge_max_packet_size: key(
+    int(0, 268435460),
+    0,
+    "largest packet accepted from the remote; 0 = any",
+  ),
+};
+
+/** One bridge, as in a [[bridge]] table. */
+export type BridgeConfig = Values<typeof BRIDGE_KEYS>;
+
 /** A schema table: key name to entry. */
 export type Schema = Record<string, Entry<unknown>>;
 
@@ -322,6 +399,7 @@ export type ListenerConfig = Values<typeof LISTENER_KEYS>;
 export interface Config extends Values<typeof GLOBAL_KEYS> {
   file: string;
   listeners: ListenerConfig[];
+  bridges: BridgeConfig[];
 }
 
 /** The defaults of a schema table (arrays copied, so callers may change them). */

@@ -19,6 +19,7 @@ export function testConfig(over: Partial<Config> = {}): Config {
     file: "<test>",
     persistence: false,
     listeners: [{ ...defaults(LISTENER_KEYS), port: 0 }],
+    bridges: [],
     ...over,
   };
 }
