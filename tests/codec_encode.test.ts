@@ -999,3 +999,47 @@ test("preparePublish bytes own their buffer (they may be kept with a message for
     assert.equal(preparedBytes(prep, 2).buffer.byteLength, prep.bytes.length);
   }
 });
+
+test("PUBLISH topics around the ASCII fast path: non-ASCII anywhere, 1 to 200 units", () => {
+  const out = new Uint8Array(4096);
+  for (const n of [1, 24, 25, 63, 64, 65, 200]) {
+    for (const at of [-1, 0, n - 1]) {
+      for (const ch of ["é", "€", "😀"]) {
+        const chars = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + (i % 26)));
+        if (at >= 0) chars[at] = ch;
+        const topic = chars.join("");
+        for (const v of VERSIONS) {
+          const p: PublishPacket = {
+            cmd: "publish",
+            topic,
+            payload: bytes("x".repeat(n)),
+            qos: 1,
+            retain: false,
+            dup: false,
+            messageId: 9,
+            properties: v === 5 ? { contentType: "c" } : undefined,
+          };
+          const mp = { ...toMqtt(p, v), payload: Buffer.from(p.payload) };
+          const want = hex(mqttPacket.generate(mp as any, { protocolVersion: v }));
+          const what = `v${v} n=${n} at=${at} ${ch}`;
+          assert.equal(hex(encode(p, v)), want, what);
+          assert.equal(encodedLength(p, v) * 2, want.length, what);
+          const end = encodeInto(p, v, out, 3);
+          assert.equal(hex(out.subarray(3, end)), want, what);
+          assert.equal(hex(preparedBytes(preparePublish(p, v), 9)), want, what);
+        }
+      }
+    }
+  }
+  // A buffer with room for the ASCII guess but not for the real length is refused.
+  const p: PublishPacket = {
+    cmd: "publish",
+    topic: "ü",
+    payload: new Uint8Array(0),
+    qos: 0,
+    retain: false,
+    dup: false,
+  };
+  assert.equal(encodedLength(p, 4), 6);
+  assert.throws(() => encodeInto(p, 4, new Uint8Array(5), 0), RangeError);
+});

@@ -390,11 +390,24 @@ function connectRemaining(p: ConnectPacket, v: ProtocolVersion): number {
   return rem;
 }
 
-function publishRemaining(p: PublishPacket, v: ProtocolVersion): number {
+/** Topics up to this many UTF-16 units are first assumed ASCII (see `publishRemaining`). */
+const ASCII_GUESS_MAX = 64;
+
+/**
+ * Remaining Length of a PUBLISH. With `guess`, a topic of up to ASCII_GUESS_MAX units is taken
+ * to be ASCII (1 byte per unit) without scanning it: `writePublish` checks while it copies and
+ * reports a wrong guess, and the caller then sizes again exactly. This saves one pass over the
+ * topic for the usual ASCII topics.
+ */
+function publishRemaining(p: PublishPacket, v: ProtocolVersion, guess: boolean): number {
   if (!(p.payload instanceof Uint8Array)) {
     throw new Error("cannot encode PUBLISH: payload is not a Uint8Array");
   }
-  let rem = stringSize(p.topic, "topic name") + (p.qos > 0 ? 2 : 0) + p.payload.length;
+  const t = p.topic;
+  const topicSize = guess && typeof t === "string" && t.length <= ASCII_GUESS_MAX
+    ? t.length + 2
+    : stringSize(t, "topic name");
+  let rem = topicSize + (p.qos > 0 ? 2 : 0) + p.payload.length;
   if (v === 5) {
     const pl = propertiesLength(p.properties);
     scratch[0] = pl;
@@ -418,7 +431,7 @@ function reasonTailSize(reasonCode: number | undefined, props: Properties | unde
 function remainingLength(packet: Packet, v: ProtocolVersion): number {
   switch (packet.cmd) {
     case "publish":
-      return publishRemaining(packet, v);
+      return publishRemaining(packet, v, false);
     case "puback":
     case "pubrec":
     case "pubrel":
@@ -524,6 +537,55 @@ function writeReasonTail(
   return writeProperties(out, p, props, scratch[0]);
 }
 
+/**
+ * Writes a PUBLISH of Remaining Length `rem` at `p`. `id` is written for QoS 1/2. With `guess`
+ * (see `publishRemaining`) the topic is copied as ASCII, and -1 is returned if it is not.
+ */
+function writePublish(
+  out: Uint8Array,
+  p: number,
+  packet: PublishPacket,
+  v: ProtocolVersion,
+  rem: number,
+  guess: boolean,
+  id: number,
+): number {
+  const qos = packet.qos;
+  out[p++] = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
+  p = writeVarint(out, p, rem);
+  const t = packet.topic;
+  if (guess && t.length <= ASCII_GUESS_MAX) {
+    const n = t.length;
+    out[p++] = n >>> 8;
+    out[p++] = n & 0xff;
+    for (let i = 0; i < n; i++) {
+      const c = t.charCodeAt(i);
+      if (c >= 0x80) return -1;
+      out[p++] = c;
+    }
+  } else {
+    p = writeString(out, p, t);
+  }
+  if (qos > 0) {
+    out[p++] = id >>> 8;
+    out[p++] = id & 0xff;
+  }
+  if (v === 5) p = writeProperties(out, p, packet.properties, scratch[0]);
+  const payload = packet.payload;
+  if (payload.length <= 16) {
+    for (let i = 0; i < payload.length; i++) out[p++] = payload[i];
+    return p;
+  }
+  out.set(payload, p);
+  return p + payload.length;
+}
+
+function checkQos(qos: number): void {
+  if (qos !== 0 && qos !== 1 && qos !== 2) {
+    throw new Error(`cannot encode PUBLISH: invalid QoS ${qos}`); // [MQTT-3.3.1-4]
+  }
+}
+
 /** Writes `packet` at `pos` of `out`, which must have `rem` (+ header) bytes free. */
 function writeBody(
   out: Uint8Array,
@@ -533,23 +595,8 @@ function writeBody(
   rem: number,
 ): number {
   switch (packet.cmd) {
-    case "publish": {
-      const qos = packet.qos;
-      if (qos !== 0 && qos !== 1 && qos !== 2) {
-        throw new Error(`cannot encode PUBLISH: invalid QoS ${qos}`); // [MQTT-3.3.1-4]
-      }
-      out[p++] = 0x30 | (packet.dup ? 0x08 : 0) | (qos << 1) | (packet.retain ? 0x01 : 0);
-      p = writeVarint(out, p, rem);
-      p = writeString(out, p, packet.topic);
-      if (qos > 0) {
-        const id = checkId(packet.messageId, "PUBLISH");
-        out[p++] = id >>> 8;
-        out[p++] = id & 0xff;
-      }
-      if (v === 5) p = writeProperties(out, p, packet.properties, scratch[0]);
-      out.set(packet.payload, p);
-      return p + packet.payload.length;
-    }
+    case "publish":
+      return writePublish(out, p, packet, v, rem, false, checkId(packet.messageId, "PUBLISH"));
     case "puback":
     case "pubrec":
     case "pubrel":
@@ -654,6 +701,18 @@ function checkVersion(v: ProtocolVersion): void {
  */
 export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
   checkVersion(version);
+  if (packet.cmd === "publish") {
+    checkQos(packet.qos);
+    const id = packet.qos > 0 ? checkId(packet.messageId, "PUBLISH") : 0;
+    let rem = checkRemaining(publishRemaining(packet, version, true), "publish");
+    let out = alloc(1 + varintSize(rem) + rem);
+    if (writePublish(out, 0, packet, version, rem, true, id) < 0) {
+      rem = checkRemaining(publishRemaining(packet, version, false), "publish");
+      out = alloc(1 + varintSize(rem) + rem);
+      writePublish(out, 0, packet, version, rem, false, id);
+    }
+    return out;
+  }
   const rem = checkRemaining(remainingLength(packet, version), packet.cmd);
   const out = alloc(1 + varintSize(rem) + rem);
   writeBody(out, 0, packet, version, rem);
@@ -671,12 +730,24 @@ export function encodeInto(
   pos: number,
 ): number {
   checkVersion(version);
+  if (packet.cmd === "publish") {
+    checkQos(packet.qos);
+    const id = packet.qos > 0 ? checkId(packet.messageId, "PUBLISH") : 0;
+    const rem = checkRemaining(publishRemaining(packet, version, true), "publish");
+    checkRoom(out, pos, 1 + varintSize(rem) + rem);
+    const end = writePublish(out, pos, packet, version, rem, true, id);
+    if (end >= 0) return end;
+    // A non-ASCII topic: size exactly and write again.
+  }
   const rem = checkRemaining(remainingLength(packet, version), packet.cmd);
-  const total = 1 + varintSize(rem) + rem;
+  checkRoom(out, pos, 1 + varintSize(rem) + rem);
+  return writeBody(out, pos, packet, version, rem);
+}
+
+function checkRoom(out: Uint8Array, pos: number, total: number): void {
   if (pos + total > out.length) {
     throw new RangeError(`encodeInto: ${total} bytes do not fit at ${pos} of ${out.length}`);
   }
-  return writeBody(out, pos, packet, version, rem);
 }
 
 /** Exact encoded length of a packet (to honour a client's Maximum Packet Size before encoding). */
@@ -699,26 +770,21 @@ export interface PreparedPublish {
  */
 export function preparePublish(p: PublishPacket, version: ProtocolVersion): PreparedPublish {
   checkVersion(version);
-  const qos = p.qos;
-  if (qos !== 0 && qos !== 1 && qos !== 2) {
-    throw new Error(`cannot encode PUBLISH: invalid QoS ${qos}`);
+  checkQos(p.qos);
+  const id = p.messageId ?? 0;
+  let rem = checkRemaining(publishRemaining(p, version, true), "publish");
+  let headerLen = 1 + varintSize(rem);
+  let bytes = new Uint8Array(headerLen + rem); // owned: may be kept long (see alloc)
+  if (writePublish(bytes, 0, p, version, rem, true, id) < 0) {
+    rem = checkRemaining(publishRemaining(p, version, false), "publish");
+    headerLen = 1 + varintSize(rem);
+    bytes = new Uint8Array(headerLen + rem);
+    writePublish(bytes, 0, p, version, rem, false, id);
   }
-  const rem = checkRemaining(publishRemaining(p, version), "publish");
-  const headerLen = 1 + varintSize(rem);
-  const bytes = new Uint8Array(headerLen + rem); // owned: may be kept long (see alloc)
-  let pos = 0;
-  bytes[pos++] = 0x30 | (p.dup ? 0x08 : 0) | (qos << 1) | (p.retain ? 0x01 : 0);
-  pos = writeVarint(bytes, pos, rem);
-  pos = writeString(bytes, pos, p.topic);
-  let idOffset = -1;
-  if (qos > 0) {
-    idOffset = pos;
-    const id = p.messageId ?? 0;
-    bytes[pos++] = id >>> 8;
-    bytes[pos++] = id & 0xff;
-  }
-  if (version === 5) pos = writeProperties(bytes, pos, p.properties, scratch[0]);
-  bytes.set(p.payload, pos);
+  // The packet id follows the fixed header and the topic.
+  const idOffset = p.qos > 0
+    ? headerLen + 2 + ((bytes[headerLen] << 8) | bytes[headerLen + 1])
+    : -1;
   return { bytes, idOffset };
 }
 
