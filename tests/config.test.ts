@@ -52,6 +52,9 @@ const EXPECTED: Omit<Config, "file"> = {
   log_dest: ["stderr"],
   log_timestamp: true,
   connection_messages: true,
+  log_format: "text",
+  http_listener: "",
+  admin_token: "",
 };
 
 /** Parses `text` expecting a ConfigError; returns it. */

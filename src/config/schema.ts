@@ -208,6 +208,34 @@ function logDest(): ValueType<string> {
   };
 }
 
+/**
+ * Splits "host:port" or "[ipv6]:port" (port 0-65535); null when malformed. Used for
+ * `http_listener`.
+ */
+export function splitHostPort(s: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[3]) > 65535) return null;
+  const host = m[1] ?? m[2];
+  if (m[1] !== undefined ? isIP(host) !== 6 : checkAddress(host) !== undefined) return null;
+  return { host, port: Number(m[3]) };
+}
+
+/** `http_listener`: "" (off) or "host:port". */
+function checkHostPort(s: string): string | undefined {
+  if (s === "" || splitHostPort(s)) return undefined;
+  return `expected "" or "<address>:<port>" such as "127.0.0.1:9883" or "[::1]:9883", got ${
+    JSON.stringify(s)
+  }`;
+}
+
+/** `admin_token`: "" (API off) or at least 16 characters without spaces (sent as a Bearer token). */
+function checkToken(s: string): string | undefined {
+  if (s === "") return undefined;
+  if (!/^[\x21-\x7e]+$/.test(s)) return "the admin token must be printable ASCII without spaces";
+  if (s.length < 16) return `the admin token must have at least 16 characters, got ${s.length}`;
+  return undefined;
+}
+
 /** Host names and IP literals; the listener fails at bind time if the name does not resolve. */
 function checkAddress(s: string): string | undefined {
   if (isIP(s) !== 0) return undefined;
@@ -292,6 +320,9 @@ export const GLOBAL_KEYS = {
   log_dest: key<string[]>(list(logDest()), ["stderr"], "where log lines go"),
   log_timestamp: key(bool(), true, "timestamp each log line"),
   connection_messages: key(bool(), true, "log connects and disconnects"),
+  log_format: key(oneOf(["text", "json"]), "text", "log line format: Mosquitto's text or JSON"),
+  http_listener: key(str(300, checkHostPort), "", 'metrics and admin API address; "" = off'),
+  admin_token: key(str(4096, checkToken), "", 'bearer token of the admin API; "" = API off'),
 };
 
 /** Keys of a [[listener]] table. */
