@@ -10,6 +10,7 @@ import type {
   SocketHandlers,
   TransportSocket,
 } from "./types.ts";
+import { LINGER_MS } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
 type BunSocket = any;
@@ -20,6 +21,22 @@ interface State {
   pending: Uint8Array[];
   pendingBytes: number;
   closed: boolean;
+  linger: ReturnType<typeof setTimeout> | null;
+}
+
+/**
+ * Close our side only (FIN) and keep reading until the peer closes too, at most LINGER_MS.
+ * Closing fully while the client is still sending makes the kernel answer its next packets with
+ * a reset, and a reset can make the client discard what we sent last (a v5 DISCONNECT with its
+ * reason code) and fail its own writes: the Paho test_flow_control2 client saw EPIPE instead of
+ * DISCONNECT 0x93.
+ */
+function closeGracefully(s: BunSocket, st: State): void {
+  if (st.closed || st.linger) return;
+  s.shutdown();
+  st.linger = setTimeout(() => {
+    if (!st.closed) s.terminate();
+  }, LINGER_MS);
 }
 
 /** True when running on Bun with Bun.listen available. */
@@ -52,7 +69,14 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
     socket: {
       open(s: BunSocket) {
         all.add(s);
-        const st: State = { ts: null!, h: null, pending: [], pendingBytes: 0, closed: false };
+        const st: State = {
+          ts: null!,
+          h: null,
+          pending: [],
+          pendingBytes: 0,
+          closed: false,
+          linger: null,
+        };
         st.ts = {
           write(d: Uint8Array) {
             if (st.closed) return;
@@ -71,16 +95,16 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
             return st.pendingBytes;
           },
           end() {
-            if (st.pending.length === 0) s.end();
+            if (st.pending.length === 0) closeGracefully(s, st);
             else {
               // Close once the pending bytes are out (or give up after a while).
-              const timer = setTimeout(() => s.end(), 2000);
+              const timer = setTimeout(() => closeGracefully(s, st), 2000);
               st.h = {
                 ...(st.h ?? { onData() {}, onClose() {} }),
                 onDrain() {
                   if (st.pending.length === 0) {
                     clearTimeout(timer);
-                    s.end();
+                    closeGracefully(s, st);
                   }
                 },
               };
@@ -115,6 +139,7 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
         const st: State = s.data;
         if (!st || st.closed) return;
         st.closed = true;
+        if (st.linger) clearTimeout(st.linger);
         st.pending = [];
         st.pendingBytes = 0;
         st.h?.onClose();

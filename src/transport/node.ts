@@ -7,6 +7,7 @@ import type {
   SocketHandlers,
   TransportSocket,
 } from "./types.ts";
+import { LINGER_MS } from "./types.ts";
 
 /** Listen for TCP connections with node:net. */
 export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
@@ -18,7 +19,14 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
       get bufferedAmount() {
         return sock.writableLength;
       },
-      end: () => sock.end(),
+      // Half-close (FIN) and read on until the peer closes, at most LINGER_MS: a full close while
+      // the client still sends would reset the connection (see bun.ts); a client that never
+      // closes its side is dropped.
+      end: () => {
+        sock.end();
+        const t = setTimeout(() => sock.destroy(), LINGER_MS);
+        sock.once("close", () => clearTimeout(t));
+      },
       destroy: () => sock.destroy(),
       remoteAddress: sock.remoteAddress ?? "",
       remotePort: sock.remotePort ?? 0,

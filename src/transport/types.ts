@@ -4,6 +4,9 @@
  * Runtime-specific code (Bun.listen, node:net) lives only in this folder.
  */
 
+/** How long a socket the broker closed may keep sending (discarded) before it is dropped. */
+export const LINGER_MS = 2000;
+
 /** One accepted connection, whatever carries it (TCP, TLS, WebSocket, Unix socket). */
 export interface TransportSocket {
   /** Queue bytes for sending; never blocks. The bytes must not be changed afterwards. */
