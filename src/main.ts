@@ -64,6 +64,17 @@ Options:
   pub: mosquittoClient("pub", "Publish messages (mosquitto_pub's options)"),
   sub: mosquittoClient("sub", "Subscribe and print messages (mosquitto_sub's options)"),
   rr: mosquittoClient("rr", "Publish a request and wait for the response (mosquitto_rr)"),
+  passwd: {
+    summary: "Manage a password file (mosquitto_passwd's options)",
+    usage:
+      `Usage: midge passwd [-c | -D] [-b] [-H HASH] [-I N] FILE USER [PASSWORD]  (see "midge passwd --help")\n`,
+    options: {},
+    raw: async (args) => (await import("./cli/passwd.ts")).runPasswd(args),
+    run: async () => {
+      process.stdout.write((await import("./cli/passwd.ts")).PASSWD_USAGE);
+      return 0;
+    },
+  },
   help: {
     summary: "Show help for midge or for one command",
     usage: "Usage: midge help [COMMAND]\n",
@@ -192,7 +203,10 @@ async function runServe(values: Values): Promise<number> {
   }
 
   const { serve } = await import("./cli/serve.ts");
-  await serve(config, { verbose });
+  await serve(config, {
+    verbose,
+    port: values.port === undefined ? undefined : Number(values.port),
+  });
   return 0;
 }
 
