@@ -18,18 +18,29 @@ import type { Store } from "../store/types.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import { restore } from "./restore.ts";
 import { join } from "node:path";
+import { BridgeManager } from "../bridge/bridge.ts";
 
-/** Counters behind $SYS and metrics. */
+/** Counters behind $SYS and metrics (src/sys/). Mosquitto's meanings: "messages" are packets. */
 export interface Stats {
   bytesReceived: number;
   bytesSent: number;
+  /** MQTT packets of every type received / sent. */
   messagesReceived: number;
   messagesSent: number;
+  /** PUBLISH packets received from clients / sent to clients. */
   publishReceived: number;
   publishSent: number;
   publishDropped: number;
+  /** Payload bytes of those PUBLISH packets. */
+  publishBytesReceived: number;
+  publishBytesSent: number;
   protocolErrors: number;
+  /** Sockets accepted. */
   connectionsTotal: number;
+  /** CONNECTs accepted. */
+  connects: number;
+  /** Offline sessions ended by their expiry. */
+  clientsExpired: number;
 }
 
 /** A listener as bound, with its configuration index. */
@@ -55,11 +66,17 @@ export class Broker {
     publishReceived: 0,
     publishSent: 0,
     publishDropped: 0,
+    publishBytesReceived: 0,
+    publishBytesSent: 0,
     protocolErrors: 0,
     connectionsTotal: 0,
+    connects: 0,
+    clientsExpired: 0,
   };
   readonly startedAt = Date.now();
   readonly listeners: BoundListener[] = [];
+  /** Bridges to other brokers ([[bridge]] tables). */
+  readonly bridges: BridgeManager = new BridgeManager(this);
   /** The persistent store, or null when `persistence = false`. */
   store: Store | null = null;
   /** Password file, ACL and allow_anonymous: who may connect, publish, subscribe, read. */
@@ -121,6 +138,7 @@ export class Broker {
       });
     }
     this.#sweepTimer = setInterval(() => this.sweep(), 500);
+    await this.bridges.apply(this.config.bridges ?? []);
     return this.listeners;
   }
 
@@ -128,6 +146,7 @@ export class Broker {
   async stop(): Promise<void> {
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = null;
+    await this.bridges.stop();
     for (const c of [...this.connections]) c.close(0x8b, "server shutting down");
     for (const s of this.sessions.values()) s.clearTimers();
     await Promise.all(this.listeners.map((l) => l.listener.close()));
@@ -163,10 +182,10 @@ export class Broker {
 
   /** Publish a message from a client (or the broker): retain it if flagged, route it. Returns receivers. */
   publish(msg: Message): number {
-    this.stats.messagesReceived++;
     if (msg.retain) {
       this.retained.set(msg);
-      if (this.store) {
+      // $SYS topics are the broker's live status (only the broker publishes there): not stored.
+      if (this.store && !msg.topic.startsWith("$SYS/")) {
         if (msg.payload.length) this.store.setRetained(msg);
         else this.store.deleteRetained(msg.topic);
       }
@@ -373,6 +392,7 @@ export class Broker {
           s.expiryTimer = null;
           if (!s.connection) {
             if (s.will) this.publishWill(s);
+            this.stats.clientsExpired++;
             this.endSession(s);
           }
         },
@@ -428,5 +448,6 @@ export class Broker {
         c.close(0x8d, "keep-alive timeout");
       }
     }
+    this.bridges.sweep(now);
   }
 }

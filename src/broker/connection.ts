@@ -63,6 +63,8 @@ export class Connection {
   problemInfo = true;
   /** v5: topic aliases the client has set, alias → topic [MQTT-3.3.2-10]. */
   readonly aliasesIn = new Map<number, string>();
+  /** The client announced itself as a bridge (protocol level bit 0x80, Mosquitto's try_private). */
+  bridgeMode = false;
   /** v5: the client's Topic Alias Maximum: aliases the broker may use when sending. */
   aliasMaxOut = 0;
   readonly #aliasesOut = new Map<string, number>();
@@ -110,6 +112,7 @@ export class Connection {
     if (this.state === "closed") return;
     this.broker.stats.bytesReceived += chunk.length;
     const { packets, error } = this.decoder.push(chunk);
+    this.broker.stats.messagesReceived += packets.length;
     for (let i = 0; i < packets.length; i++) {
       if (this.closed) return;
       this.lastRx = Date.now();
@@ -220,6 +223,7 @@ export class Connection {
   #queue(item: Pending): void {
     this.#pending.push(item);
     this.#pendingBytes += item instanceof Uint8Array ? item.length : item.prep.bytes.length;
+    this.broker.stats.messagesSent++;
     if (!this.#dirty) {
       this.#dirty = true;
       dirty.push(this);
@@ -268,8 +272,8 @@ export class Connection {
     }
     // [MQTT-3.1.2-25] a packet over the client's Maximum Packet Size is discarded, not sent.
     if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) return false;
-    this.broker.stats.messagesSent++;
     this.broker.stats.publishSent++;
+    this.broker.stats.publishBytesSent += o.msg.payload.length;
     if (o.qos === 0) this.#queue(prep.bytes);
     else this.#queue({ prep, id });
     return true;

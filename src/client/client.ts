@@ -70,6 +70,14 @@ export interface ClientOptions {
   reconnectRounds?: number;
   /** Most outgoing QoS 1/2 messages awaiting acknowledgement; default 65535 (and never above the server's Receive Maximum). */
   maxInflight?: number;
+  /** Set bit 7 of the protocol level in CONNECT (Mosquitto's try_private): "I am a bridge". */
+  bridgeMode?: boolean;
+  /**
+   * Hold back PUBACK/PUBREC for a received QoS 1/2 message until the `ack` function passed as the
+   * second argument of the "message" event is called (a bridge acknowledges only once the
+   * message is safe locally).
+   */
+  manualAck?: boolean;
   /** Called for every packet sent and received (for `-d`). */
   trace?: (direction: "sent" | "received", packet: Packet) => void;
 }
@@ -282,7 +290,7 @@ export class MqttClient extends EventEmitter {
       cmd: "connect",
       protocolId: v === 3 ? "MQIsdp" : "MQTT",
       protocolVersion: v,
-      bridgeMode: false,
+      bridgeMode: o.bridgeMode === true && v !== 5,
       clean: o.clean ?? true,
       keepalive: this.#keepalive,
       clientId: this.clientId,
@@ -466,18 +474,31 @@ export class MqttClient extends EventEmitter {
         p = { ...p, topic: t };
       }
     }
+    const stream = this.#stream;
+    const ackNow = (cmd: "puback" | "pubrec") => {
+      // Only on the connection the message came in on.
+      if (this.#stream === stream && this.connected) this.#send({ cmd, messageId: p.messageId! });
+    };
+    const manual = this.options.manualAck === true;
     if (p.qos === 0) {
-      this.emit("message", p);
+      this.emit("message", p, () => {});
     } else if (p.qos === 1) {
-      this.emit("message", p);
-      this.#send({ cmd: "puback", messageId: p.messageId! }); // [MQTT-4.3.2-4]
+      // [MQTT-4.3.2-4]
+      if (manual) this.emit("message", p, () => ackNow("puback"));
+      else {
+        this.emit("message", p, () => {});
+        ackNow("puback");
+      }
     } else {
       // [MQTT-4.3.3-9] deliver once; a DUP re-send before PUBREL is not delivered again.
       if (!this.#incomingQos2.has(p.messageId!)) {
         this.#incomingQos2.add(p.messageId!);
-        this.emit("message", p);
-      }
-      this.#send({ cmd: "pubrec", messageId: p.messageId! });
+        if (manual) this.emit("message", p, () => ackNow("pubrec"));
+        else {
+          this.emit("message", p, () => {});
+          ackNow("pubrec");
+        }
+      } else ackNow("pubrec");
     }
   }
 

@@ -79,6 +79,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const broker = conn.broker;
   const cfg = broker.config;
   conn.version = p.protocolVersion;
+  conn.bridgeMode = p.bridgeMode;
   const v5 = p.protocolVersion === 5;
   const props = p.properties ?? {};
 
@@ -252,6 +253,7 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
   session.connection = conn;
   conn.session = session;
   conn.state = "open";
+  broker.stats.connects++;
   broker.auth.bind(session, clientId, p.username);
   broker.saveSession(session);
 

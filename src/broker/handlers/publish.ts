@@ -12,6 +12,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const cfg = broker.config;
   const s = conn.session!;
   broker.stats.publishReceived++;
+  broker.stats.publishBytesReceived += p.payload.length;
   let topic = p.topic;
 
   // Topic aliases [MQTT-3.3.2-7..12].
@@ -75,8 +76,9 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (cfg.message_size_limit > 0 && p.payload.length > cfg.message_size_limit) {
     rc = ReasonCode.PacketTooLarge;
     broker.stats.publishDropped++;
-  } else if (topic.startsWith("$SYS")) {
-    // Clients cannot publish into the broker's own tree.
+  } else if (topic.startsWith("$SYS") && !topic.startsWith("$SYS/broker/connection/")) {
+    // Clients cannot publish into the broker's own tree, except bridge connection states
+    // ($SYS/broker/connection/<id>/state), which bridges publish on the brokers they connect to.
     rc = ReasonCode.NotAuthorized;
   } else if (broker.auth.aclActive && !broker.auth.canPublish(s, topic)) {
     // acl_file grants no write access: not delivered. QoS 0 is dropped silently, QoS 1/2 are

@@ -74,7 +74,8 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       filter,
       topicFilter,
       qos,
-      nl: !!sub.nl,
+      // A bridge (try_private) never gets its own messages back, as with No Local.
+      nl: !!sub.nl || conn.bridgeMode,
       rap: !!sub.rap,
       rh: sub.rh ?? 0,
       subId: sid,

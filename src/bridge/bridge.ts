@@ -1,0 +1,501 @@
+/**
+ * Bridges: connections from this broker to other brokers, configured as Mosquitto configures
+ * them (`[[bridge]]` tables with the same option names).
+ *
+ * Outgoing messages ride on an ordinary persistent session on this broker (`local_clientid`):
+ * the bridge's `out` topics are its subscriptions, and while the remote is away the broker queues
+ * for it (on disk when persistence is on), exactly as for a client that is offline. When the link
+ * is up, a `BridgeLink` stands in for that session's network connection: what the broker would
+ * write to a socket is published to the remote, and the remote's acknowledgement completes the
+ * local QoS 1/2 exchange. Incoming messages (`in` topics) are published locally with the local
+ * session as origin, and acknowledged to the remote only once they are safe here.
+ *
+ * Loops are prevented both ways: the local subscriptions are No Local (what came in from the
+ * remote does not go back out), and the remote subscriptions are No Local too (v5), or the
+ * remote learns that we are a bridge from the CONNECT flag (try_private, v3).
+ */
+import { hostname } from "node:os";
+import type { BridgeConfig } from "../config/schema.ts";
+import { splitBridgeTopic } from "../config/schema.ts";
+import type { Packet, ProtocolVersion, PublishPacket, QoS } from "../codec/types.ts";
+import type { Broker } from "../broker/broker.ts";
+import { Connection } from "../broker/connection.ts";
+import {
+  NEVER_EXPIRES,
+  type Outgoing,
+  Session,
+  type SubscriptionEntry,
+} from "../broker/session.ts";
+import { forwardedProperties } from "../broker/message.ts";
+import { handlePuback, handlePubcomp, handlePubrec } from "../broker/handlers/acks.ts";
+import { MqttClient, parseServerUrl, type ServerAddress } from "../client/client.ts";
+import { readFileSync } from "node:fs";
+
+/** One topic line of a bridge. */
+export interface BridgeTopic {
+  pattern: string;
+  direction: "in" | "out" | "both";
+  qos: QoS;
+  localPrefix: string;
+  remotePrefix: string;
+}
+
+/** Parses Mosquitto's `pattern [in|out|both [qos [local-prefix remote-prefix]]]`. */
+export function parseBridgeTopic(line: string): BridgeTopic {
+  const [pattern, direction = "out", qos = "0", localPrefix = "", remotePrefix = ""] =
+    splitBridgeTopic(line);
+  return {
+    pattern,
+    direction: direction as BridgeTopic["direction"],
+    qos: Number(qos) as QoS,
+    localPrefix,
+    remotePrefix,
+  };
+}
+
+/** Reconnect delays: "base cap" grows with jitter, a single number is constant. */
+export function backoff(spec: string, attempt: number): number {
+  const [base, cap] = spec.trim().split(/\s+/).map(Number);
+  if (!Number.isFinite(base) || base <= 0) return 5000;
+  if (cap === undefined || !Number.isFinite(cap)) return base * 1000;
+  const ceil = Math.min(cap, base * 2 ** attempt);
+  // Full jitter between base and the current ceiling.
+  return (base + Math.random() * Math.max(0, ceil - base)) * 1000;
+}
+
+const VERSIONS: Record<string, ProtocolVersion> = { mqttv31: 3, mqttv311: 4, mqttv50: 5 };
+
+/** A connection stand-in that forwards what the broker sends to the bridge's remote. */
+class BridgeLink extends Connection {
+  readonly bridge: Bridge;
+  constructor(bridge: Bridge) {
+    super(bridge.broker, {
+      write() {},
+      bufferedAmount: 0,
+      end() {},
+      destroy() {},
+      remoteAddress: "bridge",
+      remotePort: 0,
+      protocol: "bridge",
+    });
+    this.bridge = bridge;
+    this.clientId = bridge.localId;
+    this.version = 5;
+  }
+
+  override sendPublish(o: Outgoing, id: number, _dup = false): boolean {
+    if (this.closed) return true;
+    this.bridge.forward(o, id);
+    return true;
+  }
+
+  /**
+   * Packets for the client side of the local exchange. The remote exchange is the bridge
+   * client's own; locally, a PUBREL the broker "sends" means the remote has completed the message
+   * (see `Bridge.complete`), so the local QoS 2 exchange completes too.
+   */
+  override send(p: Packet): void {
+    if (p.cmd === "pubrel" && !this.closed) {
+      handlePubcomp(this, { cmd: "pubcomp", messageId: p.messageId });
+    }
+  }
+  override sendBytes(_b: Uint8Array): void {}
+  override get congested(): boolean {
+    return false;
+  }
+}
+
+export class Bridge {
+  readonly broker: Broker;
+  cfg: BridgeConfig;
+  readonly remoteId: string;
+  readonly localId: string;
+  readonly topics: BridgeTopic[];
+  readonly notificationTopic: string;
+  client: MqttClient | null = null;
+  #link: BridgeLink | null = null;
+  #stopped = false;
+  #attempt = 0;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #addressIndex = 0;
+  /** Connected at least once (start_type "once" stops after the first link ends). */
+  #everConnected = false;
+  /** Last traffic over the link (lazy bridges disconnect when idle). */
+  #lastActivity = 0;
+
+  constructor(broker: Broker, cfg: BridgeConfig) {
+    this.broker = broker;
+    this.cfg = cfg;
+    this.remoteId = cfg.remote_clientid || `${cfg.name}.${hostname()}`;
+    this.localId = cfg.local_clientid || `local.${this.remoteId}`;
+    this.topics = cfg.topic.map(parseBridgeTopic);
+    this.notificationTopic = cfg.notification_topic ||
+      `$SYS/broker/connection/${this.remoteId}/state`;
+  }
+
+  /** The local session that holds outgoing messages while the remote is away. */
+  get session(): Session {
+    let s = this.broker.sessions.get(this.localId);
+    if (!s) {
+      s = new Session(this.localId);
+      s.protocolVersion = 5;
+      this.broker.sessions.set(this.localId, s);
+    }
+    s.expiryInterval = NEVER_EXPIRES;
+    return s;
+  }
+
+  /** Set up the local subscriptions and start connecting (unless start_type is lazy). */
+  start(): void {
+    this.#stopped = false;
+    this.#subscribeLocal();
+    this.#notifyLocal("0");
+    if (this.cfg.start_type !== "lazy") this.#connect();
+  }
+
+  /** Local subscriptions = the out/both topic lines (No Local: never echo what came in). */
+  #subscribeLocal(): void {
+    const s = this.session;
+    const wanted = new Map<string, BridgeTopic>();
+    for (const t of this.topics) {
+      if (t.direction !== "in") wanted.set(t.localPrefix + t.pattern, t);
+    }
+    for (const [filter, e] of [...s.subscriptions]) {
+      if (!wanted.has(filter)) {
+        this.broker.router.remove(e);
+        s.subscriptions.delete(filter);
+        this.broker.store?.deleteSubscription(s.clientId, filter);
+      }
+    }
+    for (const [filter, t] of wanted) {
+      const old = s.subscriptions.get(filter);
+      if (old) this.broker.router.remove(old);
+      const entry: SubscriptionEntry = {
+        session: s,
+        filter,
+        topicFilter: filter,
+        qos: t.qos,
+        nl: true,
+        rap: true,
+        rh: 2,
+        subId: 0,
+        group: "",
+      };
+      s.subscriptions.set(filter, entry);
+      this.broker.router.add(entry);
+      this.broker.store?.saveSubscription(s.clientId, entry);
+    }
+    this.broker.saveSession(s);
+  }
+
+  #servers(): ServerAddress[] {
+    const tls = this.cfg.bridge_cafile !== "";
+    const list = this.cfg.addresses.map((a) =>
+      parseServerUrl(a.includes("://") ? a : `${tls ? "mqtts" : "mqtt"}://${a}`)
+    );
+    // round_robin: start where the last attempt left off; otherwise always from the first.
+    if (!this.cfg.round_robin) return list;
+    const i = this.#addressIndex % list.length;
+    return [...list.slice(i), ...list.slice(0, i)];
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#stopped || this.client) return;
+    const cfg = this.cfg;
+    const version = VERSIONS[cfg.bridge_protocol_version] ?? 4;
+    const notify = cfg.notifications;
+    try {
+      const client = await MqttClient.connect({
+        servers: this.#servers(),
+        protocolVersion: version,
+        clientId: this.remoteId,
+        clean: cfg.cleansession,
+        keepalive: cfg.keepalive_interval,
+        username: cfg.remote_username || undefined,
+        password: cfg.remote_password || undefined,
+        bridgeMode: cfg.try_private,
+        manualAck: true,
+        connectTimeout: 10000,
+        ...(version === 5 && !cfg.cleansession
+          ? { properties: { sessionExpiryInterval: NEVER_EXPIRES } }
+          : {}),
+        ...(cfg.bridge_max_packet_size && version === 5
+          ? { properties: { maximumPacketSize: cfg.bridge_max_packet_size } }
+          : {}),
+        ...(notify
+          ? {
+            will: {
+              topic: this.notificationTopic,
+              payload: new TextEncoder().encode("0"),
+              qos: 1,
+              retain: true,
+            },
+          }
+          : {}),
+        ...(cfg.bridge_cafile
+          ? {
+            tls: {
+              ca: readFileSync(cfg.bridge_cafile, "utf8"),
+              ...(cfg.bridge_certfile ? { cert: readFileSync(cfg.bridge_certfile, "utf8") } : {}),
+              ...(cfg.bridge_keyfile ? { key: readFileSync(cfg.bridge_keyfile, "utf8") } : {}),
+              rejectUnauthorized: true,
+              ...(cfg.bridge_insecure ? { checkServerIdentity: () => undefined } : {}),
+            },
+          }
+          : {}),
+      });
+      if (this.#stopped) {
+        await client.end();
+        return;
+      }
+      this.client = client;
+      this.#lastActivity = Date.now();
+      this.#attempt = 0;
+      this.#everConnected = true;
+      this.broker.log.notice(
+        `Bridge ${cfg.name}: connected to ${client.server?.host}:${client.server?.port}.`,
+      );
+      client.on("message", (p: PublishPacket, ack: () => void) => this.#incoming(p, ack));
+      client.on("close", () => this.#down());
+      client.on("offline", () => this.#down());
+      // Remote subscriptions: the in/both lines.
+      const subs = this.topics.filter((t) => t.direction !== "out").map((t) => ({
+        topic: t.remotePrefix + t.pattern,
+        qos: t.qos,
+        nl: version === 5,
+        rap: true,
+      }));
+      if (subs.length) await client.subscribe(subs);
+      if (notify) {
+        await client.publish(this.notificationTopic, "1", { qos: 1, retain: true });
+        this.#notifyLocal("1");
+      }
+      // Attach the link to the local session and send what waited.
+      const s = this.session;
+      const link = new BridgeLink(this);
+      link.state = "open";
+      link.session = s;
+      this.#link = link;
+      s.connection = link;
+      s.clearTimers();
+      this.broker.resume(s, link);
+    } catch (e) {
+      this.broker.log.warning(
+        `Bridge ${cfg.name}: connection failed: ${e instanceof Error ? e.message : String(e)}.`,
+      );
+      this.#addressIndex++;
+      this.#retry();
+    }
+  }
+
+  #retry(): void {
+    if (this.#stopped) return;
+    if (this.cfg.start_type === "once" && this.#everConnected) return;
+    const delay = backoff(this.cfg.restart_timeout, this.#attempt++);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.#connect();
+    }, delay);
+  }
+
+  /** The link went down: the local session goes offline (it keeps queueing), then reconnect. */
+  #down(): void {
+    const client = this.client;
+    if (!client) return;
+    this.client = null;
+    client.removeAllListeners();
+    client.destroy();
+    this.#detach();
+    this.broker.log.notice(`Bridge ${this.cfg.name}: connection lost.`);
+    if (this.cfg.notifications) this.#notifyLocal("0");
+    this.#retry();
+  }
+
+  #detach(): void {
+    const link = this.#link;
+    this.#link = null;
+    if (!link) return;
+    link.state = "closed";
+    const s = this.broker.sessions.get(this.localId);
+    if (s && s.connection === link) {
+      s.connection = null;
+      s.disconnectedAt = Date.now();
+      this.broker.saveSession(s);
+    }
+  }
+
+  /** A message from the local session to the remote (QoS 1/2 complete on the remote's ack). */
+  forward(o: Outgoing, id: number): void {
+    const client = this.client;
+    if (!client) return;
+    this.#lastActivity = Date.now();
+    const t = this.#mapOut(o.msg.topic);
+    if (t === null) {
+      this.#complete(o.qos, id);
+      return;
+    }
+    client.publish(t, o.msg.payload, {
+      qos: o.qos,
+      retain: this.cfg.bridge_outgoing_retain ? o.msg.retain : false,
+      properties: o.msg.properties,
+    }).then(() => this.#complete(o.qos, id), () => {/* resent after reconnect */});
+  }
+
+  #complete(qos: QoS, id: number): void {
+    const link = this.#link;
+    if (!link || qos === 0) return;
+    if (qos === 1) handlePuback(link, { cmd: "puback", messageId: id });
+    // The PUBREL this leads to completes the exchange (BridgeLink.send).
+    else handlePubrec(link, { cmd: "pubrec", messageId: id });
+  }
+
+  /** local topic → remote topic for the first out/both line whose local form matches. */
+  #mapOut(topic: string): string | null {
+    for (const t of this.topics) {
+      if (t.direction === "in" || !topic.startsWith(t.localPrefix)) continue;
+      const rest = topic.slice(t.localPrefix.length);
+      if (matches(t.pattern, rest)) return t.remotePrefix + rest;
+    }
+    return null;
+  }
+
+  /** remote topic → local topic for the first in/both line whose remote form matches. */
+  #mapIn(topic: string): BridgeTopic & { local: string } | null {
+    for (const t of this.topics) {
+      if (t.direction === "out" || !topic.startsWith(t.remotePrefix)) continue;
+      const rest = topic.slice(t.remotePrefix.length);
+      if (matches(t.pattern, rest)) return { ...t, local: t.localPrefix + rest };
+    }
+    return null;
+  }
+
+  /** A message from the remote: publish it here, acknowledge once it is on disk. */
+  #incoming(p: PublishPacket, ack: () => void): void {
+    this.#lastActivity = Date.now();
+    const m = this.#mapIn(p.topic);
+    if (!m) {
+      ack();
+      return;
+    }
+    const expiry = p.properties?.messageExpiryInterval;
+    this.broker.publish({
+      topic: m.local,
+      payload: p.payload,
+      qos: Math.min(p.qos, m.qos) as QoS,
+      retain: p.retain,
+      properties: forwardedProperties(p.properties),
+      expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
+      origin: this.localId,
+    });
+    if (p.qos > 0) this.broker.ackAfterCommit(ack, () => {});
+  }
+
+  #notifyLocal(state: "0" | "1"): void {
+    if (!this.cfg.notifications) return;
+    this.broker.publish({
+      topic: this.notificationTopic,
+      payload: new TextEncoder().encode(state),
+      qos: 1,
+      retain: true,
+      expiresAt: 0,
+      origin: "",
+    });
+  }
+
+  /** Stop the bridge: close the link (the remote publishes our will "0"). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    const client = this.client;
+    this.client = null;
+    this.#detach();
+    if (client) {
+      client.removeAllListeners();
+      if (this.cfg.notifications) {
+        await client.publish(this.notificationTopic, "0", { qos: 1, retain: true }).catch(() => {});
+      }
+      await client.end().catch(() => {});
+    }
+    this.#notifyLocal("0");
+  }
+
+  /**
+   * Lazy bridges (called from the broker's periodic sweep): connect once `threshold` messages
+   * wait, disconnect after `idle_timeout` seconds without traffic.
+   */
+  checkLazy(now: number): void {
+    if (this.cfg.start_type !== "lazy" || this.#stopped) return;
+    const client = this.client;
+    if (!client) {
+      const s = this.broker.sessions.get(this.localId);
+      if (s && s.queue.length >= this.cfg.threshold && !this.#timer) void this.#connect();
+    } else if (now - this.#lastActivity > this.cfg.idle_timeout * 1000 && client.inflight === 0) {
+      this.client = null;
+      client.removeAllListeners();
+      this.#detach();
+      void client.end();
+      this.#notifyLocal("0");
+    }
+  }
+}
+
+/** MQTT topic matching for the bridge's own topic mapping. */
+function matches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/** All bridges of the broker; `apply` adds, changes and removes them (start-up and SIGHUP). */
+export class BridgeManager {
+  readonly broker: Broker;
+  readonly bridges = new Map<string, Bridge>();
+
+  constructor(broker: Broker) {
+    this.broker = broker;
+  }
+
+  /** Make the running bridges match `configs`: new ones start, removed ones stop, changed ones restart. */
+  async apply(configs: BridgeConfig[]): Promise<void> {
+    const wanted = new Map(configs.map((c) => [c.name, c]));
+    for (const [name, b] of this.bridges) {
+      const c = wanted.get(name);
+      if (!c || JSON.stringify(c) !== JSON.stringify(b.cfg)) {
+        await b.stop();
+        this.bridges.delete(name);
+        if (!c) this.#dropSession(b);
+      }
+    }
+    for (const [name, c] of wanted) {
+      if (this.bridges.has(name)) continue;
+      const b = new Bridge(this.broker, c);
+      this.bridges.set(name, b);
+      b.start();
+    }
+  }
+
+  /** A removed bridge's local session and its queue go too. */
+  #dropSession(b: Bridge): void {
+    const s = this.broker.sessions.get(b.localId);
+    if (s && !s.connection) this.broker.endSession(s);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.bridges.values()].map((b) => b.stop()));
+    this.bridges.clear();
+  }
+
+  /** Periodic housekeeping (lazy bridges). */
+  sweep(now: number): void {
+    for (const b of this.bridges.values()) b.checkLazy(now);
+  }
+}
+
+/** For tests and $SYS: the MQTT topic matching used for bridge topic mapping. */
+export { matches as bridgeTopicMatches };
