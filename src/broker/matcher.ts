@@ -2,6 +2,7 @@
 // One `match` call writes the topic's UTF-8 bytes into WASM memory and makes one WASM call that
 // walks the trie and writes every matching subscriber id into a result region.
 
+import { base64ToBytes } from "../codec/wasm.ts";
 import { matcherWasm } from "../codec/wasm_bytes.generated.ts";
 import { validTopicFilter } from "./topic.ts";
 
@@ -28,12 +29,8 @@ export interface MatcherExports {
 let compiled: WebAssembly.Module | undefined;
 
 function wasmModule(): WebAssembly.Module {
-  if (!compiled) {
-    const bin = atob(matcherWasm);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    compiled = new WebAssembly.Module(bytes);
-  }
+  // Compiled once; every TopicMatcher gets its own instance (and memory).
+  compiled ??= new WebAssembly.Module(base64ToBytes(matcherWasm) as Uint8Array<ArrayBuffer>);
   return compiled;
 }
 
