@@ -2,10 +2,12 @@
  * MQTT packet encoder (3.1, 3.1.1 and 5.0), in plain TypeScript.
  *
  * Every packet is encoded in two passes: a sizing pass that computes the exact length (UTF-8 byte
- * lengths of strings included, counted once), then one allocation of exactly that size and a
- * writing pass that fills it. Strings are written straight into the output buffer (an inline
- * loop for ASCII, `TextEncoder.encodeInto` otherwise) and their 2-byte length prefix is filled
- * in afterwards, so no intermediate arrays are made.
+ * lengths of strings included, counted once), then one allocation of exactly that size (or a
+ * caller's buffer, `encodeInto`) and a writing pass that fills it. Strings are written straight
+ * into the output (an inline loop for short ASCII, `TextEncoder.encodeInto` otherwise) and their
+ * 2-byte length prefix is filled in afterwards, so no intermediate arrays are made. A PUBLISH
+ * topic of up to 64 units is not even scanned for sizing: it is assumed ASCII and checked while
+ * it is copied (a non-ASCII topic is then sized exactly and written again).
  *
  * A PUBLISH that goes to many subscribers is encoded once with `preparePublish` and copied per
  * subscriber with `writePrepared`, which patches only the packet identifier.
