@@ -3,7 +3,7 @@
  * payload [MQTT-3.3.1-10], dropped once their message expiry has passed [MQTT-3.3.2-5].
  * Kept behind this small interface so a persistent or shared store can replace it.
  */
-import type { Message } from "./message.ts";
+import { type Message, messageBytes } from "./message.ts";
 import { topicMatches } from "./topic.ts";
 
 export interface RetainedStore {
@@ -12,19 +12,36 @@ export interface RetainedStore {
   /** Retained messages whose topic matches `filter`, not yet expired at `now`. */
   match(filter: string, now: number): Message[];
   readonly size: number;
+  /** Bytes held (payload and topic of each message), for $SYS and metrics. */
+  readonly bytes: number;
 }
 
 /** The in-memory retained store. */
 export class MemoryRetained implements RetainedStore {
   #byTopic = new Map<string, Message>();
+  #bytes = 0;
 
   get size(): number {
     return this.#byTopic.size;
   }
 
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   set(msg: Message): void {
-    if (msg.payload.length === 0) this.#byTopic.delete(msg.topic);
-    else this.#byTopic.set(msg.topic, msg);
+    this.#delete(msg.topic);
+    if (msg.payload.length > 0) {
+      this.#byTopic.set(msg.topic, msg);
+      this.#bytes += messageBytes(msg);
+    }
+  }
+
+  #delete(topic: string): void {
+    const old = this.#byTopic.get(topic);
+    if (!old) return;
+    this.#byTopic.delete(topic);
+    this.#bytes -= messageBytes(old);
   }
 
   match(filter: string, now: number): Message[] {
@@ -42,7 +59,7 @@ export class MemoryRetained implements RetainedStore {
   }
 
   #keep(m: Message, now: number, out: Message[]): void {
-    if (m.expiresAt && m.expiresAt <= now) this.#byTopic.delete(m.topic);
+    if (m.expiresAt && m.expiresAt <= now) this.#delete(m.topic);
     else out.push(m);
   }
 }

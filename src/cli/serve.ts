@@ -1,52 +1,89 @@
-/** `midge serve`: start the broker on a configuration and run until SIGINT/SIGTERM. */
+/**
+ * `midge serve`: start the broker on a configuration and run until SIGINT/SIGTERM. Next to the
+ * broker run the log destinations, $SYS, metrics and the admin API (src/sys/ops.ts); SIGHUP
+ * re-reads the configuration file and applies what can be applied without a restart.
+ */
 import process from "node:process";
+import { DEFAULT_FILE, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { Broker } from "../broker/broker.ts";
 import { Logger } from "../sys/log.ts";
+import { configureLog, Ops } from "../sys/ops.ts";
 
 export interface ServeOptions {
   verbose: boolean;
+  /** `-p PORT`: replaces the first listener's port (also after a reload). */
+  port?: number;
 }
 
-/** Start a broker, print one `listening <protocol> on <host>:<port>` line per listener. */
+/**
+ * Start a broker, print one `listening <protocol> on <host>:<port>` line per listener (and
+ * `listening http on ...` for `http_listener`).
+ */
 export async function serve(config: Config, opts: ServeOptions): Promise<Broker> {
-  const log = new Logger(opts.verbose ? ["all"] : config.log_type, {
+  if (opts.verbose) config.log_type = ["all"];
+  const log = new Logger(config.log_type, {
     timestamp: config.log_timestamp,
-    sink: config.log_dest.includes("stdout")
-      ? (line) => console.log(line)
-      : (line) => console.error(line),
+    format: config.log_format,
   });
   const broker = new Broker(config, log);
+  const ops = new Ops(broker);
   let bound;
   try {
+    configureLog(log, broker, config);
     bound = await broker.start();
+    await ops.start();
   } catch (e) {
-    // A corrupt store, a port in use, a missing certificate: one clear line, exit 1.
+    // A corrupt store, a port in use, a log file that cannot be opened: one clear line, exit 1.
     console.error(`midge: ${e instanceof Error ? e.message : String(e)}`);
+    await ops.stop().catch(() => {});
     await broker.stop().catch(() => {});
     process.exit(1);
   }
-  for (const l of bound) {
-    const host = l.host.includes(":") ? `[${l.host}]` : l.host;
-    console.log(`listening ${l.protocol} on ${host}:${l.port}`);
-  }
+  const show = (h: string) => (h.includes(":") ? `[${h}]` : h);
+  for (const l of bound) console.log(`listening ${l.protocol} on ${show(l.host)}:${l.port}`);
+  if (ops.http) console.log(`listening http on ${show(ops.http.host)}:${ops.http.port}`);
+
+  /** The configuration file again, with the same command-line overrides. */
+  const reread = async (): Promise<Config> => {
+    const next = await loadConfig(config.file === DEFAULT_FILE ? undefined : config.file);
+    if (opts.port !== undefined) next.listeners[0].port = opts.port;
+    if (opts.verbose) next.log_type = ["all"];
+    return next;
+  };
+  let reloading = Promise.resolve();
+  const reload = () => {
+    reloading = reloading.then(async () => {
+      log.notice(`Received SIGHUP, reloading the configuration from ${config.file}.`);
+      let next: Config;
+      try {
+        next = await reread();
+      } catch (e) {
+        log.error(`Reload failed, the running configuration stays: ${(e as Error).message ?? e}`);
+        return;
+      }
+      await ops.reload(next);
+    });
+  };
+
   let stopping = false;
   const stop = async (sig: string) => {
     if (stopping) return;
     stopping = true;
     log.notice(`Received ${sig}, shutting down.`);
+    await ops.stop();
+    // Stops accepting, sends MQTT 5 clients DISCONNECT 0x8B, commits and closes the store.
     await broker.stop();
+    log.notice("Shut down.");
+    log.close();
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
-  if (process.platform !== "win32") {
-    // SIGHUP re-reads password_file and acl_file (and whatever else registers a reload hook);
-    // a broken file keeps the previous one in force.
-    process.on("SIGHUP", () => {
-      log.notice("Received SIGHUP, reloading.");
-      broker.reload().catch((e) => log.error(`Reload failed: ${e}`));
-    });
+  try {
+    process.on("SIGHUP", reload);
+  } catch {
+    // No SIGHUP on Windows.
   }
   return broker;
 }

@@ -1,7 +1,10 @@
 /**
- * Logging in Mosquitto's manner: each line is `<unix seconds>: <text>` on stderr by default,
- * filtered by `log_type` (error, warning, notice, information, subscribe, unsubscribe, debug, all).
+ * Logging in Mosquitto's manner: each line is `<unix seconds>: <text>`, filtered by `log_type`
+ * (error, warning, notice, information, subscribe, unsubscribe, websockets, debug, all), written
+ * to every `log_dest` (stdout, stderr, file <path>, topic $SYS/broker/log/<X>). `log_format =
+ * "json"` writes one JSON object per line instead: {"time", "type", "message"}.
  */
+import { closeSync, openSync, writeSync } from "node:fs";
 
 export type LogType =
   | "error"
@@ -12,6 +15,9 @@ export type LogType =
   | "unsubscribe"
   | "websockets"
   | "debug";
+
+/** "text" is Mosquitto's line format; "json" one JSON object per line (JSON Lines). */
+export type LogFormat = "text" | "json";
 
 const ALL: LogType[] = [
   "error",
@@ -24,19 +30,49 @@ const ALL: LogType[] = [
   "debug",
 ];
 
+/** Mosquitto's `$SYS/broker/log/<X>` topic suffix for each type (`log_dest topic`). */
+export const LOG_TOPIC: Record<LogType, string> = {
+  error: "E",
+  warning: "W",
+  notice: "N",
+  information: "I",
+  subscribe: "M/subscribe",
+  unsubscribe: "M/unsubscribe",
+  websockets: "WS",
+  debug: "D",
+};
+
+/** One destination of log lines (already formatted, without the line end). */
+export interface LogSink {
+  write(line: string, type: LogType): void;
+  /** Release what the sink holds (an open file). */
+  close?(): void;
+}
+
+/** Options of a Logger; every field may be changed later with `configure`. */
+export interface LoggerOptions {
+  /** Prefix lines with the time (text: unix seconds; json: a "time" field). Default true. */
+  timestamp?: boolean;
+  format?: LogFormat;
+  /** Where lines go. Default: stderr. */
+  sinks?: LogSink[];
+  /** A single destination function (shorthand for one sink). */
+  sink?: (line: string) => void;
+}
+
 /** A logger: `log.on(type)` tells whether a type is enabled, so callers can skip formatting. */
 export class Logger {
   #enabled = new Set<LogType>();
-  #timestamp: boolean;
-  #sink: (line: string) => void;
+  #timestamp = true;
+  #format: LogFormat = "text";
+  #sinks: LogSink[] = [stderrSink()];
 
   constructor(
     types: readonly string[] = ["error", "warning", "notice", "information"],
-    opts: { timestamp?: boolean; sink?: (line: string) => void } = {},
+    opts: LoggerOptions = {},
   ) {
-    this.#timestamp = opts.timestamp ?? true;
-    this.#sink = opts.sink ?? ((line) => console.error(line));
     this.setTypes(types);
+    this.configure(opts);
   }
 
   /** Replace the enabled types ("all" enables every type, "none" none). */
@@ -48,13 +84,49 @@ export class Logger {
     }
   }
 
+  /** Change the format, timestamps or destinations; replaced sinks are closed. */
+  configure(opts: LoggerOptions): void {
+    if (opts.timestamp !== undefined) this.#timestamp = opts.timestamp;
+    if (opts.format !== undefined) this.#format = opts.format;
+    const sinks = opts.sinks ?? (opts.sink ? [{ write: opts.sink }] : undefined);
+    if (sinks) {
+      const old = this.#sinks;
+      this.#sinks = sinks;
+      for (const s of old) if (!sinks.includes(s)) s.close?.();
+    }
+  }
+
+  /** The enabled types, for reporting. */
+  get types(): LogType[] {
+    return ALL.filter((t) => this.#enabled.has(t));
+  }
+
   on(type: LogType): boolean {
     return this.#enabled.has(type);
   }
 
+  /** Format one line as the configured format would (exported for tests and reuse). */
+  format(type: LogType, text: string, now = Date.now()): string {
+    if (this.#format === "json") {
+      const o: Record<string, string> = {};
+      if (this.#timestamp) o.time = new Date(now).toISOString();
+      o.type = type;
+      o.message = text;
+      return JSON.stringify(o);
+    }
+    return this.#timestamp ? `${Math.floor(now / 1000)}: ${text}` : text;
+  }
+
   log(type: LogType, text: string): void {
     if (!this.#enabled.has(type)) return;
-    this.#sink(this.#timestamp ? `${Math.floor(Date.now() / 1000)}: ${text}` : text);
+    const line = this.format(type, text);
+    for (const s of this.#sinks) {
+      try {
+        s.write(line, type);
+      } catch {
+        // A failing destination (disk full) must not take the broker down.
+      }
+    }
   }
   error(text: string): void {
     this.log("error", text);
@@ -71,7 +143,92 @@ export class Logger {
   debug(text: string): void {
     this.log("debug", text);
   }
+
+  /** Close every sink (files). */
+  close(): void {
+    for (const s of this.#sinks) s.close?.();
+    this.#sinks = [];
+  }
+}
+
+/** Lines to standard output. */
+export function stdoutSink(): LogSink {
+  return { write: (line) => console.log(line) };
+}
+
+/** Lines to standard error. */
+export function stderrSink(): LogSink {
+  return { write: (line) => console.error(line) };
+}
+
+/**
+ * Lines appended to a file, written synchronously (a line logged before a crash is in the file).
+ * Opening happens here, so a path that cannot be written fails at start-up or reload.
+ */
+export function fileSink(path: string): LogSink {
+  let fd: number | null = openSync(path, "a");
+  return {
+    write(line) {
+      if (fd !== null) writeSync(fd, line + "\n");
+    },
+    close() {
+      if (fd !== null) closeSync(fd);
+      fd = null;
+    },
+  };
+}
+
+/**
+ * Lines published to `$SYS/broker/log/<X>` (Mosquitto's `log_dest topic`). A line logged while
+ * one is being published (publishing logs something) goes to the other sinks only.
+ */
+export function topicSink(publish: (topic: string, line: string) => void): LogSink {
+  let busy = false;
+  return {
+    write(line, type) {
+      if (busy) return;
+      busy = true;
+      try {
+        publish(`$SYS/broker/log/${LOG_TOPIC[type]}`, line);
+      } finally {
+        busy = false;
+      }
+    },
+  };
+}
+
+/**
+ * The sinks for a `log_dest` list ("stdout", "stderr", "file <path>", "topic", "none").
+ * `publish` is used for "topic". Throws when a file cannot be opened (nothing is left open then).
+ */
+export function sinksFor(
+  dests: readonly string[],
+  publish: (topic: string, line: string) => void,
+): LogSink[] {
+  const out: LogSink[] = [];
+  const seen = new Set<string>();
+  try {
+    for (const d of dests) {
+      if (d === "none" || seen.has(d)) continue;
+      seen.add(d);
+      if (d === "stdout") out.push(stdoutSink());
+      else if (d === "stderr") out.push(stderrSink());
+      else if (d === "topic") out.push(topicSink(publish));
+      else if (d.startsWith("file ")) {
+        const path = d.slice(5).trim();
+        try {
+          out.push(fileSink(path));
+        } catch (e) {
+          throw new Error(`log_dest: cannot open log file ${path}: ${(e as Error).message}`);
+        }
+      }
+    }
+  } catch (e) {
+    for (const s of out) s.close?.();
+    throw e;
+  }
+  return out;
 }
 
 /** A logger that prints nothing (tests, embedding). */
-export const silentLogger: Logger = new Logger(["none"]);
+export const silentLogger: Logger = new Logger(["none"], { sinks: [] });
