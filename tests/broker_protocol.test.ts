@@ -98,7 +98,7 @@ test("v5 PUBLISH with a wildcard topic: DISCONNECT 0x90 Topic Name invalid [MQTT
   }
 });
 
-test("a packet over max_packet_size: v5 DISCONNECT 0x95, advertised in CONNACK [MQTT-3.2.2-?]", async () => {
+test("a packet over max_packet_size: v5 DISCONNECT 0x95, advertised in CONNACK (MQTT 5.0 §3.2.2.3.6)", async () => {
   const tb = await startBroker({ max_packet_size: 1000 });
   try {
     const { rc, ack } = await rawSession(tb, 5);
@@ -287,7 +287,7 @@ test("v5 subscription identifiers are sent with matching messages [MQTT-3.3.4-3]
   }
 });
 
-test("shared subscriptions: each message goes to one member of the group [MQTT-4.8.2-?]", async () => {
+test("shared subscriptions: each message goes to one member of the group (MQTT 5.0 §4.8.2)", async () => {
   const tb = await startBroker();
   try {
     const a = await connect(tb, { protocolVersion: 5 });

@@ -106,7 +106,7 @@ export class Router {
    * Everyone who gets a message published on `topic` by `origin`: one target per session, at
    * the highest QoS of its matching subscriptions, with all their subscription identifiers
    * [MQTT-3.3.4-2][MQTT-3.3.4-3]; No Local subscriptions of the publisher skipped
-   * [MQTT-3.8.3-3]; one member per shared group [MQTT-4.8.2-?].
+   * [MQTT-3.8.3-3]; one member per shared group (MQTT 5.0 §4.8.2).
    */
   route(topic: string, origin: string): Target[] {
     const ids = this.#matcher.match(topic);
@@ -154,7 +154,7 @@ export class Router {
 
 /**
  * One member of a shared group for the next message: round-robin over connected members; when
- * none is connected, one with a persistent session (it queues) [MQTT-4.8.2-?].
+ * none is connected, one with a persistent session (it queues) (MQTT 5.0 §4.8.2).
  */
 function pickMember(g: SharedGroup): SubscriptionEntry | undefined {
   const n = g.members.length;

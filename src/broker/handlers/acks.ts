@@ -38,7 +38,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
     conn.broker.ackAfterCommit(() => conn.send({ cmd: "pubrel", messageId: id }), () => {});
     return;
   }
-  // v5: PUBREL with 0x92 for an id we do not know [MQTT-4.3.3-?]; v3 answers PUBREL anyway.
+  // v5: PUBREL with 0x92 for an id we do not know (MQTT 5.0 §3.6.2.1); v3 answers PUBREL anyway.
   conn.send({
     cmd: "pubrel",
     messageId: p.messageId,

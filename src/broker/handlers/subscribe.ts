@@ -18,7 +18,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   const subId = p.properties?.subscriptionIdentifier;
   const sid = typeof subId === "number" ? subId : 0;
   if (subId !== undefined && (typeof subId !== "number" || subId === 0)) {
-    conn.protocolError(ReasonCode.ProtocolError, "subscription identifier 0 [MQTT-3.8.2-?]");
+    conn.protocolError(ReasonCode.ProtocolError, "subscription identifier 0 (MQTT 5.0 §3.8.2.1.2)");
     return;
   }
   const granted: number[] = [];
