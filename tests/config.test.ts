@@ -17,8 +17,21 @@ const EXPECTED: Omit<Config, "file"> = {
     port: 1883,
     bind_address: "127.0.0.1",
     protocol: "mqtt",
+    unix_socket: "",
     max_connections: -1,
     mount_point: "",
+    websockets_path: "/mqtt",
+    websockets_origin: [],
+    enable_proxy_protocol: false,
+    certfile: "",
+    keyfile: "",
+    cafile: "",
+    crlfile: "",
+    require_certificate: false,
+    use_identity_as_username: false,
+    use_subject_as_username: false,
+    ciphers: "",
+    tls_version: "tlsv1.2",
     allow_anonymous: "global",
   }],
   bridges: [],
@@ -237,11 +250,10 @@ test("log_type: each element is checked, and a bad one is pointed at by index an
 
 test("listener checks: protocol, addresses, mount point, duplicates, connection limit", () => {
   const l = (body: string) => bad(`[[listener]]\n${body}\n`);
-  assert.equal(
-    l(`protocol = "websockets"`).message,
-    `my.toml:2: key "listener[0].protocol": "websockets" listeners are not supported yet; use "mqtt"`,
+  assert.match(
+    l(`protocol = "mqtts"`).message,
+    /^my\.toml:2: key "listener\[0\]\.protocol": expected one of "mqtt", "websockets", got "mqtts"$/,
   );
-  assert.match(l(`protocol = "mqtts"`).message, /expected "mqtt", got "mqtts"$/);
   assert.match(l(`port = 65536`).message, /expected an integer 0-65535, got 65536$/);
   assert.match(l(`bind_address = "not an address"`).message, /IP address or host name/);
   assert.match(l(`mount_point = "a/+/"`).message, /must not contain \+, #/);
@@ -259,13 +271,81 @@ test("listener checks: protocol, addresses, mount point, duplicates, connection 
   );
   assert.equal(ok.listeners.length, 2, "port 0 may repeat");
   assert.deepEqual(ok.listeners[1], {
+    ...EXPECTED.listeners[0],
     port: 0,
     bind_address: "localhost",
-    protocol: "mqtt",
     max_connections: 5,
     mount_point: "t/",
-    allow_anonymous: "global",
   });
+});
+
+test("listener transport keys: websockets, Unix socket, PROXY protocol, TLS", () => {
+  const c = parseConfig(
+    [
+      `[[listener]]`,
+      `protocol = "websockets"`,
+      `port = 0`,
+      `websockets_path = "/ws"`,
+      `websockets_origin = "https://app.example.com"`,
+      `enable_proxy_protocol = 2`,
+      `certfile = "s.crt"`,
+      `keyfile = "s.key"`,
+      `cafile = "ca.crt"`,
+      `crlfile = "ca.crl"`,
+      `require_certificate = true`,
+      `use_subject_as_username = true`,
+      `ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"`,
+      `tls_version = "tlsv1.3"`,
+      `[[listener]]`,
+      `unix_socket = "/run/midge.sock"`,
+      `enable_proxy_protocol = true`,
+      `[[listener]]`,
+      `unix_socket = "/run/other.sock"`,
+    ].join("\n"),
+    "x",
+  );
+  assert.deepEqual(c.listeners[0], {
+    ...EXPECTED.listeners[0],
+    protocol: "websockets",
+    port: 0,
+    websockets_path: "/ws",
+    websockets_origin: ["https://app.example.com"],
+    enable_proxy_protocol: 2,
+    certfile: "s.crt",
+    keyfile: "s.key",
+    cafile: "ca.crt",
+    crlfile: "ca.crl",
+    require_certificate: true,
+    use_subject_as_username: true,
+    ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256",
+    tls_version: "tlsv1.3",
+  });
+  assert.equal(c.listeners[1].unix_socket, "/run/midge.sock");
+  assert.equal(c.listeners[1].enable_proxy_protocol, true);
+  assert.equal(c.listeners.length, 3, "Unix listeners do not clash on port 1883");
+
+  const l = (body: string) => bad(`[[listener]]\n${body}\n`).message;
+  assert.match(l(`enable_proxy_protocol = 3`), /expected false, true \(v1 or v2\), 1 or 2, got 3$/);
+  assert.match(l(`websockets_path = "mqtt"`), /expected a path starting with "\/"/);
+  assert.match(l(`tls_version = "tlsv1.1"`), /TLS 1\.1 is not supported/);
+  assert.match(l(`certfile = "a"`), /key "listener\[0\]\.certfile": certfile needs keyfile too$/);
+  assert.match(l(`keyfile = "a"`), /keyfile needs certfile too$/);
+  assert.match(l(`cafile = "a"`), /cafile needs TLS \(certfile and keyfile\)$/);
+  assert.match(l(`require_certificate = true`), /needs TLS/);
+  const tls = `certfile = "c"\nkeyfile = "k"\n`;
+  assert.match(l(`${tls}require_certificate = true`), /require_certificate needs cafile/);
+  assert.match(l(`${tls}use_identity_as_username = true`), /needs cafile/);
+  assert.match(l(`${tls}crlfile = "x"`), /crlfile needs cafile/);
+  assert.match(
+    l(`${tls}cafile = "a"\nuse_identity_as_username = true\nuse_subject_as_username = true`),
+    /key "listener\[0\]\.use_subject_as_username": use either/,
+  );
+  assert.match(l(`websockets_origin = ["x"]`), /applies to protocol = "websockets" listeners only/);
+  const dup = bad(`[[listener]]\nunix_socket = "/a"\n[[listener]]\nunix_socket = "/a"\n`);
+  assert.equal(
+    dup.message,
+    `my.toml:4: key "listener[1].unix_socket": "/a" is already used by listener[0]`,
+  );
 });
 
 test("misplaced keys get a hint about [[listener]] tables", () => {

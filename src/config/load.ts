@@ -212,6 +212,24 @@ function distance(a: string, b: string): number {
 function checkListeners(listeners: ListenerConfig[], report: Report): void {
   const seen = new Map<string, number>();
   listeners.forEach((l, i) => {
+    checkListenerTls(l, `listener[${i}].`, report);
+    if (l.websockets_origin.length > 0 && l.protocol !== "websockets") {
+      report(
+        `listener[${i}].websockets_origin`,
+        `applies to protocol = "websockets" listeners only`,
+      );
+    }
+    if (l.unix_socket) {
+      const first = seen.get(`unix:${l.unix_socket}`);
+      if (first === undefined) seen.set(`unix:${l.unix_socket}`, i);
+      else {
+        report(
+          `listener[${i}].unix_socket`,
+          `${JSON.stringify(l.unix_socket)} is already used by listener[${first}]`,
+        );
+      }
+      return;
+    }
     if (l.port === 0) return;
     const addr = `${l.bind_address}:${l.port}`;
     const first = seen.get(addr);
@@ -223,4 +241,30 @@ function checkListeners(listeners: ListenerConfig[], report: Report): void {
       );
     }
   });
+}
+
+/** TLS keys that only make sense together: certfile with keyfile, client checks with cafile. */
+function checkListenerTls(l: ListenerConfig, at: string, report: Report): void {
+  if (l.certfile && !l.keyfile) report(`${at}certfile`, "certfile needs keyfile too");
+  if (l.keyfile && !l.certfile) report(`${at}keyfile`, "keyfile needs certfile too");
+  const tlsOnly = ["cafile", "crlfile", "ciphers"] as const;
+  const flags = [
+    "require_certificate",
+    "use_identity_as_username",
+    "use_subject_as_username",
+  ] as const;
+  if (!l.certfile) {
+    for (const k of tlsOnly) if (l[k]) report(`${at}${k}`, `${k} needs TLS (certfile and keyfile)`);
+    for (const k of flags) if (l[k]) report(`${at}${k}`, `${k} needs TLS (certfile and keyfile)`);
+    return;
+  }
+  if (!l.cafile) {
+    for (const k of flags) {
+      if (l[k]) report(`${at}${k}`, `${k} needs cafile (the CA client certificates chain to)`);
+    }
+    if (l.crlfile) report(`${at}crlfile`, "crlfile needs cafile (client certificates)");
+  }
+  if (l.use_identity_as_username && l.use_subject_as_username) {
+    report(`${at}use_subject_as_username`, "use either use_identity_as_username or this, not both");
+  }
 }

@@ -272,6 +272,26 @@ function checkMountPoint(s: string): string | undefined {
   return undefined;
 }
 
+/** A WebSocket path: "/" followed by URL path characters, or "*" for any path. */
+function checkWsPath(s: string): string | undefined {
+  if (s === "*" || /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$/.test(s)) return undefined;
+  return `expected a path starting with "/" (or "*" for any path), got ${JSON.stringify(s)}`;
+}
+
+/** `enable_proxy_protocol`: false, 1 or 2 (that version only), or true (either). */
+function proxyVersions(): ValueType<boolean | 1 | 2> {
+  const expected = "false, true (v1 or v2), 1 or 2";
+  return {
+    expected,
+    read(v) {
+      if (typeof v === "boolean") return v;
+      if (v === 1n) return 1;
+      if (v === 2n) return 2;
+      throw mismatch(expected, v);
+    },
+  };
+}
+
 function key<T>(type: ValueType<T>, dflt: T, doc: string): Entry<T> {
   return { type, default: dflt, doc };
 }
@@ -329,13 +349,29 @@ export const GLOBAL_KEYS = {
 export const LISTENER_KEYS = {
   port: key(int(0, 65535), 1883, "TCP port; 0 = chosen by the OS"),
   bind_address: key(str(253, checkAddress), "127.0.0.1", "address to listen on"),
-  protocol: key(
-    oneOf(["mqtt"], { websockets: `"websockets" listeners are not supported yet; use "mqtt"` }),
-    "mqtt",
-    "protocol spoken on the listener",
-  ),
+  protocol: key(oneOf(["mqtt", "websockets"]), "mqtt", "protocol spoken on the listener"),
+  unix_socket: key(str(107), "", 'Unix socket path to listen on instead of TCP; "" = TCP'),
   max_connections: key(limit(I32), -1, "connected clients on this listener; -1 = no limit"),
   mount_point: key(str(65535, checkMountPoint), "", "topic prefix isolating this listener"),
+  websockets_path: key(str(2048, checkWsPath), "/mqtt", "HTTP path of the WebSocket endpoint"),
+  websockets_origin: key<string[]>(list(str(2048)), [], "allowed Origin headers; [] = any"),
+  enable_proxy_protocol: key(proxyVersions(), false, "expect a PROXY protocol v1/v2 header"),
+  certfile: key(str(4096), "", "PEM server certificate (and chain); enables TLS"),
+  keyfile: key(str(4096), "", "PEM private key of certfile"),
+  cafile: key(str(4096), "", "PEM CA certificates client certificates must chain to"),
+  crlfile: key(str(4096), "", "PEM certificate revocation list for client certificates"),
+  require_certificate: key(bool(), false, "clients must present a valid certificate"),
+  use_identity_as_username: key(bool(), false, "client certificate CN is the user name"),
+  use_subject_as_username: key(bool(), false, "client certificate subject is the user name"),
+  ciphers: key(str(4096), "", 'OpenSSL cipher list for TLS 1.2; "" = default'),
+  tls_version: key(
+    oneOf(["tlsv1.2", "tlsv1.3"], {
+      "tlsv1.1": `TLS 1.1 is not supported (obsolete since RFC 8996); use "tlsv1.2" or "tlsv1.3"`,
+      "tlsv1": `TLS 1.0 is not supported (obsolete since RFC 8996); use "tlsv1.2" or "tlsv1.3"`,
+    }),
+    "tlsv1.2",
+    "lowest TLS version accepted",
+  ),
   allow_anonymous: key<boolean | "localhost" | "global">(
     anonymous(["localhost", "global"]),
     "global",
@@ -464,12 +500,10 @@ export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
   "accept_protocol_versions",
   "listener_allow_anonymous",
   "use_username_as_clientid",
-  "enable_proxy_protocol",
   "proxy_protocol_v2_require_tls",
   "packet_buffer_size",
   "websockets_headers_size",
   "websockets_log_level",
-  "websockets_origin",
   "autosave_interval",
   "autosave_on_changes",
   "log_timestamp_format",
@@ -484,17 +518,8 @@ export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
   "auth_plugin_deny_special_chars",
   "check_retain_source",
   "clientid_prefixes",
-  "certfile",
-  "keyfile",
-  "cafile",
   "capath",
-  "ciphers",
-  "crlfile",
   "dhparamfile",
-  "require_certificate",
-  "use_identity_as_username",
-  "use_subject_as_username",
-  "tls_version",
   "psk_hint",
   "connection",
 ]);
