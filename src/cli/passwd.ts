@@ -220,8 +220,9 @@ async function confirmReplace(file: string, lines: string[], user: string): Prom
       `Error: ${what}; -c would erase them. Leave out -c to add or update ${user}, or delete the file first.`,
     );
   }
-  process.stderr.write(`${what}. Replace it with a file holding only ${user}? [y/N] `);
-  const answer = (await readTtyLine(false)).trim().toLowerCase();
+  const answer =
+    (await readTtyLine(`${what}. Replace it with a file holding only ${user}? [y/N] `, false))
+      .trim().toLowerCase();
   if (answer !== "y" && answer !== "yes") throw new Fail("Nothing changed.");
 }
 
@@ -269,11 +270,9 @@ async function updateFile(file: string, hash: HashOptions): Promise<void> {
 /** Asks for the password twice: on a terminal without echo, otherwise two lines of stdin. */
 async function askPassword(): Promise<string> {
   if (process.stdin.isTTY) {
-    process.stderr.write("Password: ");
-    const first = await readTtyLine(true);
+    const first = await readTtyLine("Password: ", true);
     if (first === "") throw new Fail("Error: Empty password.");
-    process.stderr.write("Reenter password: ");
-    const second = await readTtyLine(true);
+    const second = await readTtyLine("Reenter password: ", true);
     if (first !== second) throw new Fail("Error: Passwords do not match.", 2);
     return first;
   }
@@ -284,10 +283,11 @@ async function askPassword(): Promise<string> {
 }
 
 /**
- * One line from the terminal in raw mode: nothing is echoed when `hidden` (backspace edits,
- * Ctrl-C aborts, Ctrl-D on an empty line ends).
+ * Shows `prompt` and reads one line from the terminal in raw mode: nothing is echoed when
+ * `hidden` (backspace edits, Ctrl-C aborts, Ctrl-D on an empty line ends). Raw mode is set
+ * before the prompt appears, so nothing typed after it can be echoed by the terminal.
  */
-function readTtyLine(hidden: boolean): Promise<string> {
+function readTtyLine(prompt: string, hidden: boolean): Promise<string> {
   const stdin = process.stdin;
   return new Promise((resolve, reject) => {
     let line = "";
@@ -326,6 +326,7 @@ function readTtyLine(hidden: boolean): Promise<string> {
       }
     };
     stdin.setRawMode(true);
+    process.stderr.write(prompt);
     stdin.on("data", onData);
     stdin.resume();
   });
