@@ -104,22 +104,31 @@ function topicName(u8: Uint8Array, off: number, lenWord: number, hash: number): 
 /**
  * Payload copies. Allocating a small ArrayBuffer costs about 0.5-1 µs on V8 (Deno) but is cheap
  * on JavaScriptCore (Bun), where views over a shared ArrayBuffer are the slower choice (measured
- * by bench/decode.ts: 1 KB payloads 2x slower as views on Bun, 2x faster as views on Deno). So
- * on V8, payloads up to SHARED_MAX bytes are views into one copy per scan of the input bytes
- * that hold them, and larger ones get their own copy; on JavaScriptCore every payload gets its
- * own `slice`. A kept payload view keeps its read's copy (at most one read) alive: `slice()` it
- * to keep it long-term on its own.
+ * with bench/decode.ts: 1 KB payloads 2x slower as views on Bun, 2x faster as views on Deno).
+ * So on V8 a payload of up to SHARED_MAX bytes is a view into a copy of the WINDOW input bytes
+ * that start at the first payload not yet covered (one allocation for many small payloads), and
+ * larger payloads get their own copy; on JavaScriptCore every payload gets its own `slice`.
+ * A kept view keeps its window (at most WINDOW bytes, like Node's Buffer pool) alive.
  */
 const SHARE_PAYLOADS = process.versions.bun === undefined;
-const SHARED_MAX = 16 * 1024;
+const SHARED_MAX = 2048;
+const WINDOW = 16 * 1024;
 const EMPTY = new ArrayBuffer(0);
-let batchBuf: ArrayBuffer = EMPTY;
-let batchBase = 0;
+let winBuf: ArrayBuffer = EMPTY;
+let winLo = 0;
+let winHi = 0;
+/** End (address) of the input being turned into packets; a window never reaches past it. */
+let inputEnd = 0;
 
 function payloadOf(u8: Uint8Array, off: number, len: number): Uint8Array {
   if (!SHARE_PAYLOADS || len > SHARED_MAX) return u8.slice(off, off + len);
   if (len === 0) return new Uint8Array(EMPTY, 0, 0);
-  return new Uint8Array(batchBuf, off - batchBase, len);
+  if (off < winLo || off + len > winHi) {
+    winLo = off;
+    winHi = Math.min(off + WINDOW, inputEnd);
+    winBuf = u8.slice(winLo, winHi).buffer;
+  }
+  return new Uint8Array(winBuf, off - winLo, len);
 }
 
 /**
@@ -620,22 +629,12 @@ export class Decoder {
       const n = c.x.scan(start, total, this.protocolVersion, maxPacket);
       c.refresh();
       const { u8, u32, res } = c;
-      // One copy of the bytes holding this batch's small payloads (see payloadOf).
-      let lo = -1, hi = 0;
-      for (let i = 0, r = c.tab; SHARE_PAYLOADS && i < n; i++, r += ROW_WORDS) {
-        const len = u32[r + F_BIN_LEN];
-        if ((u32[r + F_HDR] & 0xf0) === 0x30 && len > 0 && len <= SHARED_MAX) {
-          const off = u32[r + F_BIN_OFF];
-          if (lo < 0) lo = off;
-          hi = off + len;
-        }
-      }
-      if (lo >= 0) {
-        batchBuf = u8.slice(lo, hi).buffer;
-        batchBase = lo;
-      }
+      // Windows of an earlier push describe bytes since overwritten: start afresh.
+      winLo = winHi = 0;
+      winBuf = EMPTY;
+      inputEnd = ptr + total;
       for (let i = 0, r = c.tab; i < n; i++, r += ROW_WORDS) packets.push(toPacket(u8, u32, r));
-      batchBuf = EMPTY;
+      winBuf = EMPTY;
       this.protocolVersion = u32[res + R_VERSION] as ProtocolVersion;
       const status = u32[res + R_STATUS];
       start = u32[res + R_CONSUMED];
