@@ -228,3 +228,26 @@ test("decoders are independent: interleaved reads on two connections", () => {
   assert.deepEqual((rb.packets[0] as any).properties, { contentType: "x" });
   assert.deepEqual((ra.packets[0] as any).payload, new Uint8Array(bytes(100, 1)));
 });
+
+test("payloads of mixed sizes in one read each get exactly their own bytes", () => {
+  const rnd = mulberry32(5);
+  const want: Buffer[] = [];
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 600; i++) {
+    const n = rnd() < 0.1 ? Math.floor(rnd() * 40_000) : Math.floor(rnd() * 3000);
+    const payload = bytes(n, i + 1);
+    want.push(payload);
+    parts.push(
+      gen({ cmd: "publish", topic: `t/${i % 7}`, payload, qos: i % 2, messageId: i + 1 }, 4),
+    );
+  }
+  const stream = Buffer.concat(parts);
+  for (const chunks of [[stream], randomChunks(stream, mulberry32(6), 70_000)]) {
+    const got = decodeChunks(chunks);
+    assert.equal(got.length, want.length);
+    for (let i = 0; i < want.length; i++) {
+      const p = got[i] as any;
+      assert.equal(Buffer.compare(Buffer.from(p.payload), want[i]), 0, `payload ${i}`);
+    }
+  }
+});
