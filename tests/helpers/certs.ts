@@ -118,8 +118,31 @@ export function makeCerts(): TestCerts {
   writeFileSync(p("index.txt"), "");
   writeFileSync(p("crlnumber"), "01\n");
   writeFileSync(p("serial"), "3001\n");
-  openssl(dir, "ca", "-config", "ca.conf", "-keyfile", "ca.key", "-cert", "ca.crt", "-revoke", "revoked.crt");
-  openssl(dir, "ca", "-config", "ca.conf", "-keyfile", "ca.key", "-cert", "ca.crt", "-gencrl", "-out", "ca.crl");
+  openssl(
+    dir,
+    "ca",
+    "-config",
+    "ca.conf",
+    "-keyfile",
+    "ca.key",
+    "-cert",
+    "ca.crt",
+    "-revoke",
+    "revoked.crt",
+  );
+  openssl(
+    dir,
+    "ca",
+    "-config",
+    "ca.conf",
+    "-keyfile",
+    "ca.key",
+    "-cert",
+    "ca.crt",
+    "-gencrl",
+    "-out",
+    "ca.crl",
+  );
 
   return {
     dir,
