@@ -8,7 +8,7 @@
 //        darwin-arm64 windows-x64 (default: all), or "host" for this machine's platform.
 // Output: dist/midge-<target>[.exe]
 import { spawnSync } from "node:child_process";
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,6 +30,7 @@ export function outputPath(target) {
 /** Builds one target; returns the output path (throws when bun fails). */
 export function compile(target, { quiet = false } = {}) {
   const out = outputPath(target);
+  const tmp = `${out}.${process.pid}.tmp${target.startsWith("windows") ? ".exe" : ""}`;
   mkdirSync(dirname(out), { recursive: true });
   const bun = join(root, "node_modules", ".bin", process.platform === "win32" ? "bun.exe" : "bun");
   const args = [
@@ -42,13 +43,16 @@ export function compile(target, { quiet = false } = {}) {
     `--target=bun-${target}`,
     join(root, "src", "main.ts"),
     "--outfile",
-    out,
+    tmp,
   ];
   const r = spawnSync(bun, args, { cwd: root, stdio: quiet ? "pipe" : "inherit" });
   if (r.status !== 0) {
+    rmSync(tmp, { force: true });
     const why = quiet ? `\n${r.stdout}${r.stderr}` : "";
     throw new Error(`bun build --compile for ${target} failed (status ${r.status})${why}`);
   }
+  // Rename into place: a test still copying or running the previous build keeps its file.
+  renameSync(tmp, out);
   return out;
 }
 
