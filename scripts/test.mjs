@@ -30,7 +30,9 @@ if (filters.length === 0 || filters.some((f) => "tests/compiled_binary.test.ts".
     encoding: "utf8",
   });
   if (exe.status === 0) {
-    process.env.MIDGE_TEST_BINARY = exe.stdout.trim().split("\n").pop().split(":")[0];
+    process.env.MIDGE_TEST_BINARY = ((l) => l.slice(0, l.lastIndexOf(": ")))(
+      exe.stdout.trim().split("\n").pop(),
+    );
     console.log(`compiled ${process.env.MIDGE_TEST_BINARY} (${Date.now() - started} ms)`);
   } else console.log(`compile failed (the compiled-binary test will say why):\n${exe.stderr}`);
 }

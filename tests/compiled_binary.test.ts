@@ -26,7 +26,8 @@ function built(): string {
   const out = execFileSync("node", [join(root, "scripts", "compile.mjs"), "host"], {
     encoding: "utf8",
   });
-  return out.trim().split("\n").pop()!.split(":")[0];
+  const line = out.trim().split("\n").pop()!;
+  return line.slice(0, line.lastIndexOf(": "));
 }
 
 function run(args: string[], timeout = 10000) {
