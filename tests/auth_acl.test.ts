@@ -10,7 +10,15 @@ import { AclView, covers, overlaps, parseAcl, READ, WRITE } from "../src/auth/ac
 import { Auth } from "../src/auth/auth.ts";
 import { Logger } from "../src/sys/log.ts";
 import type { MqttClient } from "mqtt";
-import { collect, connect, endAll, sleep, startBroker, type TestBroker } from "./helpers/broker.ts";
+import {
+  collect,
+  connect,
+  connectCollect,
+  endAll,
+  sleep,
+  startBroker,
+  type TestBroker,
+} from "./helpers/broker.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "midge-acl-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -355,4 +363,34 @@ test("without an acl_file every topic is allowed and no ACL work is done", async
   assert.equal(tb.broker.auth.aclActive, false);
   assert.equal(tb.broker.auth.canRead({}, "any/topic"), true, "even an unknown session");
   await tb.stop();
+});
+
+test("a session resumed under another user name loses the queued messages that user may not read", async () => {
+  const tb = await startBroker({
+    acl_file: file("user alice\ntopic readwrite #\nuser bob\ntopic read a/#\n"),
+    allow_anonymous: true,
+  });
+  const opts = { clientId: "shared-id", clean: false, protocolVersion: 4 as const };
+  try {
+    const alice = await connect(tb, { ...opts, username: "alice" });
+    assert.deepEqual(await subCodes(alice, ["a/#", "b/#"]), [1, 1]);
+    await alice.endAsync();
+    const pub = await connect(tb, { username: "alice" });
+    await pub.publishAsync("a/1", "for both", { qos: 1 });
+    await pub.publishAsync("b/1", "alice only", { qos: 1 });
+    await endAll(pub);
+
+    const { client: bob, got } = await connectCollect(tb, { ...opts, username: "bob" });
+    await got.next(1);
+    await sleep(150);
+    assert.deepEqual(got.messages.map((m) => m.topic), ["a/1"]);
+    await endAll(bob);
+  } finally {
+    await tb.stop();
+  }
+  // A session nobody is bound to yet (restored from disk) is checked when its client returns.
+  const auth = new Auth(tb.broker.config, new Logger(["none"]));
+  await auth.load();
+  assert.equal(auth.canRead({}, "b/1"), true, "deferred");
+  assert.equal(auth.canPublish({}, "a/1"), false, "no will for an unknown owner");
 });

@@ -9,6 +9,8 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import type { Logger } from "../sys/log.ts";
+import type { Outgoing, Session } from "../broker/session.ts";
+import { messageBytes } from "../broker/message.ts";
 import { type Acl, AclView, parseAcl, READ, WRITE } from "./acl.ts";
 import {
   cheapToVerify,
@@ -293,8 +295,9 @@ export class Auth {
 
   /**
    * Records who a session belongs to, for its ACL checks; called on every CONNECT (a session
-   * resumed under another user name takes that user's rules). A session never bound (restored
-   * from disk and not yet reconnected) is refused everything while an ACL is in force.
+   * resumed under another user name takes that user's rules). A session not bound yet (restored
+   * from disk, its client not back) may not publish (its will is not sent); messages routed to
+   * it are queued and checked by `dropUnreadable` when its client connects.
    */
   bind(session: object, clientId: string, username: string | undefined): void {
     this.#bound.set(session, { clientId, username, gen: -1, view: null, cache: new Map() });
@@ -305,9 +308,35 @@ export class Auth {
     return this.#acl === null || this.#check(session, topic, WRITE);
   }
 
-  /** May the session receive messages published to `topic`? (Always true without an acl_file.) */
+  /**
+   * May the session receive messages published to `topic`? Always true without an acl_file, and
+   * deferred (true) for a session not bound yet: see `dropUnreadable`.
+   */
   canRead(session: object, topic: string): boolean {
-    return this.#acl === null || this.#check(session, topic, READ);
+    if (this.#acl === null || !this.#bound.has(session)) return true;
+    return this.#check(session, topic, READ);
+  }
+
+  /**
+   * When a CONNECT resumes a session (after `bind`): removes the messages queued for it, and the
+   * in-flight ones not yet acknowledged, that this client may not read. They were queued while
+   * no one was bound (restored from disk) or for a client with another user name. Returns them,
+   * so their stored copies can be deleted.
+   */
+  dropUnreadable(session: Session): Outgoing[] {
+    if (this.#acl === null) return [];
+    const dropped: Outgoing[] = [];
+    const keep = (o: Outgoing) => {
+      if (this.#check(session, o.msg.topic, READ)) return true;
+      dropped.push(o);
+      return false;
+    };
+    session.queue = session.queue.filter(keep);
+    for (const o of dropped) session.queuedBytes -= messageBytes(o.msg);
+    for (const [id, f] of session.inflight) {
+      if (f.state === "publish" && !keep(f)) session.inflight.delete(id);
+    }
+    return dropped;
   }
 
   /**

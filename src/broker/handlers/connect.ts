@@ -255,6 +255,10 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
   conn.state = "open";
   broker.stats.connects++;
   broker.auth.bind(session, clientId, p.username);
+  // acl_file: messages queued for this session that this client may not read are dropped.
+  if (sessionPresent) {
+    for (const o of broker.auth.dropUnreadable(session)) broker.forget(session, o);
+  }
   broker.saveSession(session);
 
   const ack: Properties = {};
