@@ -38,7 +38,7 @@ interface Run {
 }
 
 /** Starts `midge <args>`; `out` grows with stdout; `done` resolves when it exits. */
-function midge(args: string[], input?: string) {
+function midge(args: string[], input?: string, keepStdin = false) {
   const child = spawn(bin, [...prefix, ...args], {
     cwd: root,
     env: { ...process.env, NO_COLOR: "1" },
@@ -47,7 +47,7 @@ function midge(args: string[], input?: string) {
   child.stdout.on("data", (d) => r.out += d);
   child.stderr.on("data", (d) => r.err += d);
   if (input !== undefined) child.stdin.end(input);
-  else child.stdin.end();
+  else if (!keepStdin) child.stdin.end();
   const timer = setTimeout(() => child.kill("SIGKILL"), 20000);
   const done = new Promise<Run>((resolve) =>
     child.on("close", (status) => {
@@ -349,4 +349,46 @@ test("pub --quiet prints no error; sub reports denied subscriptions as Mosquitto
   assert.equal(r.status, 1);
   assert.match(r.stderr, /All subscription requests were denied/);
   await f.stop();
+});
+
+test("sub --remove-retained clears what it receives; pub --will-topic leaves a will when killed", async () => {
+  const tb = await broker();
+  const js = await connect(tb);
+  await js.publishAsync("rr/1", "one", { retain: true, qos: 1 });
+  await js.publishAsync("rr/2", "two", { retain: true, qos: 1 });
+  const p = ["-p", String(tb.port)];
+  const cleared = await run(["sub", ...p, "-t", "rr/#", "--remove-retained", "-C", "2", "-q", "1"]);
+  assert.equal(cleared.status, 0, cleared.stderr);
+  assert.deepEqual(cleared.stdout.split("\n").sort(), ["", "one", "two"]);
+  const after = await run(["sub", ...p, "-t", "rr/#", "-W", "1"]);
+  assert.equal(after.status, 27);
+  assert.equal(after.stdout, "");
+
+  const got = collect(js);
+  await js.subscribeAsync("will/cli", { qos: 1 });
+  // -l keeps the publisher connected while stdin stays open; SIGKILL drops it without DISCONNECT.
+  const pub = midge(
+    [
+      "pub",
+      ...p,
+      "-t",
+      "alive",
+      "-l",
+      "-d",
+      "--will-topic",
+      "will/cli",
+      "--will-payload",
+      "publisher died",
+      "--will-qos",
+      "1",
+    ],
+    undefined,
+    true,
+  );
+  await pub.waitOut("received CONNACK");
+  pub.child.kill("SIGKILL");
+  const [w] = await got.next(1, 5000);
+  assert.equal(w.payload, "publisher died");
+  assert.equal(w.packet.qos, 1);
+  await endAll(js);
 });
