@@ -121,7 +121,10 @@ export function applyReloadable(config: Config, next: Config): ReloadReport {
 /** `key=value (was old)` for a log line; secrets hidden. */
 export function describe(c: Change): string {
   if (SECRET_KEYS.has(c.key)) return `${c.key} (changed)`;
-  const show = (v: unknown) => (v === undefined ? "unset" : JSON.stringify(v));
+  const show = (v: unknown) => {
+    const text = v === undefined ? "unset" : JSON.stringify(v);
+    return text.length > 80 ? "(a different value)" : text; // [[bridge]] tables and the like
+  };
   const when = NEW_CONNECTIONS_ONLY.has(c.key) ? ", for new connections" : "";
   return `${c.key}=${show(c.to)} (was ${show(c.from)}${when})`;
 }
