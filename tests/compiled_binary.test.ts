@@ -7,7 +7,14 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -19,6 +26,7 @@ const dir = mkdtempSync(join(tmpdir(), "midge-bin-"));
 const exe = join(dir, process.platform === "win32" ? "midge.exe" : "midge");
 let server: ChildProcess | undefined;
 let port = 0;
+let wsPort = 0;
 
 function built(): string {
   const given = process.env.MIDGE_TEST_BINARY;
@@ -56,15 +64,21 @@ function runAsync(cmd: string, args: string[]): {
 
 before(async () => {
   copyFileSync(built(), exe);
-  server = spawn(exe, ["serve", "-p", "0"], { cwd: dir });
+  writeFileSync(
+    join(dir, "midge.toml"),
+    `[[listener]]\nport = 0\n\n[[listener]]\nport = 0\nprotocol = "websockets"\n`,
+  );
+  server = spawn(exe, ["serve", "-c", "midge.toml"], { cwd: dir });
   port = await new Promise<number>((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 15000);
     server!.stdout!.on("data", (d) => {
       out += d;
       const m = /listening mqtt on 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) {
+      const w = /listening websockets on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m && w) {
         clearTimeout(timer);
+        wsPort = Number(w[1]);
         resolve(Number(m[1]));
       }
     });
@@ -144,4 +158,19 @@ test("midge sub (compiled) receives a retained message from mosquitto_pub; -W ti
   const w = run(["sub", "-p", String(port), "-t", "nothing/here", "-W", "1"]);
   assert.equal(w.status, 27);
   assert.match(w.stderr, /Timed out/);
+});
+
+test("the compiled client speaks MQTT over WebSockets (midge pub -L ws://) to mosquitto_sub on TCP", async () => {
+  const sub = runAsync("mosquitto_sub", ["-p", String(port), "-t", "ws/t", "-C", "1"]);
+  let got: Awaited<typeof sub.done> | undefined;
+  for (let i = 0; i < 50 && !got; i++) {
+    const r = run(["pub", "-L", `ws://127.0.0.1:${wsPort}/mqtt`, "-t", "ws/t", "-m", "via ws"]);
+    assert.equal(r.status, 0, r.stderr);
+    got = await Promise.race([
+      sub.done,
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 300)),
+    ]);
+  }
+  assert.ok(got, "mosquitto_sub got nothing");
+  assert.equal(got.stdout, "via ws\n");
 });
