@@ -20,7 +20,7 @@
  * nothing, and a `pattern deny` denies the whole subtree it would cover (so a client named "#"
  * or "victim/x" can never widen a pattern into someone else's topics).
  */
-import { topicMatches, validTopicFilter } from "../broker/topic.ts";
+import { validTopicFilter } from "../broker/topic.ts";
 import type { FileProblem } from "./password.ts";
 
 /** Access bits. */
@@ -199,17 +199,31 @@ export function rulesFor(acl: Acl, who: AclSubject): { deny: string[]; grant: [s
 export class AclView {
   readonly #deny: string[];
   readonly #grant: [string, number][];
+  /** The same rules split into levels once, for `allows`. */
+  readonly #denyLevels: string[][];
+  readonly #grantLevels: string[][];
+  readonly #grantAccess: number[];
 
   constructor(acl: Acl, who: AclSubject) {
     const { deny, grant } = rulesFor(acl, who);
     this.#deny = deny;
     this.#grant = grant;
+    this.#denyLevels = deny.map((f) => f.split("/"));
+    this.#grantLevels = grant.map(([f]) => f.split("/"));
+    this.#grantAccess = grant.map(([, a]) => a);
   }
 
   /** May the client `access` (READ or WRITE) topic name `topic`? */
   allows(topic: string, access: number): boolean {
-    for (const d of this.#deny) if (topicMatches(d, topic)) return false;
-    for (const [f, a] of this.#grant) if ((a & access) !== 0 && topicMatches(f, topic)) return true;
+    const t = topic.split("/");
+    const dollar = topic.charCodeAt(0) === 0x24; /* $ */
+    const deny = this.#denyLevels;
+    for (let i = 0; i < deny.length; i++) if (matchLevels(deny[i], t, dollar)) return false;
+    const grant = this.#grantLevels;
+    const acc = this.#grantAccess;
+    for (let i = 0; i < grant.length; i++) {
+      if ((acc[i] & access) !== 0 && matchLevels(grant[i], t, dollar)) return true;
+    }
     return false;
   }
 
@@ -223,6 +237,18 @@ export class AclView {
     for (const [f, a] of this.#grant) if ((a & READ) !== 0 && overlaps(f, filter)) return true;
     return false;
   }
+}
+
+/** `topicMatches` on pre-split levels: does filter `f` match topic `t`? */
+function matchLevels(f: string[], t: string[], dollar: boolean): boolean {
+  // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'.
+  if (dollar && (f[0] === "#" || f[0] === "+")) return false;
+  for (let i = 0; i < f.length; i++) {
+    const l = f[i];
+    if (l === "#") return true;
+    if (i >= t.length || (l !== "+" && l !== t[i])) return false;
+  }
+  return f.length === t.length;
 }
 
 /** Whether a filter's first level is a wildcard (it then matches no `$` topic [MQTT-4.7.2-1]). */

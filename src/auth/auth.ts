@@ -305,7 +305,9 @@ export class Auth {
 
   /** May the session publish to `topic`? (Always true without an acl_file.) */
   canPublish(session: object, topic: string): boolean {
-    return this.#acl === null || this.#check(session, topic, WRITE);
+    if (this.#acl === null) return true;
+    const b = this.#bound.get(session);
+    return b !== undefined && this.#check(b, topic, WRITE);
   }
 
   /**
@@ -313,8 +315,9 @@ export class Auth {
    * deferred (true) for a session not bound yet: see `dropUnreadable`.
    */
   canRead(session: object, topic: string): boolean {
-    if (this.#acl === null || !this.#bound.has(session)) return true;
-    return this.#check(session, topic, READ);
+    if (this.#acl === null) return true;
+    const b = this.#bound.get(session);
+    return b === undefined || this.#check(b, topic, READ);
   }
 
   /**
@@ -324,10 +327,11 @@ export class Auth {
    * so their stored copies can be deleted.
    */
   dropUnreadable(session: Session): Outgoing[] {
-    if (this.#acl === null) return [];
+    const b = this.#bound.get(session);
+    if (this.#acl === null || b === undefined) return [];
     const dropped: Outgoing[] = [];
     const keep = (o: Outgoing) => {
-      if (this.#check(session, o.msg.topic, READ)) return true;
+      if (this.#check(b, o.msg.topic, READ)) return true;
       dropped.push(o);
       return false;
     };
@@ -345,14 +349,13 @@ export class Auth {
    */
   canSubscribe(session: object, filter: string): boolean {
     if (this.#acl === null) return true;
-    const view = this.#view(session);
-    return view !== null && view.canSubscribe(filter);
+    const b = this.#bound.get(session);
+    return b !== undefined && this.#view(b).canSubscribe(filter);
   }
 
-  #view(session: object): AclView | null {
-    const b = this.#bound.get(session);
-    if (!b) return null;
-    if (b.gen !== this.#gen) {
+  /** The bound client's rules, rebuilt (and its cache emptied) after a reload. */
+  #view(b: Bound): AclView {
+    if (b.gen !== this.#gen || b.view === null) {
       b.gen = this.#gen;
       b.view = new AclView(this.#acl!, b);
       b.cache.clear();
@@ -360,10 +363,9 @@ export class Auth {
     return b.view;
   }
 
-  #check(session: object, topic: string, access: number): boolean {
-    const view = this.#view(session);
-    if (view === null) return false;
-    const cache = this.#bound.get(session)!.cache;
+  #check(b: Bound, topic: string, access: number): boolean {
+    const view = this.#view(b);
+    const cache = b.cache;
     const known = access === READ ? 1 : 4;
     const bits = cache.get(topic) ?? 0;
     if (bits & known) return (bits & (known << 1)) !== 0;
