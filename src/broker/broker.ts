@@ -5,7 +5,7 @@
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import { Auth } from "../auth/auth.ts";
 import type { QoS } from "../codec/types.ts";
-import { listenTcp } from "../transport/listen.ts";
+import { listen, listenerOptions } from "../transport/listen.ts";
 import type { Listener, SocketHandlers, TransportSocket } from "../transport/types.ts";
 import { Logger, silentLogger } from "../sys/log.ts";
 import { Connection } from "./connection.ts";
@@ -118,7 +118,11 @@ export class Broker {
     for (const l of this.config.listeners) {
       let count = 0;
       const max = l.max_connections;
-      const listener = await listenTcp({ host: l.bind_address, port: l.port }, (sock) => {
+      const opts = listenerOptions(l, this.config);
+      if (this.log.on("notice")) {
+        opts.onRefused = (from, why) => this.log.notice(`Connection from ${from} refused: ${why}.`);
+      }
+      const listener = await listen(opts, (sock) => {
         if (max >= 0 && count >= max) return null;
         const h = this.accept(sock, l.mount_point, l);
         if (!h) return null;
@@ -132,10 +136,18 @@ export class Broker {
       });
       this.listeners.push({
         protocol: l.protocol,
-        host: l.bind_address,
+        host: listener.host,
         port: listener.port,
         listener,
       });
+      // SIGHUP: new certificates for new connections; a bad file keeps the old ones.
+      if (opts.tls) {
+        this.reloadHooks.push(() =>
+          listener.reload().catch((e) =>
+            this.log.error(`Listener ${listener.host}:${listener.port}: TLS reload failed: ${e}`)
+          )
+        );
+      }
     }
     this.#sweepTimer = setInterval(() => this.sweep(), 500);
     await this.bridges.apply(this.config.bridges ?? []);

@@ -1,5 +1,5 @@
 /**
- * TCP listener over `Bun.listen`: about half the memory per idle connection of node:net on Bun
+ * Plain MQTT listener (TCP or Unix socket, optional PROXY header) over `Bun.listen`: about half the memory per idle connection of node:net on Bun
  * (see ../../DESIGN notes). Bun's socket.write may take only part of the bytes; the rest is kept
  * here and written on drain.
  */
@@ -11,6 +11,8 @@ import type {
   TransportSocket,
 } from "./types.ts";
 import { LINGER_MS } from "./types.ts";
+import { removeStaleSocket } from "./node.ts";
+import { parseProxyHeader } from "./proxy.ts";
 
 // deno-lint-ignore no-explicit-any
 type BunSocket = any;
@@ -22,6 +24,9 @@ interface State {
   pendingBytes: number;
   closed: boolean;
   linger: ReturnType<typeof setTimeout> | null;
+  /** Bytes of a PROXY header read so far; null once it is read (or when none is expected). */
+  proxyBuf: Uint8Array | null;
+  proxyTimer: ReturnType<typeof setTimeout> | null;
 }
 
 /**
@@ -45,7 +50,7 @@ export function hasBunListen(): boolean {
   return typeof (globalThis as any).Bun?.listen === "function";
 }
 
-/** Listen for TCP connections with Bun.listen. */
+/** Listen for plain MQTT connections (TCP or Unix socket, optionally behind PROXY) with Bun.listen. */
 export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
   // deno-lint-ignore no-explicit-any
   const Bun = (globalThis as any).Bun;
@@ -63,9 +68,10 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
       st.pending.shift();
     }
   };
+  if (opts.unixPath) removeStaleSocket(opts.unixPath);
+  const where = opts.unixPath ? { unix: opts.unixPath } : { hostname: opts.host, port: opts.port };
   const server = Bun.listen({
-    hostname: opts.host,
-    port: opts.port,
+    ...where,
     socket: {
       open(s: BunSocket) {
         all.add(s);
@@ -76,58 +82,46 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
           pendingBytes: 0,
           closed: false,
           linger: null,
-        };
-        st.ts = {
-          write(d: Uint8Array) {
-            if (st.closed) return;
-            if (st.pending.length === 0) {
-              const n = s.write(d);
-              if (n === d.length) return;
-              const rest = d.subarray(n < 0 ? 0 : n);
-              st.pending.push(rest);
-              st.pendingBytes += rest.length;
-            } else {
-              st.pending.push(d);
-              st.pendingBytes += d.length;
-            }
-          },
-          get bufferedAmount() {
-            return st.pendingBytes;
-          },
-          end() {
-            if (st.pending.length === 0) closeGracefully(s, st);
-            else {
-              // Close once the pending bytes are out (or give up after a while).
-              const timer = setTimeout(() => closeGracefully(s, st), 2000);
-              st.h = {
-                ...(st.h ?? { onData() {}, onClose() {} }),
-                onDrain() {
-                  if (st.pending.length === 0) {
-                    clearTimeout(timer);
-                    closeGracefully(s, st);
-                  }
-                },
-              };
-            }
-          },
-          destroy() {
-            s.terminate();
-          },
-          remoteAddress: s.remoteAddress ?? "",
-          remotePort: s.remotePort ?? 0,
-          protocol: "mqtt",
+          proxyBuf: null,
+          proxyTimer: null,
         };
         s.data = st;
-        try {
-          st.h = accept(st.ts);
-        } catch {
-          st.h = null;
+        const peer = opts.unixPath
+          ? { address: opts.unixPath, port: 0 }
+          : { address: s.remoteAddress ?? "", port: s.remotePort ?? 0 };
+        if (!opts.proxy) {
+          admit(s, st, peer);
+          return;
         }
-        if (!st.h) s.terminate();
+        // PROXY protocol: the header comes first; the client is admitted once it is read.
+        st.proxyBuf = new Uint8Array(0);
+        st.proxyTimer = setTimeout(() => {
+          opts.onRefused?.(`${peer.address}:${peer.port}`, "PROXY header not received in time");
+          s.terminate();
+        }, opts.handshakeTimeoutMs ?? 10_000);
       },
       data(s: BunSocket, d: Uint8Array) {
         const st: State = s.data;
-        st.h?.onData(d);
+        if (st.proxyBuf === null) {
+          st.h?.onData(d);
+          return;
+        }
+        const buf = concat(st.proxyBuf, d);
+        const r = parseProxyHeader(buf, opts.proxy);
+        if (r.status === "more") {
+          st.proxyBuf = buf;
+          return;
+        }
+        clearTimeout(st.proxyTimer!);
+        st.proxyBuf = null;
+        const peer = { address: s.remoteAddress ?? "", port: s.remotePort ?? 0 };
+        if (r.status === "error") {
+          opts.onRefused?.(`${peer.address}:${peer.port}`, r.reason);
+          s.terminate();
+          return;
+        }
+        admit(s, st, r.source ?? (opts.unixPath ? { address: opts.unixPath, port: 0 } : peer));
+        if (st.h && buf.length > r.length) st.h.onData(buf.subarray(r.length));
       },
       drain(s: BunSocket) {
         const st: State = s.data;
@@ -140,6 +134,7 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
         if (!st || st.closed) return;
         st.closed = true;
         if (st.linger) clearTimeout(st.linger);
+        if (st.proxyTimer) clearTimeout(st.proxyTimer);
         st.pending = [];
         st.pendingBytes = 0;
         st.h?.onClose();
@@ -150,12 +145,72 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
     },
   });
   return Promise.resolve({
-    port: server.port,
-    host: opts.host,
+    port: opts.unixPath ? 0 : server.port,
+    host: opts.unixPath ?? opts.host,
+    reload: () => Promise.resolve(),
     close() {
       for (const s of all) s.terminate();
       server.stop(true);
+      if (opts.unixPath) removeStaleSocket(opts.unixPath);
       return Promise.resolve();
     },
   });
+
+  /** Hand a connection to the broker as a TransportSocket. */
+  function admit(s: BunSocket, st: State, peer: { address: string; port: number }): void {
+    st.ts = {
+      write(d: Uint8Array) {
+        if (st.closed) return;
+        if (st.pending.length === 0) {
+          const n = s.write(d);
+          if (n === d.length) return;
+          const rest = d.subarray(n < 0 ? 0 : n);
+          st.pending.push(rest);
+          st.pendingBytes += rest.length;
+        } else {
+          st.pending.push(d);
+          st.pendingBytes += d.length;
+        }
+      },
+      get bufferedAmount() {
+        return st.pendingBytes;
+      },
+      end() {
+        if (st.pending.length === 0) closeGracefully(s, st);
+        else {
+          // Close once the pending bytes are out (or give up after a while).
+          const timer = setTimeout(() => closeGracefully(s, st), 2000);
+          st.h = {
+            ...(st.h ?? { onData() {}, onClose() {} }),
+            onDrain() {
+              if (st.pending.length === 0) {
+                clearTimeout(timer);
+                closeGracefully(s, st);
+              }
+            },
+          };
+        }
+      },
+      destroy() {
+        s.terminate();
+      },
+      remoteAddress: peer.address,
+      remotePort: peer.port,
+      protocol: "mqtt",
+    };
+    try {
+      st.h = accept(st.ts);
+    } catch {
+      st.h = null;
+    }
+    if (!st.h) s.terminate();
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

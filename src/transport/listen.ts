@@ -1,12 +1,70 @@
-/** Picks the fastest TCP listener for the runtime: Bun.listen on Bun, node:net elsewhere. */
+/**
+ * Picks the listener implementation for the runtime and the listener's needs:
+ *
+ * | listener                               | Bun                | Deno (and others) |
+ * |----------------------------------------|--------------------|-------------------|
+ * | MQTT over TCP / Unix socket, PROXY     | Bun.listen         | node:net          |
+ * | WebSocket (no TLS, no PROXY)           | Bun.serve          | node:net + ws     |
+ * | anything with TLS; WebSocket + PROXY   | node:net/tls (+ws) | node:net/tls (+ws)|
+ *
+ * TLS goes through node:tls on Bun too: Bun.listen and Bun.serve keep their first certificate
+ * until restarted (`reload({tls})` does not replace it), and Bun.serve shows no client
+ * certificate, which `use_identity_as_username` needs.
+ */
+import process from "node:process";
+import type { Config, ListenerConfig } from "../config/schema.ts";
 import { hasBunListen, listenBun } from "./bun.ts";
+import { hasBunServe, listenBunWebSocket } from "./bun_ws.ts";
 import { listenNode } from "./node.ts";
 import type { AcceptFn, Listener, ListenOptions } from "./types.ts";
 
-/** Start a TCP listener. `MIDGE_TRANSPORT=node` forces node:net (for comparisons). */
-export function listenTcp(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
-  const forced = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
-    ?.env?.MIDGE_TRANSPORT;
-  if (forced !== "node" && hasBunListen()) return listenBun(opts, accept);
+/**
+ * Start a listener. `MIDGE_TRANSPORT=node` forces node:net / node:tls everywhere (for
+ * comparisons and tests).
+ */
+export function listen(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
+  if (opts.unixPath && process.platform === "win32") {
+    return Promise.reject(new Error("Unix socket listeners are not available on Windows"));
+  }
+  if (process.env.MIDGE_TRANSPORT !== "node" && !opts.tls) {
+    if (!opts.websocket && hasBunListen()) return listenBun(opts, accept);
+    if (opts.websocket && !opts.proxy && hasBunServe()) return listenBunWebSocket(opts, accept);
+  }
   return listenNode(opts, accept);
+}
+
+/** Start a plain MQTT-over-TCP listener (kept for callers that need nothing else). */
+export function listenTcp(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
+  return listen(opts, accept);
+}
+
+/** The transport options of one [[listener]] table (limits taken from the top level). */
+export function listenerOptions(
+  l: ListenerConfig,
+  global?: Pick<Config, "connect_timeout" | "max_packet_size">,
+): ListenOptions {
+  const opts: ListenOptions = { host: l.bind_address, port: l.port };
+  if (l.unix_socket) opts.unixPath = l.unix_socket;
+  if (l.protocol === "websockets") {
+    opts.websocket = { path: l.websockets_path, origins: l.websockets_origin };
+    // A WebSocket message may hold several MQTT packets; leave room beyond one packet.
+    if (global) opts.maxMessageBytes = Math.max(global.max_packet_size * 2, 1 << 20);
+  }
+  if (l.certfile) {
+    opts.tls = {
+      certfile: l.certfile,
+      keyfile: l.keyfile,
+      cafile: l.cafile,
+      crlfile: l.crlfile,
+      requireCertificate: l.require_certificate,
+      identity: l.use_identity_as_username ? "cn" : l.use_subject_as_username ? "subject" : "none",
+      ciphers: l.ciphers,
+      minVersion: l.tls_version === "tlsv1.3" ? "TLSv1.3" : "TLSv1.2",
+    };
+  }
+  if (l.enable_proxy_protocol !== false) {
+    opts.proxy = l.enable_proxy_protocol === true ? "both" : l.enable_proxy_protocol;
+  }
+  if (global) opts.handshakeTimeoutMs = global.connect_timeout * 1000;
+  return opts;
 }

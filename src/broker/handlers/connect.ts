@@ -78,6 +78,10 @@ function settle(
 export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const broker = conn.broker;
   const cfg = broker.config;
+  // use_identity_as_username / use_subject_as_username (TLS): the client certificate's name
+  // replaces the CONNECT user name, and the verified certificate stands for the password.
+  const certUser = conn.socket.certUsername;
+  if (certUser !== undefined) p = { ...p, username: certUser, password: undefined };
   conn.version = p.protocolVersion;
   conn.bridgeMode = p.bridgeMode;
   const v5 = p.protocolVersion === 5;
@@ -188,7 +192,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   // Authentication: password_file and allow_anonymous. A slow hash or a delayed refusal holds
   // the packets that follow CONNECT until the answer is known.
   const a: Admission = { clientId, assigned, keepalive, serverKeepAlive };
-  const login = broker.auth.checkLogin(
+  const login = certUser !== undefined ? { ok: true as const } : broker.auth.checkLogin(
     conn.listener,
     conn.socket.remoteAddress,
     p.username,
