@@ -61,7 +61,7 @@ interface Failures {
 
 const OK: LoginResult = { ok: true };
 /** Topics whose ACL answers are cached per session before the cache starts over. */
-const TOPIC_CACHE = 1024;
+const TOPIC_CACHE = 256;
 /** Remote addresses tracked for failed logins; the oldest is forgotten beyond this. */
 export const MAX_TRACKED_ADDRESSES = 10_000;
 /** Refusal delay: none for the first failure, then FIRST_DELAY doubling up to MAX_DELAY. */
