@@ -5,6 +5,7 @@
  * `crl` option, so the list is also checked here, on every runtime) and the user name a
  * certificate carries (`use_identity_as_username`, `use_subject_as_username`).
  */
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { TLSSocket } from "node:tls";
 import { certInfo, commonName, RevocationList, subjectRfc2253 } from "./x509.ts";
@@ -56,6 +57,22 @@ export function loadTls(s: TlsSettings): LoadedTls {
     key: read(s.keyfile, "keyfile"),
     minVersion: s.minVersion,
   };
+  // Check the pair before it replaces a working one (Deno only notices at the next handshake).
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(context.cert);
+  } catch (e) {
+    throw new Error(`certfile ${s.certfile}: not a PEM certificate (${(e as Error).message})`);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(context.key);
+  } catch (e) {
+    throw new Error(`keyfile ${s.keyfile}: not a PEM private key (${(e as Error).message})`);
+  }
+  if (!cert.checkPrivateKey(key)) {
+    throw new Error(`keyfile ${s.keyfile} does not belong to certfile ${s.certfile}`);
+  }
   if (s.cafile) context.ca = read(s.cafile, "cafile");
   if (s.ciphers) context.ciphers = s.ciphers;
   let crl: RevocationList | null = null;

@@ -164,12 +164,13 @@ export function commonName(info: CertInfo): string | undefined {
 
 /**
  * The subject as OpenSSL prints it with XN_FLAG_RFC2253 (Mosquitto's `use_subject_as_username`):
- * RDNs in reverse order joined by ",", multi-valued RDNs by "+", RFC 2253 escapes, and bytes
- * outside printable ASCII as \XX.
+ * entries in reverse order, RDNs joined by ",", the values of a multi-valued RDN by "+",
+ * RFC 2253 escapes, and bytes outside printable ASCII as \XX.
  */
 export function subjectRfc2253(info: CertInfo): string {
+  // OpenSSL reverses its flat list of entries, so a multi-valued RDN comes out reversed too.
   return info.subject.slice().reverse().map((rdn) =>
-    rdn.map(([k, v]) => `${k}=${escape2253(v)}`).join("+")
+    rdn.slice().reverse().map(([k, v]) => `${k}=${escape2253(v)}`).join("+")
   ).join(",");
 }
 

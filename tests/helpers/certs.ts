@@ -26,8 +26,16 @@ export interface TestCerts {
   /** Client certificate CN=mallory, revoked in `crl`. */
   revokedCert: string;
   revokedKey: string;
+  /** A self-signed client certificate (CN=stranger) that no configured CA signed. */
+  foreignCert: string;
+  foreignKey: string;
   /** A certificate revocation list from the CA revoking mallory's certificate. */
   crl: string;
+  /**
+   * Another client certificate signed by the CA, for subject `subj` (openssl -subj syntax,
+   * UTF-8 allowed); returns its certificate and key paths.
+   */
+  client(name: string, subj: string): { cert: string; key: string };
   /** Read a file (PEM text). */
   read(path: string): string;
   /** Remove the directory. */
@@ -81,7 +89,18 @@ export function makeCerts(): TestCerts {
   );
   const leaf = (name: string, subj: string, ext: string, serial: string) => {
     openssl(dir, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", `${name}.key`);
-    openssl(dir, "req", "-new", "-key", `${name}.key`, "-subj", subj, "-out", `${name}.csr`);
+    openssl(
+      dir,
+      "req",
+      "-new",
+      "-utf8",
+      "-key",
+      `${name}.key`,
+      "-subj",
+      subj,
+      "-out",
+      `${name}.csr`,
+    );
     writeFileSync(p(`${name}.ext`), ext);
     openssl(
       dir,
@@ -112,6 +131,27 @@ export function makeCerts(): TestCerts {
   leaf("server2", "/CN=localhost-2", serverExt, "0x1002");
   leaf("client", "/O=Midge Test/CN=alice", clientExt, "0x2001");
   leaf("revoked", "/O=Midge Test/CN=mallory", clientExt, "0x2002");
+  openssl(
+    dir,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    "foreign.key",
+    "-out",
+    "foreign.crt",
+    "-subj",
+    "/CN=stranger",
+    "-days",
+    "2",
+    "-addext",
+    "extendedKeyUsage=clientAuth",
+  );
+  let serial = 0x2100;
 
   // A CRL revoking mallory, via `openssl ca` and a minimal CA database.
   writeFileSync(p("ca.conf"), CA_CONF);
@@ -156,7 +196,13 @@ export function makeCerts(): TestCerts {
     clientKey: p("client.key"),
     revokedCert: p("revoked.crt"),
     revokedKey: p("revoked.key"),
+    foreignCert: p("foreign.crt"),
+    foreignKey: p("foreign.key"),
     crl: p("ca.crl"),
+    client(name, subj) {
+      leaf(name, subj, clientExt, `0x${(serial++).toString(16)}`);
+      return { cert: p(`${name}.crt`), key: p(`${name}.key`) };
+    },
     read: (path) => readFileSync(path, "utf8"),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
