@@ -75,6 +75,16 @@ Options:
       return 0;
     },
   },
+  bench: {
+    summary: "Load-generate against a broker and measure it (fan-in, fan-out, latency, ...)",
+    usage: `Usage: midge bench <scenario> [options]  (see "midge bench --help")\n`,
+    options: {},
+    raw: async (args) => (await import("./cli/bench.ts")).runBenchCommand(args),
+    run: async () => {
+      process.stdout.write((await import("./cli/bench.ts")).BENCH_USAGE);
+      return 0;
+    },
+  },
   help: {
     summary: "Show help for midge or for one command",
     usage: "Usage: midge help [COMMAND]\n",

@@ -1,0 +1,96 @@
+/**
+ * `midge bench` smoke tests: tiny runs against a broker in this process. They check that the
+ * load generator's counts add up (every message counted once, none lost at QoS 1/2), not speed.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type BenchOptions, makePlans, runBench } from "../src/bench/run.ts";
+import { Histogram } from "../src/bench/histogram.ts";
+import { benchOptions } from "../src/cli/bench.ts";
+import { startBroker } from "./helpers/broker.ts";
+
+function opts(port: number, over: Partial<BenchOptions>): BenchOptions {
+  return {
+    ...benchOptions({ port: String(port) }, [over.scenario ?? "pairwise"]),
+    duration: 0.4,
+    warmup: 0.1,
+    ...over,
+  };
+}
+
+test("bench pairwise QoS 1: every message arrives once, none lost [MQTT-4.3.2]", async () => {
+  const tb = await startBroker();
+  try {
+    const r = await runBench(opts(tb.port, { scenario: "pairwise", qos: 1, clients: 3 }));
+    assert.deepEqual(r.errors, []);
+    assert.ok(r.sent > 0, "something was published");
+    assert.equal(r.expected, r.sent, "one receiver per message");
+    assert.equal(r.received, r.expected);
+    assert.equal(r.lost, 0);
+    assert.equal(r.duplicates, 0);
+    assert.equal(r.foreign, 0);
+    assert.ok(r.msgRate > 0 && r.latencyMs.p99 >= r.latencyMs.p50);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("bench fan-out QoS 2 and fan-in QoS 0: counts per receiver add up", async () => {
+  const tb = await startBroker();
+  try {
+    const out = await runBench(opts(tb.port, { scenario: "fan-out", qos: 2, clients: 3 }));
+    assert.deepEqual(out.errors, []);
+    assert.equal(out.expected, out.sent * 3, "each message goes to 3 subscribers");
+    assert.equal(out.received, out.expected);
+    assert.equal(out.lost + out.duplicates, 0);
+    const fin = await runBench(opts(tb.port, { scenario: "fan-in", qos: 0, clients: 3 }));
+    assert.deepEqual(fin.errors, []);
+    assert.equal(fin.expected, fin.sent);
+    assert.equal(fin.received + fin.lost, fin.expected);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("bench retained and conn-storm report what they did", async () => {
+  const tb = await startBroker();
+  try {
+    const r = await runBench(opts(tb.port, { scenario: "retained", topics: 300 }));
+    assert.deepEqual(r.errors, []);
+    assert.equal(r.retained?.received, 300);
+    assert.equal(r.retained?.duplicates, 0);
+    assert.equal(tb.broker.retained.size, 300);
+    const s = await runBench(opts(tb.port, { scenario: "conn-storm", clients: 40, hold: 0 }));
+    assert.deepEqual(s.errors, []);
+    assert.equal(s.storm?.connections, 40);
+    assert.equal(s.storm?.failed, 0);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("bench plans: fan-in shares the subscriber's outstanding budget; workers split roles", () => {
+  const o = opts(1883, { scenario: "fan-in", clients: 8, outstanding: 800, workers: 3 });
+  const plans = makePlans(o, "x");
+  assert.equal(plans.length, 3);
+  assert.equal(plans[0].outstanding, 100);
+  assert.equal(plans[0].subs.length, 1);
+  assert.equal(plans.reduce((a, p) => a + p.pubs.length, 0), 8);
+  // Publishers in other workers than their subscriber get credit through the coordinator.
+  assert.ok(plans[1].pubs.every((p) => p.remote));
+  const storm = makePlans(opts(1883, { scenario: "conn-storm", clients: 45_000, workers: 2 }), "y");
+  assert.equal(storm[0].storm!.count + storm[1].storm!.count, 45_000);
+  assert.equal(storm[0].localAddresses.length, 3, "one source address per 20,000 connections");
+});
+
+test("bench histogram: quantiles within 0.1 % and sparse merge", () => {
+  const h = new Histogram();
+  for (let i = 1; i <= 100_000; i++) h.record(i);
+  const p50 = h.quantile(0.5), p99 = h.quantile(0.99);
+  assert.ok(Math.abs(p50 - 50_000) / 50_000 < 0.002, `p50 ${p50}`);
+  assert.ok(Math.abs(p99 - 99_000) / 99_000 < 0.002, `p99 ${p99}`);
+  const g = new Histogram();
+  g.addSparse(h.toSparse(), h.max);
+  assert.equal(g.total, 100_000);
+  assert.equal(g.quantile(0.999), h.quantile(0.999));
+});
