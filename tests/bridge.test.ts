@@ -247,3 +247,19 @@ test("bridges are added and removed at run time (SIGHUP) without a restart", asy
     await remote.stop();
   }
 });
+
+test("broker.reload() (what SIGHUP runs) applies a changed [[bridge]] list", async () => {
+  const remote = await startBroker();
+  const local = await startBroker();
+  try {
+    local.broker.config.bridges = [bridgeTo(remote.port, ["r/# out 1"], { name: "added" })];
+    await local.broker.reload();
+    await until(() => linked(local, "added"), 5000, "bridge added by reload");
+    local.broker.config.bridges = [];
+    await local.broker.reload();
+    assert.equal(local.broker.bridges.bridges.size, 0);
+  } finally {
+    await local.stop();
+    await remote.stop();
+  }
+});

@@ -91,6 +91,8 @@ export class Broker {
     this.log = log;
     this.auth = new Auth(config, log);
     this.reloadHooks.push(() => this.auth.reload());
+    // [[bridge]] tables: new ones start, removed ones stop, changed ones restart.
+    this.reloadHooks.push(() => this.bridges.apply(this.config.bridges ?? []));
   }
 
   /** Re-read what can change without a restart (password_file, acl_file, …), as on SIGHUP. */

@@ -39,6 +39,7 @@ export const RELOADABLE_KEYS: Set<string> = new Set([
   "log_format",
   "connection_messages",
   "admin_token",
+  "bridges",
 ]);
 
 /** Reloaded keys that only apply to clients connecting after the reload. */
