@@ -11,7 +11,7 @@ import type {
   TransportSocket,
 } from "./types.ts";
 import { LINGER_MS } from "./types.ts";
-import { removeStaleSocket } from "./node.ts";
+import { removeSocketFile } from "./unix.ts";
 import { parseProxyHeader } from "./proxy.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -68,7 +68,6 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
       st.pending.shift();
     }
   };
-  if (opts.unixPath) removeStaleSocket(opts.unixPath);
   const where = opts.unixPath ? { unix: opts.unixPath } : { hostname: opts.host, port: opts.port };
   const server = Bun.listen({
     ...where,
@@ -151,7 +150,7 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
     close() {
       for (const s of all) s.terminate();
       server.stop(true);
-      if (opts.unixPath) removeStaleSocket(opts.unixPath);
+      if (opts.unixPath) removeSocketFile(opts.unixPath);
       return Promise.resolve();
     },
   });

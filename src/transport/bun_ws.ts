@@ -12,7 +12,7 @@ import type {
   TransportSocket,
 } from "./types.ts";
 import { checkUpgrade, type RequestHead } from "./upgrade.ts";
-import { removeStaleSocket } from "./node.ts";
+import { removeSocketFile } from "./unix.ts";
 
 // deno-lint-ignore no-explicit-any
 type BunWebSocket = any;
@@ -38,7 +38,6 @@ export function listenBunWebSocket(opts: ListenOptions, accept: AcceptFn): Promi
   const Bun = (globalThis as any).Bun;
   const settings = opts.websocket!;
   const open = new Set<BunWebSocket>();
-  if (opts.unixPath) removeStaleSocket(opts.unixPath);
   const where = opts.unixPath ? { unix: opts.unixPath } : { hostname: opts.host, port: opts.port };
   const server = Bun.serve({
     ...where,
@@ -130,7 +129,7 @@ export function listenBunWebSocket(opts: ListenOptions, accept: AcceptFn): Promi
     close() {
       for (const ws of open) ws.terminate();
       server.stop(true);
-      if (opts.unixPath) removeStaleSocket(opts.unixPath);
+      if (opts.unixPath) removeSocketFile(opts.unixPath);
       return Promise.resolve();
     },
   });

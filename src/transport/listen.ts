@@ -17,14 +17,18 @@ import { hasBunListen, listenBun } from "./bun.ts";
 import { hasBunServe, listenBunWebSocket } from "./bun_ws.ts";
 import { listenNode } from "./node.ts";
 import type { AcceptFn, Listener, ListenOptions } from "./types.ts";
+import { prepareUnixPath } from "./unix.ts";
 
 /**
  * Start a listener. `MIDGE_TRANSPORT=node` forces node:net / node:tls everywhere (for
  * comparisons and tests).
  */
-export function listen(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
-  if (opts.unixPath && process.platform === "win32") {
-    return Promise.reject(new Error("Unix socket listeners are not available on Windows"));
+export async function listen(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
+  if (opts.unixPath) {
+    if (process.platform === "win32") {
+      throw new Error("Unix socket listeners are not available on Windows");
+    }
+    await prepareUnixPath(opts.unixPath);
   }
   if (process.env.MIDGE_TRANSPORT !== "node" && !opts.tls) {
     if (!opts.websocket && hasBunListen()) return listenBun(opts, accept);

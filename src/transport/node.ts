@@ -7,7 +7,6 @@
  *   PROXY header → TLS handshake → HTTP upgrade to WebSocket (the `ws` package) → MQTT bytes.
  * Everything before MQTT must finish within `handshakeTimeoutMs`.
  */
-import { lstatSync, unlinkSync } from "node:fs";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import {
@@ -26,6 +25,7 @@ import type {
   TransportSocket,
 } from "./types.ts";
 import { LINGER_MS } from "./types.ts";
+import { removeSocketFile } from "./unix.ts";
 import { checkUpgrade, MQTT_SUBPROTOCOLS, parseRequestHead, refusal } from "./upgrade.ts";
 
 /** The client as the broker should see it (the PROXY header's source when there is one). */
@@ -380,26 +380,16 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
           new Promise<void>((res) => {
             for (const s of live) s.destroy();
             server.close(() => {
-              if (opts.unixPath) removeStaleSocket(opts.unixPath);
+              if (opts.unixPath) removeSocketFile(opts.unixPath);
               res();
             });
           }),
       });
     };
     if (opts.unixPath) {
-      removeStaleSocket(opts.unixPath);
       server.listen(opts.unixPath, onListening);
     } else {
       server.listen(opts.port, opts.host, onListening);
     }
   });
-}
-
-/** Remove a Unix socket file left by an earlier run (never a regular file). */
-export function removeStaleSocket(path: string): void {
-  try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
-  } catch {
-    // absent: nothing to do
-  }
 }
