@@ -209,3 +209,27 @@ test("a corrupt database stops start-up with a message naming the file", async (
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a session's subscriptions keep the listener's mount_point across a restart", async () => {
+  const base = testConfig();
+  const tb = await durableBroker({ listeners: [{ ...base.listeners[0], mount_point: "tenant/" }] });
+  try {
+    let sub = await connect(tb, { clientId: "mounted", clean: false });
+    await sub.subscribeAsync("t/#", { qos: 1 });
+    await endAll(sub);
+    await tb.restart();
+    const r = await connectCollect(tb, { clientId: "mounted", clean: false });
+    sub = r.client;
+    const pub = await connect(tb);
+    await pub.publishAsync("t/x", "inside", { qos: 1 });
+    const [m] = await r.got.next(1);
+    assert.equal(m.topic, "t/x");
+    assert.equal(
+      tb.broker.sessions.get("mounted")?.subscriptions.get("t/#")?.topicFilter,
+      "tenant/t/#",
+    );
+    await endAll(sub, pub);
+  } finally {
+    await tb.cleanup();
+  }
+});

@@ -339,6 +339,7 @@ export class Broker {
       disconnectedAt: s.connection ? 0 : s.disconnectedAt,
       will: s.will,
       willDelay: s.willDelay,
+      username: s.username,
     });
   }
 

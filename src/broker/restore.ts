@@ -33,13 +33,15 @@ export function restore(
     s.disconnectedAt = st.disconnectedAt || now;
     s.will = st.will;
     s.willDelay = st.willDelay;
+    s.username = st.username;
     broker.sessions.set(s.clientId, s);
+    broker.auth.bind(s, s.clientId, st.username);
     for (const sub of subscriptions) {
       const shared = safeShared(sub.filter);
       const entry: SubscriptionEntry = {
         session: s,
         filter: sub.filter,
-        topicFilter: shared ? shared.filter : sub.filter,
+        topicFilter: sub.topicFilter ?? (shared ? shared.filter : sub.filter),
         qos: sub.qos,
         nl: sub.nl,
         rap: sub.rap,

@@ -72,6 +72,8 @@ export class Session {
   /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-9]. */
   readonly incomingQos2 = new Set<number>();
 
+  /** User name of the last connection (kept with the session for ACL checks after a restart). */
+  username: string | undefined;
   /** The will of the current connection, and its delay in seconds (v5). */
   will: Will | null = null;
   willDelay = 0;

@@ -28,10 +28,10 @@ CREATE TABLE IF NOT EXISTS retained(
   expires_at INTEGER NOT NULL, origin TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions(
   client_id TEXT PRIMARY KEY, version INTEGER NOT NULL, expiry INTEGER NOT NULL,
-  disconnected_at INTEGER NOT NULL, will TEXT, will_delay INTEGER NOT NULL);
+  disconnected_at INTEGER NOT NULL, will TEXT, will_delay INTEGER NOT NULL, username TEXT);
 CREATE TABLE IF NOT EXISTS subscriptions(
   client_id TEXT NOT NULL, filter TEXT NOT NULL, qos INTEGER NOT NULL, nl INTEGER NOT NULL,
-  rap INTEGER NOT NULL, rh INTEGER NOT NULL, sub_id INTEGER NOT NULL,
+  rap INTEGER NOT NULL, rh INTEGER NOT NULL, sub_id INTEGER NOT NULL, topic_filter TEXT,
   PRIMARY KEY(client_id, filter));
 CREATE TABLE IF NOT EXISTS messages(
   id INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,
@@ -99,14 +99,14 @@ export class SqliteStore implements Store {
       ),
       deleteRetained: p("DELETE FROM retained WHERE topic=?"),
       saveSession: p(
-        "INSERT OR REPLACE INTO sessions(client_id,version,expiry,disconnected_at,will,will_delay) VALUES (?,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO sessions(client_id,version,expiry,disconnected_at,will,will_delay,username) VALUES (?,?,?,?,?,?,?)",
       ),
       delSession: p("DELETE FROM sessions WHERE client_id=?"),
       delSubs: p("DELETE FROM subscriptions WHERE client_id=?"),
       delMsgs: p("DELETE FROM client_msgs WHERE client_id=?"),
       delQos2: p("DELETE FROM incoming_qos2 WHERE client_id=?"),
       saveSub: p(
-        "INSERT OR REPLACE INTO subscriptions(client_id,filter,qos,nl,rap,rh,sub_id) VALUES (?,?,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO subscriptions(client_id,filter,qos,nl,rap,rh,sub_id,topic_filter) VALUES (?,?,?,?,?,?,?,?)",
       ),
       delSub: p("DELETE FROM subscriptions WHERE client_id=? AND filter=?"),
       addBody: p(
@@ -146,6 +146,7 @@ export class SqliteStore implements Store {
         disconnectedAt: Number(r.disconnected_at),
         will: r.will ? decodeWill(String(r.will)) : null,
         willDelay: Number(r.will_delay),
+        username: r.username === null || r.username === undefined ? undefined : String(r.username),
       };
       const entry = { session: s, subscriptions: [], messages: [], incomingQos2: [] };
       sessions.push(entry);
@@ -159,6 +160,7 @@ export class SqliteStore implements Store {
         rap: !!r.rap,
         rh: Number(r.rh),
         subId: Number(r.sub_id),
+        topicFilter: r.topic_filter ? String(r.topic_filter) : undefined,
       });
     }
     for (const r of db.prepare("SELECT * FROM client_msgs ORDER BY seq").all() as Row[]) {
@@ -215,7 +217,15 @@ export class SqliteStore implements Store {
 
   saveSession(s: StoredSession): void {
     const will = s.will ? encodeWill(s.will) : null;
-    const row = [s.clientId, s.version, s.expiryInterval, s.disconnectedAt, will, s.willDelay];
+    const row = [
+      s.clientId,
+      s.version,
+      s.expiryInterval,
+      s.disconnectedAt,
+      will,
+      s.willDelay,
+      s.username ?? null,
+    ];
     this.#op(() => this.#s.saveSession.run(...row));
   }
   deleteSession(clientId: string): void {
@@ -247,6 +257,7 @@ export class SqliteStore implements Store {
         sub.rap ? 1 : 0,
         sub.rh,
         sub.subId,
+        sub.topicFilter ?? null,
       )
     );
   }

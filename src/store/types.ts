@@ -18,10 +18,15 @@ export interface StoredSession {
   disconnectedAt: number;
   will: Will | null;
   willDelay: number;
+  /** User name of the last connection, for ACL checks after a restart. */
+  username?: string;
 }
 
 export interface StoredSubscription {
+  /** The filter as the client sent it. */
   filter: string;
+  /** What is matched (with the listener's mount point); defaults to `filter`. */
+  topicFilter?: string;
   qos: QoS;
   nl: boolean;
   rap: boolean;

@@ -258,6 +258,7 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
   conn.session = session;
   conn.state = "open";
   broker.stats.connects++;
+  session.username = p.username;
   broker.auth.bind(session, clientId, p.username);
   // acl_file: messages queued for this session that this client may not read are dropped.
   if (sessionPresent) {
