@@ -987,3 +987,12 @@ test("payloads and binary fields stay intact after later reads reuse the WASM me
   assert.deepEqual(first[2].payload, new Uint8Array(0));
   assert.deepEqual(first[2].properties.correlationData, new Uint8Array(5).fill(3));
 });
+
+test("after a failed v5 CONNECT the decoder reports version 5, after an unsupported one it does not", () => {
+  const d = new Decoder();
+  assert.equal(d.push(connect5([0x21, 0, 0])).error?.reasonCode, 0x82);
+  assert.equal(d.protocolVersion, 5);
+  const e = new Decoder();
+  assert.equal(e.push(pkt(0x10, s("MQTT"), 7, 2, 0, 60, s("c"))).error?.reasonCode, 0x84);
+  assert.equal(e.protocolVersion, 4);
+});

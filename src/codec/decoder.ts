@@ -554,7 +554,11 @@ function errorMessage(id: number, d: number, version: number): string {
  * dead: the connection must be closed, and further pushes return the same error.
  */
 export class Decoder {
-  /** Version used for the next packets; a decoded CONNECT sets it. */
+  /**
+   * Version used for the next packets; a decoded CONNECT sets it. When a CONNECT with a
+   * supported level fails later validation, it already holds that level, so the broker can
+   * answer in the client's version (an unsupported level leaves it unchanged: reason 0x84).
+   */
   protocolVersion: ProtocolVersion;
   /** Whole-packet size limit in bytes; larger packets fail with 0x95 once their header is read. */
   maxPacketSize: number;
