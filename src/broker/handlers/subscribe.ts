@@ -100,12 +100,16 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       // acl_file: a retained message goes only to a client that may read its topic.
       if (!broker.auth.canRead(s, m.topic)) continue;
       // Retained messages are sent with the retain flag set [MQTT-3.3.1-8].
-      broker.deliver(s, {
+      const o = {
         msg: m,
         qos: Math.min(m.qos, e.qos) as QoS,
         retain: true,
         subIds: e.subId ? [e.subId] : undefined,
-      });
+      };
+      // The subscriber asked for these: at QoS 0 they are all written, not cut off by the
+      // slow-reader bound that protects live traffic (a "#" subscriber on 100k retained topics).
+      if (o.qos === 0 && conn.state === "open") conn.sendPublish(o, 0);
+      else broker.deliver(s, o);
     }
   }
 }
