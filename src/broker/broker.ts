@@ -9,7 +9,7 @@ import { listen, listenerOptions } from "../transport/listen.ts";
 import type { Listener, SocketHandlers, TransportSocket } from "../transport/types.ts";
 import { Logger, silentLogger } from "../sys/log.ts";
 import { Connection } from "./connection.ts";
-import { forwardedProperties, type Message, remainingExpiry } from "./message.ts";
+import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { Router } from "./router.ts";
 import { NEVER_EXPIRES, type Outgoing, Session } from "./session.ts";
@@ -268,6 +268,7 @@ export class Broker {
       this.forget(s, o);
       return;
     }
+    ownPayload(o.msg);
     s.inflight.set(id, { ...o, state: "publish" });
     if (this.store && s.persistent) {
       if (o.seq === undefined) {

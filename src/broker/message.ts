@@ -46,3 +46,13 @@ export function remainingExpiry(m: Message, now: number): number | undefined {
 export function messageBytes(m: Message): number {
   return m.payload.length + m.topic.length;
 }
+
+/**
+ * Give a message that the broker keeps (retained, queued, in flight) a payload of its own. The
+ * decoder may hand out small payloads as views into a shared copy of a whole read (on Deno, where
+ * that is much faster); a kept view would pin up to 16 KB of that read.
+ */
+export function ownPayload(m: Message): void {
+  const p = m.payload;
+  if (p.byteLength !== p.buffer.byteLength) m.payload = p.slice();
+}

@@ -3,7 +3,7 @@
  * payload [MQTT-3.3.1-10], dropped once their message expiry has passed [MQTT-3.3.2-5].
  * Kept behind this small interface so a persistent or shared store can replace it.
  */
-import { type Message, messageBytes } from "./message.ts";
+import { type Message, messageBytes, ownPayload } from "./message.ts";
 import { topicMatches } from "./topic.ts";
 
 export interface RetainedStore {
@@ -32,6 +32,7 @@ export class MemoryRetained implements RetainedStore {
   set(msg: Message): void {
     this.#delete(msg.topic);
     if (msg.payload.length > 0) {
+      ownPayload(msg);
       this.#byTopic.set(msg.topic, msg);
       this.#bytes += messageBytes(msg);
     }

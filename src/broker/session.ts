@@ -5,7 +5,7 @@
  */
 import type { ProtocolVersion, QoS, Will } from "../codec/types.ts";
 import type { Message } from "./message.ts";
-import { messageBytes } from "./message.ts";
+import { messageBytes, ownPayload } from "./message.ts";
 import type { Connection } from "./connection.ts";
 
 /** One subscription of one session (or of a shared group's member). */
@@ -106,6 +106,7 @@ export class Session {
       this.dropped++;
       return false;
     }
+    ownPayload(o.msg);
     this.queue.push(o);
     this.queuedBytes += size;
     return true;

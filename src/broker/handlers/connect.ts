@@ -250,9 +250,10 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
   }
   session.protocolVersion = p.protocolVersion;
   session.expiryInterval = expiry;
-  session.will = will && conn.mountPoint
-    ? { ...will, topic: conn.mountPoint + will.topic }
-    : will ?? null;
+  // The will is kept for the whole connection: its own payload, not a view into a read.
+  session.will = will
+    ? { ...will, topic: conn.mountPoint + will.topic, payload: will.payload.slice() }
+    : null;
   session.willDelay = v5 ? (will?.properties?.willDelayInterval ?? 0) : 0;
   session.connection = conn;
   conn.session = session;

@@ -76,7 +76,8 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       qos,
       // A bridge (try_private) never gets its own messages back, as with No Local.
       nl: !!sub.nl || conn.bridgeMode,
-      rap: !!sub.rap,
+      // Bridges (try_private) get the retain flag as published, as Mosquitto does.
+      rap: !!sub.rap || conn.bridgeMode,
       rh: sub.rh ?? 0,
       subId: sid,
       group,
