@@ -366,14 +366,20 @@ test("sub --remove-retained clears what it receives; pub --will-topic leaves a w
 
   const got = collect(js);
   await js.subscribeAsync("will/cli", { qos: 1 });
-  // -l keeps the publisher connected while stdin stays open; SIGKILL drops it without DISCONNECT.
+  // --repeat with a long delay keeps the publisher connected (not stdin: a child's stdin pipe
+  // can reach EOF early under Deno); SIGKILL then drops it without DISCONNECT.
   const pub = midge(
     [
       "pub",
       ...p,
       "-t",
       "alive",
-      "-l",
+      "-m",
+      "x",
+      "--repeat",
+      "100",
+      "--repeat-delay",
+      "60",
       "-d",
       "--will-topic",
       "will/cli",
