@@ -4,14 +4,13 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import mqtt from "mqtt";
 import { parsePasswordFile, verifyPassword } from "../src/auth/password.ts";
-import { connect, endAll, startBroker } from "./helpers/broker.ts";
+import { connect, endAll, freePort, startBroker } from "./helpers/broker.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const runtime = process.env.MIDGE_TEST_RUNTIME ?? ("Bun" in globalThis ? "bun" : "deno");
@@ -185,17 +184,6 @@ test("-U hashes the plain-text lines of a file in place and keeps hashed ones", 
 });
 
 /** A port that was free a moment ago (Mosquitto needs a number; port 0 is not possible there). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 test("Debian's Mosquitto 2.0 accepts a file written by midge passwd ($7$ 1000 and 101, $6$)", async () => {
   const f = path();
   assert.equal(passwd(["-c", "-b", f, "m1", "pw one"]).status, 0);

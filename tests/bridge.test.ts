@@ -5,10 +5,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Broker } from "../src/broker/broker.ts";
-import { BRIDGE_KEYS, type BridgeConfig, type Config, defaults } from "../src/config/schema.ts";
+import type { Config } from "../src/config/schema.ts";
 import { silentLogger } from "../src/sys/log.ts";
 import { backoff, parseBridgeTopic } from "../src/bridge/bridge.ts";
 import {
+  bridgeTo,
   collect,
   connect,
   connectCollect,
@@ -17,32 +18,8 @@ import {
   startBroker,
   type TestBroker,
   testConfig,
+  until,
 } from "./helpers/broker.ts";
-
-/** A bridge configuration towards `port` with the given topic lines. */
-export function bridgeTo(
-  port: number,
-  topic: string[],
-  over: Partial<BridgeConfig> = {},
-): BridgeConfig {
-  return {
-    ...defaults(BRIDGE_KEYS),
-    name: "b1",
-    addresses: [`127.0.0.1:${port}`],
-    topic,
-    restart_timeout: "0.2 0.5",
-    ...over,
-  };
-}
-
-/** Wait until `fn()` is true (polling), or fail after `ms`. */
-async function until(fn: () => boolean, ms = 5000, what = "condition"): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** The bridge's link is up (its local session has a connection). */
 function linked(tb: TestBroker, name = "b1"): boolean {

@@ -6,44 +6,24 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { connect as netConnect, createServer } from "node:net";
+import { connect as netConnect } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import process from "node:process";
 import { join } from "node:path";
-import { collect, connect, endAll, sleep, startBroker, type TestBroker } from "./helpers/broker.ts";
+import {
+  bridgeTo,
+  collect,
+  connect,
+  endAll,
+  freePort,
+  sleep,
+  startBroker,
+  type TestBroker,
+  until,
+} from "./helpers/broker.ts";
 import { makeCerts } from "./helpers/certs.ts";
-import { BRIDGE_KEYS, type BridgeConfig, defaults } from "../src/config/schema.ts";
 
 const MOSQUITTO = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].find((p) => existsSync(p));
-
-function bridgeTo(port: number, topic: string[], over: Partial<BridgeConfig> = {}): BridgeConfig {
-  return {
-    ...defaults(BRIDGE_KEYS),
-    name: "tomq",
-    addresses: [`127.0.0.1:${port}`],
-    topic,
-    restart_timeout: "0.2 0.5",
-    ...over,
-  };
-}
-
-async function until(fn: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Mosquitto {
   port: number;
@@ -111,6 +91,7 @@ for (const version of ["mqttv311", "mqttv50"] as const) {
     const mq = await startMosquitto("");
     const local = await startBroker({
       bridges: [bridgeTo(mq.port, ["up/# out 2 edge/ site1/", "down/# in 2 edge/ site1/"], {
+        name: "tomq",
         bridge_protocol_version: version,
       })],
     });
@@ -197,7 +178,7 @@ test("Midge→Mosquitto bridge over TLS (bridge_cafile) carries messages", async
     `listener ${tlsPort} 127.0.0.1\ncafile ${certs.caCert}\ncertfile ${certs.serverCert}\nkeyfile ${certs.serverKey}\n`,
   );
   const local = await startBroker({
-    bridges: [bridgeTo(tlsPort, ["secure/# out 1"], { bridge_cafile: certs.caCert })],
+    bridges: [bridgeTo(tlsPort, ["secure/# out 1"], { name: "tomq", bridge_cafile: certs.caCert })],
   });
   try {
     await until(

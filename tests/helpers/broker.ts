@@ -2,7 +2,15 @@
 import process from "node:process";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { Broker } from "../../src/broker/broker.ts";
-import { type Config, defaults, GLOBAL_KEYS, LISTENER_KEYS } from "../../src/config/schema.ts";
+import {
+  BRIDGE_KEYS,
+  type BridgeConfig,
+  type Config,
+  defaults,
+  GLOBAL_KEYS,
+  LISTENER_KEYS,
+} from "../../src/config/schema.ts";
+import { createServer } from "node:net";
 import { Logger, silentLogger } from "../../src/sys/log.ts";
 
 export interface TestBroker {
@@ -115,4 +123,41 @@ export function collect(client: MqttClient): {
 /** Resolve after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Wait until `fn()` is true (polling every 20 ms), or fail naming `what` after `ms`. */
+export async function until(fn: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A port that was free a moment ago (for programs that cannot be told to use port 0). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A [[bridge]] configuration towards 127.0.0.1:`port` with the given topic lines. */
+export function bridgeTo(
+  port: number,
+  topic: string[],
+  over: Partial<BridgeConfig> = {},
+): BridgeConfig {
+  return {
+    ...defaults(BRIDGE_KEYS),
+    name: "b1",
+    addresses: [`127.0.0.1:${port}`],
+    topic,
+    restart_timeout: "0.2 0.5",
+    ...over,
+  };
 }
