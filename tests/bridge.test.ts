@@ -240,3 +240,48 @@ test("broker.reload() (what SIGHUP runs) applies a changed [[bridge]] list", asy
     await remote.stop();
   }
 });
+
+test("start_type lazy: the bridge connects once `threshold` messages wait, and sends them", async () => {
+  const remote = await startBroker();
+  const local = await startBroker({
+    bridges: [bridgeTo(remote.port, ["lazy/# out 1"], { start_type: "lazy", threshold: 3 })],
+  });
+  try {
+    const rsub = await connect(remote);
+    const g = collect(rsub);
+    await rsub.subscribeAsync("lazy/#", { qos: 1 });
+    const pub = await connect(local);
+    await pub.publishAsync("lazy/1", "a", { qos: 1 });
+    await pub.publishAsync("lazy/2", "b", { qos: 1 });
+    await sleep(700);
+    assert.equal(linked(local), false, "not connected below the threshold");
+    await pub.publishAsync("lazy/3", "c", { qos: 1 });
+    await until(() => linked(local), 5000, "lazy bridge link");
+    const msgs = await g.next(3);
+    assert.deepEqual(msgs.map((m) => m.payload), ["a", "b", "c"]);
+    await endAll(rsub, pub);
+  } finally {
+    await local.stop();
+    await remote.stop();
+  }
+});
+
+test("a v5 bridge keeps a remote session (Session Expiry) and advertises bridge_max_packet_size", async () => {
+  const remote = await startBroker();
+  const local = await startBroker({
+    bridges: [bridgeTo(remote.port, ["p/# out 1"], {
+      bridge_protocol_version: "mqttv50",
+      remote_clientid: "edge-v5",
+      bridge_max_packet_size: 4096,
+    })],
+  });
+  try {
+    await until(() => linked(local), 5000, "bridge link");
+    const conn = [...remote.broker.connections].find((c) => c.clientId === "edge-v5")!;
+    assert.equal(conn.clientMaxPacket, 4096);
+    assert.equal(remote.broker.sessions.get("edge-v5")?.expiryInterval, 0xffffffff);
+  } finally {
+    await local.stop();
+    await remote.stop();
+  }
+});

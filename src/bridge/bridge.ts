@@ -17,7 +17,7 @@
 import { hostname } from "node:os";
 import type { BridgeConfig } from "../config/schema.ts";
 import { splitBridgeTopic } from "../config/schema.ts";
-import type { Packet, ProtocolVersion, PublishPacket, QoS } from "../codec/types.ts";
+import type { Packet, Properties, ProtocolVersion, PublishPacket, QoS } from "../codec/types.ts";
 import type { Broker } from "../broker/broker.ts";
 import { Connection } from "../broker/connection.ts";
 import {
@@ -188,6 +188,14 @@ export class Bridge {
     this.broker.saveSession(s);
   }
 
+  /** v5 CONNECT properties: a remote session that outlives the link, our packet size limit. */
+  #connectProperties(): Properties {
+    const p: Properties = {};
+    if (!this.cfg.cleansession) p.sessionExpiryInterval = NEVER_EXPIRES;
+    if (this.cfg.bridge_max_packet_size) p.maximumPacketSize = this.cfg.bridge_max_packet_size;
+    return p;
+  }
+
   #servers(): ServerAddress[] {
     const tls = this.cfg.bridge_cafile !== "";
     const list = this.cfg.addresses.map((a) =>
@@ -216,12 +224,7 @@ export class Bridge {
         bridgeMode: cfg.try_private,
         manualAck: true,
         connectTimeout: 10000,
-        ...(version === 5 && !cfg.cleansession
-          ? { properties: { sessionExpiryInterval: NEVER_EXPIRES } }
-          : {}),
-        ...(cfg.bridge_max_packet_size && version === 5
-          ? { properties: { maximumPacketSize: cfg.bridge_max_packet_size } }
-          : {}),
+        ...(version === 5 ? { properties: this.#connectProperties() } : {}),
         ...(notify
           ? {
             will: {
