@@ -14,6 +14,7 @@ import {
   connect,
   connectCollect,
   endAll,
+  freePort,
   sleep,
   startBroker,
   type TestBroker,
@@ -283,5 +284,46 @@ test("a v5 bridge keeps a remote session (Session Expiry) and advertises bridge_
   } finally {
     await local.stop();
     await remote.stop();
+  }
+});
+
+test("messages queued for an absent remote survive a restart of the local broker (persistence)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "midge-bridge-local-"));
+  const remotePort = await freePort();
+  const cfg: Config = testConfig({
+    persistence: true,
+    persistence_location: dir,
+    // A constant 1 s retry: the remote's subscriber is in place before the link comes up.
+    bridges: [bridgeTo(remotePort, ["keep/# out 1"], { restart_timeout: "1" })],
+  });
+  let local = new Broker(cfg, silentLogger);
+  const [ll] = await local.start();
+  cfg.listeners[0].port = ll.port;
+  const localTb = {
+    broker: local,
+    port: ll.port,
+    url: `mqtt://127.0.0.1:${ll.port}`,
+    stop: () => local.stop(),
+  };
+  let remote: TestBroker | undefined;
+  try {
+    const pub = await connect(localTb);
+    for (let i = 0; i < 5; i++) await pub.publishAsync("keep/x", `k${i}`, { qos: 1 });
+    await endAll(pub);
+    await local.stop();
+    local = new Broker(cfg, silentLogger);
+    await local.start();
+    remote = await startBroker({ listeners: [{ ...testConfig().listeners[0], port: remotePort }] });
+    const rsub = await connect(remote);
+    const g = collect(rsub);
+    await rsub.subscribeAsync("keep/#", { qos: 1 });
+    // The bridge retries with backoff until the remote is there.
+    const msgs = await g.next(5, 10000);
+    assert.deepEqual(msgs.map((m) => m.payload), ["k0", "k1", "k2", "k3", "k4"]);
+    await endAll(rsub);
+  } finally {
+    await local.stop();
+    await remote?.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
