@@ -474,3 +474,23 @@ test("mount_point isolates a listener's clients under a topic prefix", async () 
     await tb.stop();
   }
 });
+
+test("v5 Response Topic with a wildcard is a protocol error [MQTT-3.3.2-14]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 5);
+    rc.send({
+      cmd: "publish",
+      topic: "req",
+      payload: "x",
+      qos: 0,
+      properties: { responseTopic: "replies/#" },
+    });
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x82);
+    await rc.closed;
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});

@@ -5,6 +5,7 @@
 import type { PublishPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
+import { validTopicName } from "../topic.ts";
 import { forwardedProperties, type Message } from "../message.ts";
 
 export function handlePublish(conn: Connection, p: PublishPacket): void {
@@ -44,6 +45,13 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
 
   if (conn.mountPoint) topic = conn.mountPoint + topic;
+
+  const rt = p.properties?.responseTopic;
+  if (rt !== undefined && !validTopicName(rt)) {
+    // [MQTT-3.3.2-14] the Response Topic is a Topic Name: no wildcards.
+    conn.protocolError(ReasonCode.ProtocolError, "wildcard in Response Topic [MQTT-3.3.2-14]");
+    return;
+  }
 
   if (p.qos > cfg.max_qos) {
     // [MQTT-3.2.2-11] a QoS above Maximum QoS is a protocol violation.
