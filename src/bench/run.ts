@@ -467,7 +467,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     ? o.duration
     : storm && storm.connectRate > 0
     ? storm.connections / storm.connectRate
-    : (retained?.receiveS ?? 0);
+    : retainedMsg
+    ? (retainedMsg.loadMs + retainedMsg.receiveMs) / 1000
+    : 0;
   const ms = (us: number) => Math.round(us) / 1000;
   return {
     scenario: o.scenario,
