@@ -132,6 +132,16 @@ test('upgrade: another path gets 404, a plain HTTP request 426; websockets_path 
     });
     plain.write("GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n");
     assert.match(await res, /^HTTP\/1\.1 426 /);
+
+    // An MQTT client on the WebSocket port is answered 400 at once, not at the time-out.
+    const misdirected = await tcp(tb.ports[0]);
+    const answer = new Promise<string>((r) => {
+      let s = "";
+      misdirected.on("data", (d: Buffer) => (s += d.toString("latin1")));
+      misdirected.on("close", () => r(s));
+    });
+    misdirected.write(connectBytes("wrong-port"));
+    assert.match(await answer, /^HTTP\/1\.1 400 /);
   } finally {
     await tb.stop();
   }

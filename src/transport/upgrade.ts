@@ -34,6 +34,14 @@ const DEFAULT_MAX_HEAD = 16384;
 
 /** Parses an HTTP/1.1 request head at the start of `buf` (bounded by `maxBytes`). */
 export function parseRequestHead(buf: Uint8Array, maxBytes = DEFAULT_MAX_HEAD): HeadParse {
+  // A request starts with a method (capital letters) and a space; anything else, such as an
+  // MQTT client on the wrong port, is refused at once rather than at the time-out.
+  for (let i = 0; i < buf.length && i < 16; i++) {
+    if (buf[i] === 0x20 && i > 0) break;
+    if (buf[i] < 0x41 || buf[i] > 0x5a || i === 15) {
+      return { status: "error", code: 400, reason: "not an HTTP request" };
+    }
+  }
   let end = -1;
   for (let i = 3; i < buf.length && i < maxBytes; i++) {
     if (buf[i] === 0x0a && buf[i - 1] === 0x0d && buf[i - 2] === 0x0a && buf[i - 3] === 0x0d) {
