@@ -85,6 +85,16 @@ Options:
       return 0;
     },
   },
+  "import-mosquitto": {
+    summary: "Import Mosquitto's mosquitto.db (retained messages, persistent sessions)",
+    usage: `Usage: midge import-mosquitto [-c FILE] [--force] [-n] MOSQUITTO_DB\n`,
+    options: {},
+    raw: async (args) => (await import("./cli/import_mosquitto.ts")).runImportMosquitto(args),
+    run: async () => {
+      process.stdout.write((await import("./cli/import_mosquitto.ts")).IMPORT_MOSQUITTO_USAGE);
+      return 0;
+    },
+  },
   help: {
     summary: "Show help for midge or for one command",
     usage: "Usage: midge help [COMMAND]\n",
