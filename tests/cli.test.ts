@@ -145,7 +145,11 @@ test("unknown commands, unknown flags and bad values print usage on stderr and e
 });
 
 test("serve -c FILE -p 0 starts the broker on the configured listener", async () => {
-  const cfg = file("serve.toml", `log_type = "none"\n\n[[listener]]\nport = 1\n`);
+  // Persistence off: the test must not leave a database in the source tree.
+  const cfg = file(
+    "serve.toml",
+    `log_type = "none"\npersistence = false\n\n[[listener]]\nport = 1\n`,
+  );
   const child = spawn(bin, [...prefix, "serve", "-c", cfg, "-p", "0"], {
     cwd: root,
     env: { ...process.env, NO_COLOR: "1" },

@@ -76,6 +76,7 @@ export class SqliteStore implements Store {
       this.#db = new DatabaseSync(file);
       this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${sync.toUpperCase()};`);
       this.#db.exec(SCHEMA);
+      this.#addMissingColumns();
       const v = this.#db.prepare("SELECT value FROM meta WHERE key='schema'").get() as
         | { value: string }
         | undefined;
@@ -121,6 +122,20 @@ export class SqliteStore implements Store {
       addQos2: p("INSERT OR IGNORE INTO incoming_qos2(client_id,packet_id) VALUES (?,?)"),
       delQos2One: p("DELETE FROM incoming_qos2 WHERE client_id=? AND packet_id=?"),
     };
+  }
+
+  /** Columns added after a table was first created (a database from an earlier 0.x). */
+  #addMissingColumns(): void {
+    const add: [string, string, string][] = [
+      ["sessions", "username", "TEXT"],
+      ["subscriptions", "topic_filter", "TEXT"],
+    ];
+    for (const [table, column, type] of add) {
+      const cols = this.#db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+      if (!cols.some((c) => c.name === column)) {
+        this.#db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+      }
+    }
   }
 
   load(): Snapshot {
