@@ -233,3 +233,32 @@ test("a session's subscriptions keep the listener's mount_point across a restart
     await tb.cleanup();
   }
 });
+
+test("a store that cannot commit (disk full): errors are counted and nothing is acknowledged as stored", async () => {
+  const tb = await durableBroker();
+  try {
+    const store = tb.broker.store as import("../src/store/sqlite.ts").SqliteStore;
+    const v5 = await connect(tb, { protocolVersion: 5 });
+    await v5.publishAsync("fill/0", "x", { qos: 1, retain: true });
+    store.limitPages(1); // the database is already larger: every further write fails
+    const errorsBefore = store.stats.errors;
+    // v5: the PUBACK carries 0x80 Unspecified error instead of success.
+    await assert.rejects(
+      v5.publishAsync("fill/1", "y".repeat(10000), { qos: 1, retain: true }),
+      (e: { code?: number }) => e.code === 0x80,
+    );
+    assert.ok(store.stats.errors > errorsBefore, "commit errors counted");
+    // v3.1.1 has no reason code: the connection is closed without a PUBACK (the client resends).
+    const v3 = await connect(tb, { protocolVersion: 4 });
+    const closed = new Promise<void>((r) => v3.once("close", () => r()));
+    let acked = false;
+    v3.publish("fill/2", "z".repeat(10000), { qos: 1, retain: true }, (err) => {
+      if (!err) acked = true;
+    });
+    await closed;
+    assert.equal(acked, false);
+    await endAll(v5, v3);
+  } finally {
+    await tb.cleanup().catch(() => {});
+  }
+});

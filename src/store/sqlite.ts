@@ -124,6 +124,15 @@ export class SqliteStore implements Store {
     };
   }
 
+  /**
+   * Cap the database at `pages` pages (SQLite's max_page_count; 4 KiB pages by default): writes
+   * beyond it fail as on a full disk. For tests of the failure path, and for operators who want a
+   * hard size limit.
+   */
+  limitPages(pages: number): void {
+    this.#db.exec(`PRAGMA max_page_count = ${Math.max(1, Math.floor(pages))}`);
+  }
+
   /** Columns added after a table was first created (a database from an earlier 0.x). */
   #addMissingColumns(): void {
     const add: [string, string, string][] = [
