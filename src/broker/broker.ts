@@ -6,7 +6,7 @@ import type { Config, ListenerConfig } from "../config/schema.ts";
 import { Auth } from "../auth/auth.ts";
 import type { QoS } from "../codec/types.ts";
 import { listen, listenerOptions } from "../transport/listen.ts";
-import type { Listener, SocketHandlers, TransportSocket } from "../transport/types.ts";
+import type { Listener, TransportSocket } from "../transport/types.ts";
 import { Logger, silentLogger } from "../sys/log.ts";
 import { Connection } from "./connection.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
@@ -118,23 +118,20 @@ export class Broker {
     await this.auth.load();
     this.openStore();
     for (const l of this.config.listeners) {
-      let count = 0;
+      /** Connections open through this listener, for its max_connections. */
+      const count = { n: 0 };
       const max = l.max_connections;
       const opts = listenerOptions(l, this.config);
       if (this.log.on("notice")) {
         opts.onRefused = (from, why) => this.log.notice(`Connection from ${from} refused: ${why}.`);
       }
       const listener = await listen(opts, (sock) => {
-        if (max >= 0 && count >= max) return null;
-        const h = this.accept(sock, l.mount_point, l);
-        if (!h) return null;
-        count++;
-        const onClose = h.onClose;
-        h.onClose = () => {
-          count--;
-          onClose();
-        };
-        return h;
+        if (max >= 0 && count.n >= max) return null;
+        const conn = this.accept(sock, l.mount_point, l);
+        if (!conn) return null;
+        count.n++;
+        conn.listenerCount = count;
+        return conn;
       });
       this.listeners.push({
         protocol: l.protocol,
@@ -174,16 +171,14 @@ export class Broker {
     sock: TransportSocket,
     mountPoint = "",
     listener?: ListenerConfig,
-  ): SocketHandlers | null {
+  ): Connection | null {
     const max = this.config.max_connections;
     if (max >= 0 && this.connections.size >= max) return null;
     const conn = new Connection(this, sock, mountPoint, listener);
     this.connections.add(conn);
     this.stats.connectionsTotal++;
-    return {
-      onData: (d) => conn.onData(d),
-      onClose: () => conn.onSocketClose(),
-    };
+    // The connection is its socket's handler: no closures per connection.
+    return conn;
   }
 
   /** A client id for a client that sent none [MQTT-3.1.3-6]. */
@@ -360,6 +355,7 @@ export class Broker {
   /** Called once when a connection is gone, whatever the cause. */
   connectionClosed(conn: Connection): void {
     this.connections.delete(conn);
+    if (conn.listenerCount) conn.listenerCount.n--;
     const s = conn.session;
     if (!s || s.connection !== conn) return;
     s.connection = null;

@@ -7,7 +7,7 @@ import { Decoder } from "../codec/decoder.ts";
 import { encode, type PreparedPublish, preparePublish } from "../codec/encoder.ts";
 import type { Packet, Properties, ProtocolVersion, PublishPacket } from "../codec/types.ts";
 import { ReasonCode } from "../codec/types.ts";
-import type { TransportSocket } from "../transport/types.ts";
+import type { SocketHandlers, TransportSocket } from "../transport/types.ts";
 import type { ListenerConfig } from "../config/schema.ts";
 import type { Broker } from "./broker.ts";
 import type { Outgoing, Session } from "./session.ts";
@@ -41,7 +41,7 @@ export const SLOW_READER_BYTES = 4 * 1024 * 1024;
 /** Packets a client may send after CONNECT before the CONNACK while its login is checked. */
 const MAX_HELD = 100;
 
-export class Connection {
+export class Connection implements SocketHandlers {
   readonly broker: Broker;
   readonly socket: TransportSocket;
   readonly decoder: Decoder;
@@ -62,12 +62,14 @@ export class Connection {
   /** v5: Request Problem Information [MQTT-3.1.2-29]. */
   problemInfo = true;
   /** v5: topic aliases the client has set, alias → topic [MQTT-3.3.2-10]. */
-  readonly aliasesIn = new Map<number, string>();
+  aliasesIn: Map<number, string> | null = null;
   /** The client announced itself as a bridge (protocol level bit 0x80, Mosquitto's try_private). */
   bridgeMode = false;
+  /** The open-connection counter of the listener this came through (its max_connections). */
+  listenerCount: { n: number } | null = null;
   /** v5: the client's Topic Alias Maximum: aliases the broker may use when sending. */
   aliasMaxOut = 0;
-  readonly #aliasesOut = new Map<string, number>();
+  #aliasesOut: Map<string, number> | null = null;
   /** Session expiry requested in CONNECT (v5), for the DISCONNECT rule [MQTT-3.14.2-2]. */
   connectExpiry = 0;
   /** Set when the will must not be sent on close (normal DISCONNECT). */
@@ -260,12 +262,12 @@ export class Connection {
       }
       prep = c;
     } else {
-      const aliases = this.#aliasesOut.size;
+      const aliases = this.#aliasesOut?.size ?? 0;
       prep = preparePublish(this.#publishPacket(o, expiry, dup), v);
       if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) {
         // Not sent, so an alias it set up must not be used later.
-        if (this.#aliasesOut.size > aliases) {
-          this.#aliasesOut.delete(o.msg.topic.slice(this.mountPoint.length));
+        if ((this.#aliasesOut?.size ?? 0) > aliases) {
+          this.#aliasesOut!.delete(o.msg.topic.slice(this.mountPoint.length));
         }
         return false;
       }
@@ -285,11 +287,12 @@ export class Connection {
    * [MQTT-3.2.2-17]); after that topics are sent in full.
    */
   #aliasOut(topic: string): [number, string] {
-    const known = this.#aliasesOut.get(topic);
+    const map = this.#aliasesOut ??= new Map();
+    const known = map.get(topic);
     if (known !== undefined) return [known, ""];
-    if (this.#aliasesOut.size >= this.aliasMaxOut) return [0, topic];
-    const a = this.#aliasesOut.size + 1;
-    this.#aliasesOut.set(topic, a);
+    if (map.size >= this.aliasMaxOut) return [0, topic];
+    const a = map.size + 1;
+    map.set(topic, a);
     return [a, topic];
   }
 
@@ -383,6 +386,11 @@ export class Connection {
   }
 
   /** The socket went away (by either side). */
+  /** SocketHandlers: the transport saw the socket close. */
+  onClose(): void {
+    this.onSocketClose();
+  }
+
   onSocketClose(): void {
     if (this.state === "closed") return;
     this.state = "closed";

@@ -27,6 +27,8 @@ interface State {
   /** Bytes of a PROXY header read so far; null once it is read (or when none is expected). */
   proxyBuf: Uint8Array | null;
   proxyTimer: ReturnType<typeof setTimeout> | null;
+  /** Set by end() while bytes are still pending: called once they are all written. */
+  drained: (() => void) | null;
 }
 
 /**
@@ -83,6 +85,7 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
           linger: null,
           proxyBuf: null,
           proxyTimer: null,
+          drained: null,
         };
         s.data = st;
         const peer = opts.unixPath
@@ -125,6 +128,7 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
       drain(s: BunSocket) {
         const st: State = s.data;
         flushPending(s, st);
+        if (st.drained && st.pending.length === 0) st.drained();
         st.h?.onDrain?.();
       },
       close(s: BunSocket) {
@@ -179,14 +183,10 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
         else {
           // Close once the pending bytes are out (or give up after a while).
           const timer = setTimeout(() => closeGracefully(s, st), 2000);
-          st.h = {
-            ...(st.h ?? { onData() {}, onClose() {} }),
-            onDrain() {
-              if (st.pending.length === 0) {
-                clearTimeout(timer);
-                closeGracefully(s, st);
-              }
-            },
+          st.drained = () => {
+            st.drained = null;
+            clearTimeout(timer);
+            closeGracefully(s, st);
           };
         }
       },

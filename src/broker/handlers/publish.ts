@@ -27,14 +27,14 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       return;
     }
     if (topic === "") {
-      const t = conn.aliasesIn.get(alias);
+      const t = conn.aliasesIn?.get(alias);
       if (t === undefined) {
         conn.protocolError(ReasonCode.ProtocolError, `unknown topic alias ${alias}`);
         return;
       }
       topic = t;
     } else {
-      conn.aliasesIn.set(alias, topic);
+      (conn.aliasesIn ??= new Map()).set(alias, topic);
     }
   } else if (topic === "") {
     conn.protocolError(
