@@ -49,8 +49,11 @@ interface Bound {
   username: string | undefined;
   gen: number;
   view: AclView | null;
-  /** topic → bits: 1 read known, 2 read allowed, 4 write known, 8 write allowed. */
-  cache: Map<string, number>;
+  /**
+   * topic → bits: 1 read known, 2 read allowed, 4 write known, 8 write allowed. Made on the first
+   * check (only with an acl_file), so sessions without one carry no map.
+   */
+  cache: Map<string, number> | null;
 }
 
 /** Failed logins of one remote address. */
@@ -300,7 +303,7 @@ export class Auth {
    * it are queued and checked by `dropUnreadable` when its client connects.
    */
   bind(session: object, clientId: string, username: string | undefined): void {
-    this.#bound.set(session, { clientId, username, gen: -1, view: null, cache: new Map() });
+    this.#bound.set(session, { clientId, username, gen: -1, view: null, cache: null });
   }
 
   /** May the session publish to `topic`? (Always true without an acl_file.) */
@@ -358,14 +361,14 @@ export class Auth {
     if (b.gen !== this.#gen || b.view === null) {
       b.gen = this.#gen;
       b.view = new AclView(this.#acl!, b);
-      b.cache.clear();
+      b.cache?.clear();
     }
     return b.view;
   }
 
   #check(b: Bound, topic: string, access: number): boolean {
     const view = this.#view(b);
-    const cache = b.cache;
+    const cache = b.cache ??= new Map();
     const known = access === READ ? 1 : 4;
     const bits = cache.get(topic) ?? 0;
     if (bits & known) return (bits & (known << 1)) !== 0;
