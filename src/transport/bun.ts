@@ -17,18 +17,78 @@ import { parseProxyHeader } from "./proxy.ts";
 // deno-lint-ignore no-explicit-any
 type BunSocket = any;
 
-interface State {
-  ts: TransportSocket;
-  h: SocketHandlers | null;
-  pending: Uint8Array[];
-  pendingBytes: number;
-  closed: boolean;
-  linger: ReturnType<typeof setTimeout> | null;
+/**
+ * One Bun socket: its state and, once admitted, the `TransportSocket` the broker writes to — one
+ * object with methods on its prototype, so an idle connection carries no closures.
+ */
+class State implements TransportSocket {
+  readonly s: BunSocket;
+  h: SocketHandlers | null = null;
+  /** Bytes Bun's write did not take yet; null when nothing is pending. */
+  pending: Uint8Array[] | null = null;
+  pendingBytes = 0;
+  closed = false;
+  linger: ReturnType<typeof setTimeout> | null = null;
   /** Bytes of a PROXY header read so far; null once it is read (or when none is expected). */
-  proxyBuf: Uint8Array | null;
-  proxyTimer: ReturnType<typeof setTimeout> | null;
-  /** Set by end() while bytes are still pending: called once they are all written. */
-  drained: (() => void) | null;
+  proxyBuf: Uint8Array | null = null;
+  proxyTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Set by end() while bytes are still pending: a timer that gives up waiting for drain. */
+  endTimer: ReturnType<typeof setTimeout> | null = null;
+  remoteAddress = "";
+  remotePort = 0;
+  readonly protocol = "mqtt";
+
+  constructor(s: BunSocket) {
+    this.s = s;
+  }
+
+  write(d: Uint8Array): void {
+    if (this.closed) return;
+    if (this.pending === null) {
+      const n = this.s.write(d);
+      if (n === d.length) return;
+      const rest = d.subarray(n < 0 ? 0 : n);
+      this.pending = [rest];
+      this.pendingBytes += rest.length;
+    } else {
+      this.pending.push(d);
+      this.pendingBytes += d.length;
+    }
+  }
+
+  get bufferedAmount(): number {
+    return this.pendingBytes;
+  }
+
+  /** Write what Bun did not take before; true when nothing is left. */
+  flushPending(): boolean {
+    const pending = this.pending;
+    while (pending && pending.length) {
+      const buf = pending[0];
+      const n = this.s.write(buf);
+      if (n < 0) return false;
+      this.pendingBytes -= n;
+      if (n < buf.length) {
+        pending[0] = buf.subarray(n);
+        return false;
+      }
+      pending.shift();
+    }
+    this.pending = null;
+    return true;
+  }
+
+  end(): void {
+    if (this.pending === null) closeGracefully(this.s, this);
+    else if (!this.endTimer) {
+      // Close once the pending bytes are out (or give up after a while).
+      this.endTimer = setTimeout(() => closeGracefully(this.s, this), 2000);
+    }
+  }
+
+  destroy(): void {
+    this.s.terminate();
+  }
 }
 
 /**
@@ -57,36 +117,13 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
   // deno-lint-ignore no-explicit-any
   const Bun = (globalThis as any).Bun;
   const all = new Set<BunSocket>();
-  const flushPending = (s: BunSocket, st: State) => {
-    while (st.pending.length) {
-      const buf = st.pending[0];
-      const n = s.write(buf);
-      if (n < 0) return;
-      st.pendingBytes -= n;
-      if (n < buf.length) {
-        st.pending[0] = buf.subarray(n);
-        return;
-      }
-      st.pending.shift();
-    }
-  };
   const where = opts.unixPath ? { unix: opts.unixPath } : { hostname: opts.host, port: opts.port };
   const server = Bun.listen({
     ...where,
     socket: {
       open(s: BunSocket) {
         all.add(s);
-        const st: State = {
-          ts: null!,
-          h: null,
-          pending: [],
-          pendingBytes: 0,
-          closed: false,
-          linger: null,
-          proxyBuf: null,
-          proxyTimer: null,
-          drained: null,
-        };
+        const st = new State(s);
         s.data = st;
         const peer = opts.unixPath
           ? { address: opts.unixPath, port: 0 }
@@ -127,8 +164,11 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
       },
       drain(s: BunSocket) {
         const st: State = s.data;
-        flushPending(s, st);
-        if (st.drained && st.pending.length === 0) st.drained();
+        if (st.flushPending() && st.endTimer) {
+          clearTimeout(st.endTimer);
+          st.endTimer = null;
+          closeGracefully(s, st);
+        }
         st.h?.onDrain?.();
       },
       close(s: BunSocket) {
@@ -138,7 +178,8 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
         st.closed = true;
         if (st.linger) clearTimeout(st.linger);
         if (st.proxyTimer) clearTimeout(st.proxyTimer);
-        st.pending = [];
+        if (st.endTimer) clearTimeout(st.endTimer);
+        st.pending = null;
         st.pendingBytes = 0;
         st.h?.onClose();
       },
@@ -161,44 +202,10 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
 
   /** Hand a connection to the broker as a TransportSocket. */
   function admit(s: BunSocket, st: State, peer: { address: string; port: number }): void {
-    st.ts = {
-      write(d: Uint8Array) {
-        if (st.closed) return;
-        if (st.pending.length === 0) {
-          const n = s.write(d);
-          if (n === d.length) return;
-          const rest = d.subarray(n < 0 ? 0 : n);
-          st.pending.push(rest);
-          st.pendingBytes += rest.length;
-        } else {
-          st.pending.push(d);
-          st.pendingBytes += d.length;
-        }
-      },
-      get bufferedAmount() {
-        return st.pendingBytes;
-      },
-      end() {
-        if (st.pending.length === 0) closeGracefully(s, st);
-        else {
-          // Close once the pending bytes are out (or give up after a while).
-          const timer = setTimeout(() => closeGracefully(s, st), 2000);
-          st.drained = () => {
-            st.drained = null;
-            clearTimeout(timer);
-            closeGracefully(s, st);
-          };
-        }
-      },
-      destroy() {
-        s.terminate();
-      },
-      remoteAddress: peer.address,
-      remotePort: peer.port,
-      protocol: "mqtt",
-    };
+    st.remoteAddress = peer.address;
+    st.remotePort = peer.port;
     try {
-      st.h = accept(st.ts);
+      st.h = accept(st);
     } catch {
       st.h = null;
     }
