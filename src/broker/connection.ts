@@ -74,7 +74,8 @@ export class Connection implements SocketHandlers {
   connectExpiry = 0;
   /** Set when the will must not be sent on close (normal DISCONNECT). */
   willCleared = false;
-  #pending: Pending[] = [];
+  /** Packets queued since the last flush; null when none (no array kept per idle connection). */
+  #pending: Pending[] | null = null;
   #pendingBytes = 0;
   #dirty = false;
 
@@ -223,7 +224,7 @@ export class Connection implements SocketHandlers {
   }
 
   #queue(item: Pending): void {
-    this.#pending.push(item);
+    (this.#pending ??= []).push(item);
     this.#pendingBytes += item instanceof Uint8Array ? item.length : item.prep.bytes.length;
     this.broker.stats.messagesSent++;
     if (!this.#dirty) {
@@ -327,8 +328,8 @@ export class Connection implements SocketHandlers {
   flush(): void {
     this.#dirty = false;
     const pend = this.#pending;
-    if (pend.length === 0 || this.state === "closed" && !this.#closing) {
-      this.#pending = [];
+    if (pend === null || pend.length === 0 || this.state === "closed" && !this.#closing) {
+      this.#pending = null;
       this.#pendingBytes = 0;
       return;
     }
@@ -352,7 +353,7 @@ export class Connection implements SocketHandlers {
         }
       }
     }
-    this.#pending = [];
+    this.#pending = null;
     this.#pendingBytes = 0;
     this.broker.stats.bytesSent += out.length;
     this.socket.write(out);
@@ -394,7 +395,7 @@ export class Connection implements SocketHandlers {
   onSocketClose(): void {
     if (this.state === "closed") return;
     this.state = "closed";
-    this.#pending = [];
+    this.#pending = null;
     this.#pendingBytes = 0;
     this.broker.connectionClosed(this);
   }

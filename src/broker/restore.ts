@@ -62,7 +62,7 @@ export function restore(
       }
       messages++;
     }
-    for (const id of incomingQos2) s.incomingQos2.add(id);
+    if (incomingQos2.length) s.incomingQos2 = new Set(incomingQos2);
     broker.goOffline(s);
   }
   return { sessions: snap.sessions.length, retained, messages };

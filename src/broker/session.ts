@@ -70,7 +70,7 @@ export class Session {
   #nextId = 1;
 
   /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-9]. */
-  readonly incomingQos2 = new Set<number>();
+  incomingQos2: Set<number> | null = null;
 
   /** User name of the last connection (kept with the session for ACL checks after a restart). */
   username: string | undefined;

@@ -569,7 +569,7 @@ export class Decoder {
    * bytes they hold. They are copied into WASM memory once, when the packet is complete; memory
    * held grows with the bytes that actually arrived, never with the length a header announces.
    */
-  #parts: Uint8Array[] = [];
+  #parts: Uint8Array[] | null = null;
   #fill = 0;
   #need = 0;
   #error: DecodeError | undefined;
@@ -590,14 +590,14 @@ export class Decoder {
     if (this.#need) {
       const room = this.#need - this.#fill;
       if (chunk.length < room) {
-        if (chunk.length) this.#parts.push(chunk.slice());
+        if (chunk.length) (this.#parts ??= []).push(chunk.slice());
         this.#fill += chunk.length;
         return { packets: [] };
       }
       // The packet is complete: copy its parts, then the rest of this read, and scan once.
-      const parts = this.#parts;
+      const parts = this.#parts ?? [];
       const total = this.#need + chunk.length - room;
-      this.#parts = [];
+      this.#parts = null;
       this.#need = this.#fill = 0;
       const c = codec();
       const ptr = c.x.prepare(total);

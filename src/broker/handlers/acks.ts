@@ -49,7 +49,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
 /** PUBREL from the client: release the QoS 2 id and answer PUBCOMP [MQTT-4.3.3-11]. */
 export function handlePubrel(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
-  const known = s.incomingQos2.delete(p.messageId);
+  const known = s.incomingQos2?.delete(p.messageId) ?? false;
   if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.clientId, p.messageId);
   // PUBCOMP once the id is released on disk too: the client may reuse it right away.
   const id = p.messageId;

@@ -64,14 +64,14 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
 
   const id = p.messageId ?? 0;
-  if (p.qos === 2 && s.incomingQos2.has(id)) {
+  if (p.qos === 2 && s.incomingQos2?.has(id)) {
     // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9].
     broker.ackAfterCommit(() => conn.send({ cmd: "pubrec", messageId: id }), () => {});
     return;
   }
   if (
     p.qos === 2 && conn.version === 5 &&
-    s.incomingQos2.size >= receiveMaximum(cfg.max_inflight_messages)
+    (s.incomingQos2?.size ?? 0) >= receiveMaximum(cfg.max_inflight_messages)
   ) {
     conn.protocolError(
       ReasonCode.ReceiveMaximumExceeded,
@@ -113,7 +113,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (p.qos === 0) return;
   const cmd = p.qos === 1 ? "puback" : "pubrec";
   if (p.qos === 2 && rc < 0x80) {
-    s.incomingQos2.add(id);
+    (s.incomingQos2 ??= new Set()).add(id);
     if (s.persistent) broker.store?.addIncomingQos2(s.clientId, id);
   }
   // What this message changed must be on disk before it is acknowledged.
