@@ -181,7 +181,7 @@ export class Bridge {
         subId: 0,
         group: "",
       };
-      s.subscriptions.set(filter, entry);
+      s.addSubscription(filter, entry);
       this.broker.router.add(entry);
       this.broker.store?.saveSubscription(s.clientId, entry);
     }

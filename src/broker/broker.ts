@@ -264,7 +264,7 @@ export class Broker {
       return;
     }
     ownPayload(o.msg);
-    s.inflight.set(id, { ...o, state: "publish" });
+    s.setInflight(id, { ...o, state: "publish" });
     if (this.store && s.persistent) {
       if (o.seq === undefined) {
         o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 1, packetId: id });
@@ -444,7 +444,7 @@ export class Broker {
     if (this.store && this.sessions.get(s.clientId) === s) this.store.deleteSession(s.clientId);
     for (const e of s.subscriptions.values()) this.router.remove(e);
     s.subscriptions.clear();
-    s.queue = [];
+    s.clearQueue();
     s.inflight.clear();
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
   }

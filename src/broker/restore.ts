@@ -49,16 +49,15 @@ export function restore(
         subId: sub.subId,
         group: shared ? shared.group : "",
       };
-      s.subscriptions.set(sub.filter, entry);
+      s.addSubscription(sub.filter, entry);
       broker.router.add(entry);
     }
     for (const m of msgs) {
       const o = { msg: m.msg, qos: m.qos, retain: m.retain, subIds: m.subIds, seq: m.seq };
       if (m.state === 0) {
-        s.queue.push(o);
-        s.queuedBytes += m.msg.payload.length + m.msg.topic.length;
+        s.enqueue(o, 0, 0);
       } else {
-        s.inflight.set(m.packetId, { ...o, state: m.state === 2 ? "pubrel" : "publish" });
+        s.setInflight(m.packetId, { ...o, state: m.state === 2 ? "pubrel" : "publish" });
       }
       messages++;
     }

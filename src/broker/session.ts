@@ -45,13 +45,28 @@ export interface Inflight extends Outgoing {
   state: "publish" | "pubrel";
 }
 
+/**
+ * An empty map shared by every session that has nothing of a kind yet, so an idle connection
+ * carries no map of its own. Reading, deleting and clearing it are harmless; adding to it would
+ * leak into every session, so `set` throws (sessions add through their own methods).
+ */
+class NoEntries<K, V> extends Map<K, V> {
+  override set(_k: K, _v: V): this {
+    throw new Error("internal: add through the Session method, not the shared empty map");
+  }
+}
+const NO_SUBSCRIPTIONS: Map<string, SubscriptionEntry> = new NoEntries();
+const NO_INFLIGHT: Map<number, Inflight> = new NoEntries();
+const NO_QUEUE: Outgoing[] = Object.freeze([]) as unknown as Outgoing[];
+
 /** Session expiry value meaning "never". */
 export const NEVER_EXPIRES = 0xffffffff;
 
 export class Session {
   readonly clientId: string;
   /** Subscriptions by filter as sent. */
-  readonly subscriptions = new Map<string, SubscriptionEntry>();
+  /** Subscriptions by filter; a shared empty map until the first one (see addSubscription). */
+  subscriptions: Map<string, SubscriptionEntry> = NO_SUBSCRIPTIONS;
   connection: Connection | null = null;
   protocolVersion: ProtocolVersion = 4;
   /** Seconds the session outlives its connection; 0 = ends with it; NEVER_EXPIRES = never. */
@@ -61,9 +76,11 @@ export class Session {
   expiryTimer: ReturnType<typeof setTimeout> | null = null;
 
   /** Outgoing QoS 1/2 messages in flight, by packet id. */
-  readonly inflight = new Map<number, Inflight>();
+  /** Outgoing QoS 1/2 in flight by packet id; a shared empty map until the first (see setInflight). */
+  inflight: Map<number, Inflight> = NO_INFLIGHT;
   /** Messages waiting for an inflight slot or for the client to come back. */
-  queue: Outgoing[] = [];
+  /** Messages waiting; a shared frozen empty list until the first (pushing to it would throw). */
+  queue: Outgoing[] = NO_QUEUE;
   queuedBytes = 0;
   /** Messages dropped because the queue was full. */
   dropped = 0;
@@ -107,14 +124,33 @@ export class Session {
       return false;
     }
     ownPayload(o.msg);
+    if (this.queue === NO_QUEUE) this.queue = [];
     this.queue.push(o);
     this.queuedBytes += size;
     return true;
   }
 
+  /** Add or replace a subscription (the map is made on the first one). */
+  addSubscription(filter: string, entry: SubscriptionEntry): void {
+    if (this.subscriptions === NO_SUBSCRIPTIONS) this.subscriptions = new Map();
+    this.subscriptions.set(filter, entry);
+  }
+
+  /** Record a message in flight (the map is made on the first one). */
+  setInflight(id: number, f: Inflight): void {
+    if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
+    this.inflight.set(id, f);
+  }
+
   /** True when the session outlives its connection (it is then kept in the store). */
   get persistent(): boolean {
     return this.expiryInterval > 0;
+  }
+
+  /** Drop every queued message. */
+  clearQueue(): void {
+    this.queue = NO_QUEUE;
+    this.queuedBytes = 0;
   }
 
   /** Take the oldest queued message. */

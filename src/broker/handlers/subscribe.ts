@@ -84,7 +84,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     };
     // A subscription with the same filter replaces the old one [MQTT-3.8.4-3].
     if (existing) broker.router.remove(existing);
-    s.subscriptions.set(filter, entry);
+    s.addSubscription(filter, entry);
     broker.router.add(entry);
     if (broker.store && s.persistent) broker.store.saveSubscription(s.clientId, entry);
     granted.push(qos);
