@@ -27,6 +27,7 @@ import {
   type SubscriptionEntry,
 } from "../broker/session.ts";
 import { forwardedProperties } from "../broker/message.ts";
+import { topicMatches } from "../broker/topic.ts";
 import { handlePuback, handlePubcomp, handlePubrec } from "../broker/handlers/acks.ts";
 import { MqttClient, parseServerUrl, type ServerAddress } from "../client/client.ts";
 import { readFileSync } from "node:fs";
@@ -357,7 +358,7 @@ export class Bridge {
     for (const t of this.topics) {
       if (t.direction === "in" || !topic.startsWith(t.localPrefix)) continue;
       const rest = topic.slice(t.localPrefix.length);
-      if (matches(t.pattern, rest)) return t.remotePrefix + rest;
+      if (topicMatches(t.pattern, rest)) return t.remotePrefix + rest;
     }
     return null;
   }
@@ -367,7 +368,7 @@ export class Bridge {
     for (const t of this.topics) {
       if (t.direction === "out" || !topic.startsWith(t.remotePrefix)) continue;
       const rest = topic.slice(t.remotePrefix.length);
-      if (matches(t.pattern, rest)) return { ...t, local: t.localPrefix + rest };
+      if (topicMatches(t.pattern, rest)) return { ...t, local: t.localPrefix + rest };
     }
     return null;
   }
@@ -443,18 +444,6 @@ export class Bridge {
   }
 }
 
-/** MQTT topic matching for the bridge's own topic mapping. */
-function matches(filter: string, topic: string): boolean {
-  const f = filter.split("/");
-  const t = topic.split("/");
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === "#") return true;
-    if (i >= t.length) return false;
-    if (f[i] !== "+" && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
-
 /** All bridges of the broker; `apply` adds, changes and removes them (start-up and SIGHUP). */
 export class BridgeManager {
   readonly broker: Broker;
@@ -499,6 +488,3 @@ export class BridgeManager {
     for (const b of this.bridges.values()) b.checkLazy(now);
   }
 }
-
-/** For tests and $SYS: the MQTT topic matching used for bridge topic mapping. */
-export { matches as bridgeTopicMatches };

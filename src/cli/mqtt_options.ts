@@ -387,17 +387,7 @@ export function checkFilter(filter: string, what = "subscription"): void {
 }
 
 /** Whether `topic` matches `filter` (for -T), with the `$`-topic rule [MQTT-4.7.2-1]. */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split("/");
-  const t = topic.split("/");
-  if (topic.startsWith("$") && (f[0] === "+" || f[0] === "#")) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === "#") return true;
-    if (i >= t.length) return false;
-    if (f[i] !== "+" && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
+export { topicMatches } from "../broker/topic.ts";
 
 /** `-d` lines in Mosquitto's style: `Client <id> sending PUBLISH (d0, q1, r0, m1, 'a', ... (5 bytes))`. */
 export function traceLine(id: string, dir: "sent" | "received", p: Packet): string {
