@@ -386,6 +386,37 @@ export function checkFilter(filter: string, what = "subscription"): void {
   }
 }
 
+/**
+ * The payload given by -m, -f, -n or -s (pub and rr); undefined when none of them was. A file
+ * that cannot be read is a usage error, as in Mosquitto.
+ */
+export async function messagePayload(v: Parsed): Promise<Uint8Array | undefined> {
+  if (v.message !== undefined) return new TextEncoder().encode(v.message as string);
+  if (v.null) return new Uint8Array(0);
+  if (v.file !== undefined) {
+    try {
+      return readFileSync(v.file as string);
+    } catch {
+      throw new UsageError(`Unable to read file "${v.file}".`);
+    }
+  }
+  if (v.stdin) return await readAllStdin();
+  return undefined;
+}
+
+/** All of stdin as one buffer. */
+export async function readAllStdin(): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of process.stdin) chunks.push(c as Uint8Array);
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
 /** Whether `topic` matches `filter` (for -T), with the `$`-topic rule [MQTT-4.7.2-1]. */
 export { topicMatches } from "../broker/topic.ts";
 

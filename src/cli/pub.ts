@@ -3,7 +3,6 @@
  * messages and exit codes. Several `-h`/`-L` give failover: the first live broker is used, and
  * on loss the next one, with unacknowledged QoS 1/2 messages sent again.
  */
-import { readFileSync } from "node:fs";
 import process from "node:process";
 import { reasonText } from "../client/client.ts";
 import type { Properties } from "../codec/types.ts";
@@ -14,6 +13,7 @@ import {
   EXIT,
   exitWith,
   intOption,
+  messagePayload,
   openClient,
   type OptionSpec,
   parseOptions,
@@ -106,16 +106,7 @@ export async function runPub(args: string[]): Promise<number> {
     const maxInflight = v["max-inflight"] !== undefined
       ? intOption(v["max-inflight"] as string, 1, 65535, "max inflight")
       : 20;
-    let payload: Uint8Array | undefined;
-    if (v.message !== undefined) payload = new TextEncoder().encode(v.message as string);
-    else if (v.null) payload = new Uint8Array(0);
-    else if (v.file !== undefined) {
-      try {
-        payload = readFileSync(v.file as string);
-      } catch {
-        throw new UsageError(`Unable to read file "${v.file}".`);
-      }
-    } else if (v.stdin) payload = await readAllStdin();
+    const payload = await messagePayload(v);
 
     const client = await openClient(conn, {
       maxInflight,
@@ -176,18 +167,6 @@ export async function runPub(args: string[]): Promise<number> {
     writeErr(`Error: ${(e as Error).message}\n`, quiet);
     return EXIT.error;
   }
-}
-
-async function readAllStdin(): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for await (const c of process.stdin) chunks.push(c as Uint8Array);
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /** Calls `each` for every line of stdin (without its "\n"), one at a time. */

@@ -7,7 +7,6 @@ import { randomBytes } from "node:crypto";
 import process from "node:process";
 import type { Properties, PublishPacket } from "../codec/types.ts";
 import { formatMessage, type OutputOptions } from "./format.ts";
-import { readFileSync } from "node:fs";
 import {
   checkFilter,
   checkTopic,
@@ -16,6 +15,7 @@ import {
   EXIT,
   exitWith,
   intOption,
+  messagePayload,
   openClient,
   type OptionSpec,
   parseOptions,
@@ -90,25 +90,7 @@ export async function runRr(args: string[]): Promise<number> {
           : "No message given (-m, -f, -n or -s).",
       );
     }
-    let payload: Uint8Array;
-    if (v.message !== undefined) payload = new TextEncoder().encode(v.message as string);
-    else if (v.null) payload = new Uint8Array(0);
-    else if (v.file !== undefined) {
-      try {
-        payload = readFileSync(v.file as string);
-      } catch {
-        throw new UsageError(`Unable to read file "${v.file}".`);
-      }
-    } else {
-      const chunks: Uint8Array[] = [];
-      for await (const c of process.stdin) chunks.push(c as Uint8Array);
-      payload = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-      let at = 0;
-      for (const c of chunks) {
-        payload.set(c, at);
-        at += c.length;
-      }
-    }
+    const payload = (await messagePayload(v))!;
     const qos = qosOption(v.qos as string | undefined);
     const timeout = v.timeout !== undefined
       ? intOption(v.timeout as string, 1, 3600 * 24 * 365, "timeout")
