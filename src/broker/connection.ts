@@ -252,6 +252,7 @@ export class Connection implements SocketHandlers {
     const expiry = remainingExpiry(o.msg, Date.now());
     let prep: PreparedPublish;
     const v = this.version === 5 ? 5 : 4;
+    const aliases = this.#aliasesOut?.size ?? 0;
     if (!dup && !o.subIds && expiry === undefined && this.aliasMaxOut === 0 && !this.mountPoint) {
       // The common case: bytes shared by every receiver of this message at this version/QoS/retain.
       const key = v * 8 + o.qos * 2 + (o.retain ? 1 : 0);
@@ -263,18 +264,16 @@ export class Connection implements SocketHandlers {
       }
       prep = c;
     } else {
-      const aliases = this.#aliasesOut?.size ?? 0;
       prep = preparePublish(this.#publishPacket(o, expiry, dup), v);
-      if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) {
-        // Not sent, so an alias it set up must not be used later.
-        if ((this.#aliasesOut?.size ?? 0) > aliases) {
-          this.#aliasesOut!.delete(o.msg.topic.slice(this.mountPoint.length));
-        }
-        return false;
-      }
     }
     // [MQTT-3.1.2-25] a packet over the client's Maximum Packet Size is discarded, not sent.
-    if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) return false;
+    if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) {
+      // Not sent, so an alias it set up must not be used later.
+      if ((this.#aliasesOut?.size ?? 0) > aliases) {
+        this.#aliasesOut!.delete(o.msg.topic.slice(this.mountPoint.length));
+      }
+      return false;
+    }
     this.broker.stats.publishSent++;
     this.broker.stats.publishBytesSent += o.msg.payload.length;
     if (o.qos === 0) this.#queue(prep.bytes);
