@@ -20,12 +20,7 @@ import { splitBridgeTopic } from "../config/schema.ts";
 import type { Packet, Properties, ProtocolVersion, PublishPacket, QoS } from "../codec/types.ts";
 import type { Broker } from "../broker/broker.ts";
 import { Connection } from "../broker/connection.ts";
-import {
-  NEVER_EXPIRES,
-  type Outgoing,
-  Session,
-  type SubscriptionEntry,
-} from "../broker/session.ts";
+import { NEVER_EXPIRES, type Outgoing, Session } from "../broker/session.ts";
 import { forwardedProperties } from "../broker/message.ts";
 import { topicMatches } from "../broker/topic.ts";
 import { handlePuback, handlePubcomp, handlePubrec } from "../broker/handlers/acks.ts";
@@ -161,17 +156,11 @@ export class Bridge {
     for (const t of this.topics) {
       if (t.direction !== "in") wanted.set(t.localPrefix + t.pattern, t);
     }
-    for (const [filter, e] of [...s.subscriptions]) {
-      if (!wanted.has(filter)) {
-        this.broker.router.remove(e);
-        s.subscriptions.delete(filter);
-        this.broker.store?.deleteSubscription(s.clientId, filter);
-      }
+    for (const filter of [...s.subscriptions.keys()]) {
+      if (!wanted.has(filter)) this.broker.unsubscribe(s, filter);
     }
     for (const [filter, t] of wanted) {
-      const old = s.subscriptions.get(filter);
-      if (old) this.broker.router.remove(old);
-      const entry: SubscriptionEntry = {
+      this.broker.subscribe(s, {
         session: s,
         filter,
         topicFilter: filter,
@@ -181,10 +170,7 @@ export class Bridge {
         rh: 2,
         subId: 0,
         group: "",
-      };
-      s.addSubscription(filter, entry);
-      this.broker.router.add(entry);
-      this.broker.store?.saveSubscription(s.clientId, entry);
+      });
     }
     this.broker.saveSession(s);
   }

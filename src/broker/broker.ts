@@ -12,7 +12,7 @@ import { Connection } from "./connection.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { Router } from "./router.ts";
-import { NEVER_EXPIRES, type Outgoing, Session } from "./session.ts";
+import { NEVER_EXPIRES, type Outgoing, Session, type SubscriptionEntry } from "./session.ts";
 import { longTimeout } from "./timers.ts";
 import type { Store } from "../store/types.ts";
 import { SqliteStore } from "../store/sqlite.ts";
@@ -319,6 +319,29 @@ export class Broker {
       }
     }
     this.pump(s);
+  }
+
+  /**
+   * Add or replace a subscription of `s`: the router, the session's map and, for a persistent
+   * session, the store [MQTT-3.8.4-3]. Returns the subscription it replaced, if any.
+   */
+  subscribe(s: Session, entry: SubscriptionEntry): SubscriptionEntry | undefined {
+    const old = s.subscriptions.get(entry.filter);
+    if (old) this.router.remove(old);
+    s.addSubscription(entry.filter, entry);
+    this.router.add(entry);
+    if (this.store && s.persistent) this.store.saveSubscription(s.clientId, entry);
+    return old;
+  }
+
+  /** Remove the subscription of `s` to `filter`; false when there was none. */
+  unsubscribe(s: Session, filter: string): boolean {
+    const e = s.subscriptions.get(filter);
+    if (!e) return false;
+    this.router.remove(e);
+    s.subscriptions.delete(filter);
+    if (this.store && s.persistent) this.store.deleteSubscription(s.clientId, filter);
+    return true;
   }
 
   /** Record a session's state in the store (when it is persistent), or remove it. */

@@ -83,10 +83,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       group,
     };
     // A subscription with the same filter replaces the old one [MQTT-3.8.4-3].
-    if (existing) broker.router.remove(existing);
-    s.addSubscription(filter, entry);
-    broker.router.add(entry);
-    if (broker.store && s.persistent) broker.store.saveSubscription(s.clientId, entry);
+    broker.subscribe(s, entry);
     granted.push(qos);
     if (broker.log.on("subscribe")) {
       broker.log.log("subscribe", `${conn.clientId} ${qos} ${filter}`);

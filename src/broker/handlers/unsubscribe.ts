@@ -8,11 +8,7 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
   const s = conn.session!;
   const codes: number[] = [];
   for (const filter of p.unsubscriptions) {
-    const e = s.subscriptions.get(filter);
-    if (e) {
-      broker.router.remove(e);
-      s.subscriptions.delete(filter);
-      if (broker.store && s.persistent) broker.store.deleteSubscription(s.clientId, filter);
+    if (broker.unsubscribe(s, filter)) {
       codes.push(ReasonCode.Success);
       if (broker.log.on("unsubscribe")) broker.log.log("unsubscribe", `${conn.clientId} ${filter}`);
     } else {
