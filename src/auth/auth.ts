@@ -43,7 +43,17 @@ export class AuthFileError extends Error {
   }
 }
 
-/** Who a session belongs to, and its ACL view with a per-topic cache. */
+/**
+ * What the ACL checks need of a session: who it belongs to, and whether that is known yet
+ * (`bind`). The session carries these itself, so a broker without an acl_file keeps nothing more.
+ */
+export interface AclHolder {
+  readonly clientId: string;
+  username: string | undefined;
+  aclBound: boolean;
+}
+
+/** A bound session's ACL view with a per-topic cache, made on its first check. */
 interface Bound {
   clientId: string;
   username: string | undefined;
@@ -92,7 +102,8 @@ export class Auth {
   #acl: Acl | null = null;
   /** Bumped whenever the rules change, so cached views and answers are rebuilt. */
   #gen = 0;
-  readonly #bound = new WeakMap<object, Bound>();
+  /** ACL views of sessions that have been checked; entries are made only with an acl_file. */
+  readonly #bound = new WeakMap<AclHolder, Bound>();
   readonly #failures = new Map<string, Failures>();
   readonly #macKey = randomBytes(32);
   readonly #verified = new Map<string, { hash: PasswordHash; mac: Uint8Array }>();
@@ -297,19 +308,33 @@ export class Auth {
   }
 
   /**
-   * Records who a session belongs to, for its ACL checks; called on every CONNECT (a session
-   * resumed under another user name takes that user's rules). A session not bound yet (restored
-   * from disk, its client not back) may not publish (its will is not sent); messages routed to
-   * it are queued and checked by `dropUnreadable` when its client connects.
+   * Marks a session as belonging to its `clientId` and `username`, for its ACL checks; called on
+   * every CONNECT after the user name is set (a session resumed under another user name takes that
+   * user's rules). A session not bound yet (restored from disk, its client not back) may not
+   * publish (its will is not sent); messages routed to it are queued and checked by
+   * `dropUnreadable` when its client connects.
    */
-  bind(session: object, clientId: string, username: string | undefined): void {
-    this.#bound.set(session, { clientId, username, gen: -1, view: null, cache: null });
+  bind(session: AclHolder): void {
+    session.aclBound = true;
+    this.#bound.delete(session);
+  }
+
+  /** The session's view and cache (made now), or undefined when it is not bound. */
+  #boundOf(session: AclHolder): Bound | undefined {
+    if (!session.aclBound) return undefined;
+    let b = this.#bound.get(session);
+    if (b === undefined) {
+      const { clientId, username } = session;
+      b = { clientId, username, gen: -1, view: null, cache: null };
+      this.#bound.set(session, b);
+    }
+    return b;
   }
 
   /** May the session publish to `topic`? (Always true without an acl_file.) */
-  canPublish(session: object, topic: string): boolean {
+  canPublish(session: AclHolder, topic: string): boolean {
     if (this.#acl === null) return true;
-    const b = this.#bound.get(session);
+    const b = this.#boundOf(session);
     return b !== undefined && this.#check(b, topic, WRITE);
   }
 
@@ -317,9 +342,9 @@ export class Auth {
    * May the session receive messages published to `topic`? Always true without an acl_file, and
    * deferred (true) for a session not bound yet: see `dropUnreadable`.
    */
-  canRead(session: object, topic: string): boolean {
+  canRead(session: AclHolder, topic: string): boolean {
     if (this.#acl === null) return true;
-    const b = this.#bound.get(session);
+    const b = this.#boundOf(session);
     return b === undefined || this.#check(b, topic, READ);
   }
 
@@ -330,8 +355,9 @@ export class Auth {
    * so their stored copies can be deleted.
    */
   dropUnreadable(session: Session): Outgoing[] {
-    const b = this.#bound.get(session);
-    if (this.#acl === null || b === undefined) return [];
+    if (this.#acl === null) return [];
+    const b = this.#boundOf(session);
+    if (b === undefined) return [];
     const dropped: Outgoing[] = [];
     const keep = (o: Outgoing) => {
       if (this.#check(b, o.msg.topic, READ)) return true;
@@ -350,9 +376,9 @@ export class Auth {
    * May the session subscribe to `filter` (shared-subscription prefix already removed)? See
    * `AclView.canSubscribe`: refused when nothing it matches is readable.
    */
-  canSubscribe(session: object, filter: string): boolean {
+  canSubscribe(session: AclHolder, filter: string): boolean {
     if (this.#acl === null) return true;
-    const b = this.#bound.get(session);
+    const b = this.#boundOf(session);
     return b !== undefined && this.#view(b).canSubscribe(filter);
   }
 

@@ -35,7 +35,7 @@ export function restore(
     s.willDelay = st.willDelay;
     s.username = st.username;
     broker.sessions.set(s.clientId, s);
-    broker.auth.bind(s, s.clientId, st.username);
+    broker.auth.bind(s);
     for (const sub of subscriptions) {
       const shared = safeShared(sub.filter);
       const entry: SubscriptionEntry = {

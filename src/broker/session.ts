@@ -91,6 +91,8 @@ export class Session {
 
   /** User name of the last connection (kept with the session for ACL checks after a restart). */
   username: string | undefined;
+  /** Set once a client (or the store) has said who this session belongs to: see `Auth.bind`. */
+  aclBound = false;
   /** The will of the current connection, and its delay in seconds (v5). */
   will: Will | null = null;
   willDelay = 0;

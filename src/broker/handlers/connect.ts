@@ -260,7 +260,7 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
   conn.state = "open";
   broker.stats.connects++;
   session.username = p.username;
-  broker.auth.bind(session, clientId, p.username);
+  broker.auth.bind(session);
   // acl_file: messages queued for this session that this client may not read are dropped.
   if (sessionPresent) {
     for (const o of broker.auth.dropUnreadable(session)) broker.forget(session, o);
