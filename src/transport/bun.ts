@@ -116,13 +116,11 @@ export function hasBunListen(): boolean {
 export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listener> {
   // deno-lint-ignore no-explicit-any
   const Bun = (globalThis as any).Bun;
-  const all = new Set<BunSocket>();
   const where = opts.unixPath ? { unix: opts.unixPath } : { hostname: opts.host, port: opts.port };
   const server = Bun.listen({
     ...where,
     socket: {
       open(s: BunSocket) {
-        all.add(s);
         const st = new State(s);
         s.data = st;
         const peer = opts.unixPath
@@ -172,7 +170,6 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
         st.h?.onDrain?.();
       },
       close(s: BunSocket) {
-        all.delete(s);
         const st: State = s.data;
         if (!st || st.closed) return;
         st.closed = true;
@@ -193,7 +190,7 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
     host: opts.unixPath ?? opts.host,
     reload: () => Promise.resolve(),
     close() {
-      for (const s of all) s.terminate();
+      // stop(true) also closes every open connection (their close handlers run).
       server.stop(true);
       if (opts.unixPath) removeSocketFile(opts.unixPath);
       return Promise.resolve();
