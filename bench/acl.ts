@@ -29,8 +29,11 @@ await withAcl.load();
 const without = new Auth(config(""), quiet);
 await without.load();
 
-const sessions = Array.from({ length: 1000 }, (_, i) => ({ i }));
-sessions.forEach((s, i) => withAcl.bind(s, `c${i}`, "u"));
+const sessions = Array.from(
+  { length: 1000 },
+  (_, i) => ({ clientId: `c${i}`, username: "u" as string | undefined, aclBound: false }),
+);
+sessions.forEach((s) => withAcl.bind(s));
 const topics = Array.from({ length: 100 }, (_, i) => `a/b/${i}`);
 
 function perCheck(auth: Auth, rounds: number): number {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { AclView, covers, overlaps, parseAcl, READ, WRITE } from "../src/auth/acl.ts";
 import { Auth } from "../src/auth/auth.ts";
 import { Logger } from "../src/sys/log.ts";
+import { Session } from "../src/broker/session.ts";
 import type { MqttClient } from "mqtt";
 import {
   collect,
@@ -361,7 +362,11 @@ test("a will is sent only if its publisher may write its topic when it fires", a
 test("without an acl_file every topic is allowed and no ACL work is done", async () => {
   const tb = await startBroker();
   assert.equal(tb.broker.auth.aclActive, false);
-  assert.equal(tb.broker.auth.canRead({}, "any/topic"), true, "even an unknown session");
+  assert.equal(
+    tb.broker.auth.canRead(new Session("nobody"), "any/topic"),
+    true,
+    "even an unknown session",
+  );
   await tb.stop();
 });
 
@@ -391,6 +396,14 @@ test("a session resumed under another user name loses the queued messages that u
   // A session nobody is bound to yet (restored from disk) is checked when its client returns.
   const auth = new Auth(tb.broker.config, new Logger(["none"]));
   await auth.load();
-  assert.equal(auth.canRead({}, "b/1"), true, "deferred");
-  assert.equal(auth.canPublish({}, "a/1"), false, "no will for an unknown owner");
+  const unbound = new Session("shared-id");
+  unbound.username = "bob";
+  assert.equal(auth.canRead(unbound, "b/1"), true, "deferred");
+  assert.equal(auth.canPublish(unbound, "a/1"), false, "no will for an unknown owner");
+  auth.bind(unbound);
+  assert.equal(auth.canRead(unbound, "b/1"), false, "bob's rules once bound");
+  assert.equal(auth.canRead(unbound, "a/1"), true);
+  unbound.username = "alice";
+  auth.bind(unbound);
+  assert.equal(auth.canRead(unbound, "b/1"), true, "alice's rules after a CONNECT as alice");
 });

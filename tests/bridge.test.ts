@@ -279,7 +279,7 @@ test("a v5 bridge keeps a remote session (Session Expiry) and advertises bridge_
   try {
     await until(() => linked(local), 5000, "bridge link");
     const conn = [...remote.broker.connections].find((c) => c.clientId === "edge-v5")!;
-    assert.equal(conn.clientMaxPacket, 4096);
+    assert.equal(conn.terms.maxPacket, 4096);
     assert.equal(remote.broker.sessions.get("edge-v5")?.expiryInterval, 0xffffffff);
   } finally {
     await local.stop();

@@ -143,7 +143,7 @@ test("Mosquitto→Midge bridge on # both ways (try_private): messages pass, noth
   try {
     // Wait for Mosquitto's bridge to connect to Midge.
     await until(
-      () => [...midge.broker.connections].some((c) => c.bridgeMode),
+      () => [...midge.broker.connections].some((c) => c.terms.bridgeMode),
       8000,
       "mosquitto's bridge",
     );

@@ -58,6 +58,8 @@ export class Broker {
   readonly router = new Router();
   readonly retained: RetainedStore = new MemoryRetained();
   readonly connections = new Set<Connection>();
+  /** Connections open through each listener, for its max_connections. */
+  readonly #open = new Map<ListenerConfig, number>();
   readonly stats: Stats = {
     bytesReceived: 0,
     bytesSent: 0,
@@ -118,19 +120,17 @@ export class Broker {
     await this.auth.load();
     this.openStore();
     for (const l of this.config.listeners) {
-      /** Connections open through this listener, for its max_connections. */
-      const count = { n: 0 };
+      this.#open.set(l, 0);
       const max = l.max_connections;
       const opts = listenerOptions(l, this.config);
       if (this.log.on("notice")) {
         opts.onRefused = (from, why) => this.log.notice(`Connection from ${from} refused: ${why}.`);
       }
       const listener = await listen(opts, (sock) => {
-        if (max >= 0 && count.n >= max) return null;
-        const conn = this.accept(sock, l.mount_point, l);
-        if (!conn) return null;
-        count.n++;
-        conn.listenerCount = count;
+        const open = this.#open.get(l)!;
+        if (max >= 0 && open >= max) return null;
+        const conn = this.accept(sock, l);
+        if (conn) this.#open.set(l, open + 1);
         return conn;
       });
       this.listeners.push({
@@ -167,14 +167,10 @@ export class Broker {
   }
 
   /** Accept a socket from any transport; null refuses it (global max_connections). */
-  accept(
-    sock: TransportSocket,
-    mountPoint = "",
-    listener?: ListenerConfig,
-  ): Connection | null {
+  accept(sock: TransportSocket, listener?: ListenerConfig): Connection | null {
     const max = this.config.max_connections;
     if (max >= 0 && this.connections.size >= max) return null;
-    const conn = new Connection(this, sock, mountPoint, listener);
+    const conn = new Connection(this, sock, listener);
     this.connections.add(conn);
     this.stats.connectionsTotal++;
     // The connection is its socket's handler: no closures per connection.
@@ -249,7 +245,7 @@ export class Broker {
   /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9]. */
   sendQuota(conn: Connection): number {
     const m = this.config.max_inflight_messages;
-    return Math.min(m > 0 ? m : 65535, conn.clientReceiveMax);
+    return Math.min(m > 0 ? m : 65535, conn.terms.receiveMax);
   }
 
   #sendInflight(s: Session, conn: Connection, o: Outgoing): void {
@@ -378,7 +374,7 @@ export class Broker {
   /** Called once when a connection is gone, whatever the cause. */
   connectionClosed(conn: Connection): void {
     this.connections.delete(conn);
-    if (conn.listenerCount) conn.listenerCount.n--;
+    if (conn.listener) this.#open.set(conn.listener, (this.#open.get(conn.listener) ?? 1) - 1);
     const s = conn.session;
     if (!s || s.connection !== conn) return;
     s.connection = null;
@@ -386,7 +382,6 @@ export class Broker {
     if (this.config.connection_messages && this.log.on("notice") && conn.clientId) {
       this.log.notice(`Client ${conn.clientId} closed its connection.`);
     }
-    if (conn.willCleared) s.will = null;
     this.goOffline(s);
     if (this.sessions.get(s.clientId) === s) this.saveSession(s);
   }

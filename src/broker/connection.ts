@@ -24,6 +24,44 @@ import { handlePingreq } from "./handlers/ping.ts";
 /** A queued write: plain bytes, or prepared PUBLISH bytes with a packet id to patch in. */
 type Pending = Uint8Array | { prep: PreparedPublish; id: number };
 
+/**
+ * What a client's CONNECT asked for that changes how the broker talks to it. Most clients ask for
+ * nothing, and share DEFAULT_TERMS; the CONNECT handler makes an object for the others.
+ */
+export interface ClientTerms {
+  /** v5: the client's Receive Maximum [MQTT-3.3.4-7]. */
+  readonly receiveMax: number;
+  /** v5: the client's Maximum Packet Size [MQTT-3.1.2-24]; 0 = no limit. */
+  readonly maxPacket: number;
+  /** v5: Request Problem Information [MQTT-3.1.2-29]. */
+  readonly problemInfo: boolean;
+  /** v5: the client's Topic Alias Maximum: aliases the broker may use when sending. */
+  readonly aliasMaxOut: number;
+  /** The client announced itself as a bridge (protocol level bit 0x80, Mosquitto's try_private). */
+  readonly bridgeMode: boolean;
+}
+
+export const DEFAULT_TERMS: ClientTerms = Object.freeze({
+  receiveMax: 65535,
+  maxPacket: 0,
+  problemInfo: true,
+  aliasMaxOut: 0,
+  bridgeMode: false,
+});
+
+/** v5 topic aliases: set by the client, alias → topic; and the broker's own, topic → alias. */
+interface Aliases {
+  in: Map<number, string> | null;
+  out: Map<string, number> | null;
+}
+
+/** Packets held while a CONNECT is authenticated, their payload bytes, and whether to keep them. */
+interface Held {
+  packets: Packet[];
+  bytes: number;
+  keep: boolean;
+}
+
 const dirty: Connection[] = [];
 let flushScheduled = false;
 function flushAll(): void {
@@ -55,50 +93,43 @@ export class Connection implements SocketHandlers {
   /** Time of the last packet received (ms), for keep-alive [MQTT-3.1.2-24]. */
   lastRx = Date.now();
   readonly openedAt = Date.now();
-  /** v5: the client's Receive Maximum [MQTT-3.3.4-7]. */
-  clientReceiveMax = 65535;
-  /** v5: the client's Maximum Packet Size [MQTT-3.1.2-24]; 0 = no limit. */
-  clientMaxPacket = 0;
-  /** v5: Request Problem Information [MQTT-3.1.2-29]. */
-  problemInfo = true;
-  /** v5: topic aliases the client has set, alias → topic [MQTT-3.3.2-10]. */
-  aliasesIn: Map<number, string> | null = null;
-  /** The client announced itself as a bridge (protocol level bit 0x80, Mosquitto's try_private). */
-  bridgeMode = false;
-  /** The open-connection counter of the listener this came through (its max_connections). */
-  listenerCount: { n: number } | null = null;
-  /** v5: the client's Topic Alias Maximum: aliases the broker may use when sending. */
-  aliasMaxOut = 0;
-  #aliasesOut: Map<string, number> | null = null;
-  /** Session expiry requested in CONNECT (v5), for the DISCONNECT rule [MQTT-3.14.2-2]. */
-  connectExpiry = 0;
-  /** Set when the will must not be sent on close (normal DISCONNECT). */
-  willCleared = false;
+  /** What the CONNECT asked for beyond the defaults (v5 limits, bridge mode); shared when nothing. */
+  terms: ClientTerms = DEFAULT_TERMS;
+  /** v5 topic aliases both ways; null until the first (most clients never use them). */
+  #aliases: Aliases | null = null;
   /** Packets queued since the last flush; null when none (no array kept per idle connection). */
   #pending: Pending[] | null = null;
   #pendingBytes = 0;
-  #dirty = false;
 
-  /** The listener's mount_point: prefixed to every topic this client uses [mosquitto]. */
-  readonly mountPoint: string;
-  /** The configuration of the listener this client came through (allow_anonymous, …). */
+  /**
+   * The configuration of the listener this client came through (allow_anonymous, mount_point,
+   * max_connections, …); undefined for a bridge's local side.
+   */
   readonly listener: ListenerConfig | undefined;
   /** Packets that arrived while CONNECT was being authenticated, or null when not waiting. */
-  #held: Packet[] | null = null;
-  #heldBytes = 0;
-  #keepHeld = true;
+  #held: Held | null = null;
 
-  constructor(
-    broker: Broker,
-    socket: TransportSocket,
-    mountPoint = "",
-    listener?: ListenerConfig,
-  ) {
+  constructor(broker: Broker, socket: TransportSocket, listener?: ListenerConfig) {
     this.broker = broker;
     this.socket = socket;
-    this.mountPoint = mountPoint;
     this.listener = listener;
     this.decoder = new Decoder({ maxPacketSize: broker.config.max_packet_size });
+  }
+
+  /** The listener's mount_point: prefixed to every topic this client uses [mosquitto]. */
+  get mountPoint(): string {
+    return this.listener?.mount_point ?? "";
+  }
+
+  /** The topic a v5 client set for an incoming topic alias [MQTT-3.3.2-10], if any. */
+  aliasIn(alias: number): string | undefined {
+    return this.#aliases?.in?.get(alias);
+  }
+
+  /** Records an incoming topic alias [MQTT-3.3.2-10]. */
+  setAliasIn(alias: number, topic: string): void {
+    const a = this.#aliases ??= { in: null, out: null };
+    (a.in ??= new Map()).set(alias, topic);
   }
 
   /** True once the connection is gone (a getter, so checks after calls are not narrowed away). */
@@ -131,13 +162,14 @@ export class Connection implements SocketHandlers {
   }
 
   dispatch(p: Packet): void {
-    if (this.#held) {
+    const held = this.#held;
+    if (held) {
       // CONNECT is still being authenticated: keep what follows it, in order, until then.
-      this.#heldBytes += p.cmd === "publish" ? p.payload.length : 0;
-      if (this.#held.length >= MAX_HELD || this.#heldBytes > SLOW_READER_BYTES) {
+      held.bytes += p.cmd === "publish" ? p.payload.length : 0;
+      if (held.packets.length >= MAX_HELD || held.bytes > SLOW_READER_BYTES) {
         this.close(undefined, "too much sent before CONNACK");
-      } else if (this.#keepHeld) {
-        this.#held.push(p);
+      } else if (held.keep) {
+        held.packets.push(p);
       }
       return;
     }
@@ -196,11 +228,9 @@ export class Connection implements SocketHandlers {
    * calls this when its answer is not ready yet.
    */
   hold(work: Promise<void>, keep = true): void {
-    this.#held = [];
-    this.#heldBytes = 0;
-    this.#keepHeld = keep;
+    this.#held = { packets: [], bytes: 0, keep };
     const release = () => {
-      const held = this.#held ?? [];
+      const held = this.#held?.packets ?? [];
       this.#held = null;
       for (let i = 0; i < held.length && !this.closed; i++) this.dispatch(held[i]);
     };
@@ -224,17 +254,19 @@ export class Connection implements SocketHandlers {
   }
 
   #queue(item: Pending): void {
-    (this.#pending ??= []).push(item);
-    this.#pendingBytes += item instanceof Uint8Array ? item.length : item.prep.bytes.length;
-    this.broker.stats.messagesSent++;
-    if (!this.#dirty) {
-      this.#dirty = true;
+    let pend = this.#pending;
+    if (pend === null) {
+      // First packet since the last flush: this connection joins the batch's flush list.
+      pend = this.#pending = [];
       dirty.push(this);
       if (!flushScheduled) {
         flushScheduled = true;
         queueMicrotask(flushAll);
       }
     }
+    pend.push(item);
+    this.#pendingBytes += item instanceof Uint8Array ? item.length : item.prep.bytes.length;
+    this.broker.stats.messagesSent++;
   }
 
   /** True when the socket is too far behind to take more QoS 0 traffic. */
@@ -252,8 +284,9 @@ export class Connection implements SocketHandlers {
     const expiry = remainingExpiry(o.msg, Date.now());
     let prep: PreparedPublish;
     const v = this.version === 5 ? 5 : 4;
-    const aliases = this.#aliasesOut?.size ?? 0;
-    if (!dup && !o.subIds && expiry === undefined && this.aliasMaxOut === 0 && !this.mountPoint) {
+    const terms = this.terms;
+    const aliases = this.#aliases?.out?.size ?? 0;
+    if (!dup && !o.subIds && expiry === undefined && terms.aliasMaxOut === 0 && !this.mountPoint) {
       // The common case: bytes shared by every receiver of this message at this version/QoS/retain.
       const key = v * 8 + o.qos * 2 + (o.retain ? 1 : 0);
       const cache = (o.msg as { enc?: Map<number, PreparedPublish> }).enc ??= new Map();
@@ -267,11 +300,10 @@ export class Connection implements SocketHandlers {
       prep = preparePublish(this.#publishPacket(o, expiry, dup), v);
     }
     // [MQTT-3.1.2-25] a packet over the client's Maximum Packet Size is discarded, not sent.
-    if (this.clientMaxPacket && prep.bytes.length > this.clientMaxPacket) {
+    if (terms.maxPacket && prep.bytes.length > terms.maxPacket) {
       // Not sent, so an alias it set up must not be used later.
-      if ((this.#aliasesOut?.size ?? 0) > aliases) {
-        this.#aliasesOut!.delete(o.msg.topic.slice(this.mountPoint.length));
-      }
+      const out = this.#aliases?.out;
+      if (out && out.size > aliases) out.delete(o.msg.topic.slice(this.mountPoint.length));
       return false;
     }
     this.broker.stats.publishSent++;
@@ -287,10 +319,10 @@ export class Connection implements SocketHandlers {
    * [MQTT-3.2.2-17]); after that topics are sent in full.
    */
   #aliasOut(topic: string): [number, string] {
-    const map = this.#aliasesOut ??= new Map();
+    const map = (this.#aliases ??= { in: null, out: null }).out ??= new Map();
     const known = map.get(topic);
     if (known !== undefined) return [known, ""];
-    if (map.size >= this.aliasMaxOut) return [0, topic];
+    if (map.size >= this.terms.aliasMaxOut) return [0, topic];
     const a = map.size + 1;
     map.set(topic, a);
     return [a, topic];
@@ -301,7 +333,7 @@ export class Connection implements SocketHandlers {
     let alias = 0;
     // The listener's mount point is not shown to its clients.
     let topic = this.mountPoint ? m.topic.slice(this.mountPoint.length) : m.topic;
-    if (this.aliasMaxOut > 0) [alias, topic] = this.#aliasOut(topic);
+    if (this.terms.aliasMaxOut > 0) [alias, topic] = this.#aliasOut(topic);
     const pkt: PublishPacket = {
       cmd: "publish",
       topic,
@@ -325,9 +357,8 @@ export class Connection implements SocketHandlers {
 
   /** Write everything queued in one socket write. */
   flush(): void {
-    this.#dirty = false;
     const pend = this.#pending;
-    if (pend === null || pend.length === 0 || this.state === "closed" && !this.#closing) {
+    if (pend === null || pend.length === 0 || this.state === "closed") {
       this.#pending = null;
       this.#pendingBytes = 0;
       return;
@@ -358,8 +389,6 @@ export class Connection implements SocketHandlers {
     this.socket.write(out);
   }
 
-  #closing = false;
-
   /**
    * Close the connection. With a v5 reason code and an open v5 session, a DISCONNECT with that
    * reason goes first [MQTT-4.13.1-1]. `why` is logged.
@@ -372,7 +401,6 @@ export class Connection implements SocketHandlers {
       this.send(dp);
     }
     if (why) this.broker.log.notice(`Client ${this.label} disconnected: ${why}.`);
-    this.#closing = true;
     this.flush();
     this.state = "closed";
     this.socket.end();
@@ -401,6 +429,6 @@ export class Connection implements SocketHandlers {
 
   /** Reason string property, only when the client did not turn problem information off [MQTT-3.1.2-29]. */
   reason(text: string): Properties | undefined {
-    return this.version === 5 && this.problemInfo ? { reasonString: text } : undefined;
+    return this.version === 5 && this.terms.problemInfo ? { reasonString: text } : undefined;
   }
 }

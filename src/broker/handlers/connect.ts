@@ -7,7 +7,7 @@ import { setTimeout } from "node:timers";
 import type { LoginResult } from "../../auth/auth.ts";
 import type { ConnectPacket, Properties } from "../../codec/types.ts";
 import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
-import type { Connection } from "../connection.ts";
+import { type ClientTerms, type Connection, DEFAULT_TERMS } from "../connection.ts";
 import { NEVER_EXPIRES, Session } from "../session.ts";
 import { validTopicName } from "../topic.ts";
 
@@ -83,15 +83,25 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const certUser = conn.socket.certUsername;
   if (certUser !== undefined) p = { ...p, username: certUser, password: undefined };
   conn.version = p.protocolVersion;
-  conn.bridgeMode = p.bridgeMode;
   const v5 = p.protocolVersion === 5;
   const props = p.properties ?? {};
+  if (v5 || p.bridgeMode) {
+    const terms: ClientTerms = {
+      receiveMax: v5 ? props.receiveMaximum ?? 65535 : 65535,
+      maxPacket: v5 ? props.maximumPacketSize ?? 0 : 0,
+      problemInfo: !v5 || props.requestProblemInformation !== 0,
+      aliasMaxOut: v5 ? Math.min(props.topicAliasMaximum ?? 0, cfg.max_topic_alias_broker) : 0,
+      bridgeMode: p.bridgeMode,
+    };
+    // Most clients ask for nothing special: they share one object (memory per connection).
+    const d = DEFAULT_TERMS;
+    const same = terms.receiveMax === d.receiveMax && terms.maxPacket === d.maxPacket &&
+      terms.problemInfo === d.problemInfo && terms.aliasMaxOut === d.aliasMaxOut &&
+      terms.bridgeMode === d.bridgeMode;
+    conn.terms = same ? d : terms;
+  }
 
   if (v5) {
-    conn.clientReceiveMax = props.receiveMaximum ?? 65535;
-    conn.clientMaxPacket = props.maximumPacketSize ?? 0;
-    conn.problemInfo = props.requestProblemInformation !== 0;
-    conn.aliasMaxOut = Math.min(props.topicAliasMaximum ?? 0, cfg.max_topic_alias_broker);
     if (props.authenticationMethod !== undefined) {
       // No enhanced authentication method is supported [MQTT-4.12.0-1].
       refuse(conn, 0, ReasonCode.BadAuthenticationMethod, "unsupported authentication method");
@@ -222,7 +232,6 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
   if (cfg.persistent_client_expiration > 0 && expiry > cfg.persistent_client_expiration) {
     expiry = cfg.persistent_client_expiration;
   }
-  conn.connectExpiry = expiry;
 
   // Take-over [MQTT-3.1.4-2]: the existing connection of this client id is closed.
   let session = broker.sessions.get(clientId);

@@ -15,7 +15,8 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
   }
   const expiry = p.properties?.sessionExpiryInterval;
   if (expiry !== undefined) {
-    if (conn.connectExpiry === 0 && expiry !== 0) {
+    // The session's expiry is still the CONNECT's: only DISCONNECT changes it while connected.
+    if (s.expiryInterval === 0 && expiry !== 0) {
       conn.protocolError(
         ReasonCode.ProtocolError,
         "session expiry set on DISCONNECT after 0 on CONNECT [MQTT-3.14.2-2]",
@@ -24,6 +25,7 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
     }
     s.expiryInterval = expiry;
   }
-  if ((p.reasonCode ?? 0) !== ReasonCode.DisconnectWithWill) conn.willCleared = true;
+  // [MQTT-3.14.4-3] the will is discarded, unless v5 reason 0x04 asks for it.
+  if ((p.reasonCode ?? 0) !== ReasonCode.DisconnectWithWill) s.will = null;
   conn.close();
 }

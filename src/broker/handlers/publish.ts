@@ -27,14 +27,14 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       return;
     }
     if (topic === "") {
-      const t = conn.aliasesIn?.get(alias);
+      const t = conn.aliasIn(alias);
       if (t === undefined) {
         conn.protocolError(ReasonCode.ProtocolError, `unknown topic alias ${alias}`);
         return;
       }
       topic = t;
     } else {
-      (conn.aliasesIn ??= new Map()).set(alias, topic);
+      conn.setAliasIn(alias, topic);
     }
   } else if (topic === "") {
     conn.protocolError(

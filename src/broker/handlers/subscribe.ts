@@ -75,9 +75,9 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       topicFilter,
       qos,
       // A bridge (try_private) never gets its own messages back, as with No Local.
-      nl: !!sub.nl || conn.bridgeMode,
+      nl: !!sub.nl || conn.terms.bridgeMode,
       // Bridges (try_private) get the retain flag as published, as Mosquitto does.
-      rap: !!sub.rap || conn.bridgeMode,
+      rap: !!sub.rap || conn.terms.bridgeMode,
       rh: sub.rh ?? 0,
       subId: sid,
       group,
