@@ -17,9 +17,19 @@ import { parseProxyHeader } from "./proxy.ts";
 // deno-lint-ignore no-explicit-any
 type BunSocket = any;
 
+/** Where a client is, when Bun's own remote address does not say: a Unix path, a PROXY source. */
+interface Peer {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** A socket's life: open; ending (bytes still pending); lingering (FIN sent); closed. */
+const OPEN = 0, ENDING = 1, LINGERING = 2, CLOSED = 3;
+
 /**
  * One Bun socket: its state and, once admitted, the `TransportSocket` the broker writes to — one
- * object with methods on its prototype, so an idle connection carries no closures.
+ * object with methods on its prototype, so an idle connection carries no closures, and eight
+ * fields (an 80-byte object in JavaScriptCore; every field more is memory per idle connection).
  */
 class State implements TransportSocket {
   readonly s: BunSocket;
@@ -27,23 +37,35 @@ class State implements TransportSocket {
   /** Bytes Bun's write did not take yet; null when nothing is pending. */
   pending: Uint8Array[] | null = null;
   pendingBytes = 0;
-  closed = false;
-  linger: ReturnType<typeof setTimeout> | null = null;
+  phase = OPEN;
+  /**
+   * The deadline for a PROXY header while one is expected; then, once closing, the wait for
+   * pending bytes (ENDING) or for the peer's FIN (LINGERING).
+   */
+  timer: ReturnType<typeof setTimeout> | null = null;
+  /** The client's address when it is not the socket's own (Unix socket, PROXY header). */
+  peer: Peer | null = null;
   /** Bytes of a PROXY header read so far; null once it is read (or when none is expected). */
   proxyBuf: Uint8Array | null = null;
-  proxyTimer: ReturnType<typeof setTimeout> | null = null;
-  /** Set by end() while bytes are still pending: a timer that gives up waiting for drain. */
-  endTimer: ReturnType<typeof setTimeout> | null = null;
-  remoteAddress = "";
-  remotePort = 0;
-  readonly protocol = "mqtt";
 
   constructor(s: BunSocket) {
     this.s = s;
   }
 
+  get remoteAddress(): string {
+    return this.peer ? this.peer.address : this.s.remoteAddress ?? "";
+  }
+
+  get remotePort(): number {
+    return this.peer ? this.peer.port : this.s.remotePort ?? 0;
+  }
+
+  get protocol(): string {
+    return "mqtt";
+  }
+
   write(d: Uint8Array): void {
-    if (this.closed) return;
+    if (this.phase === CLOSED) return;
     if (this.pending === null) {
       const n = this.s.write(d);
       if (n === d.length) return;
@@ -79,31 +101,36 @@ class State implements TransportSocket {
   }
 
   end(): void {
-    if (this.pending === null) closeGracefully(this.s, this);
-    else if (!this.endTimer) {
-      // Close once the pending bytes are out (or give up after a while).
-      this.endTimer = setTimeout(() => closeGracefully(this.s, this), 2000);
+    if (this.phase !== OPEN) return;
+    if (this.pending === null) {
+      this.linger();
+    } else {
+      // Close once the pending bytes are out (see drain), or give up after a while.
+      this.phase = ENDING;
+      this.timer = setTimeout(() => this.linger(), 2000);
     }
+  }
+
+  /**
+   * Close our side only (FIN) and keep reading until the peer closes too, at most LINGER_MS.
+   * Closing fully while the client is still sending makes the kernel answer its next packets
+   * with a reset, and a reset can make the client discard what we sent last (a v5 DISCONNECT with
+   * its reason code) and fail its own writes: the Paho test_flow_control2 client saw EPIPE
+   * instead of DISCONNECT 0x93.
+   */
+  linger(): void {
+    if (this.phase >= LINGERING) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.phase = LINGERING;
+    this.s.shutdown();
+    this.timer = setTimeout(() => {
+      if (this.phase !== CLOSED) this.s.terminate();
+    }, LINGER_MS);
   }
 
   destroy(): void {
     this.s.terminate();
   }
-}
-
-/**
- * Close our side only (FIN) and keep reading until the peer closes too, at most LINGER_MS.
- * Closing fully while the client is still sending makes the kernel answer its next packets with
- * a reset, and a reset can make the client discard what we sent last (a v5 DISCONNECT with its
- * reason code) and fail its own writes: the Paho test_flow_control2 client saw EPIPE instead of
- * DISCONNECT 0x93.
- */
-function closeGracefully(s: BunSocket, st: State): void {
-  if (st.closed || st.linger) return;
-  s.shutdown();
-  st.linger = setTimeout(() => {
-    if (!st.closed) s.terminate();
-  }, LINGER_MS);
 }
 
 /** True when running on Bun with Bun.listen available. */
@@ -117,23 +144,26 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
   // deno-lint-ignore no-explicit-any
   const Bun = (globalThis as any).Bun;
   const where = opts.unixPath ? { unix: opts.unixPath } : { hostname: opts.host, port: opts.port };
+  /** Every client of a Unix socket listener is "at" its path (shared: no object per client). */
+  const unixPeer: Peer | null = opts.unixPath ? { address: opts.unixPath, port: 0 } : null;
   const server = Bun.listen({
     ...where,
     socket: {
       open(s: BunSocket) {
         const st = new State(s);
         s.data = st;
-        const peer = opts.unixPath
-          ? { address: opts.unixPath, port: 0 }
-          : { address: s.remoteAddress ?? "", port: s.remotePort ?? 0 };
+        st.peer = unixPeer;
         if (!opts.proxy) {
-          admit(s, st, peer);
+          admit(s, st);
           return;
         }
         // PROXY protocol: the header comes first; the client is admitted once it is read.
         st.proxyBuf = new Uint8Array(0);
-        st.proxyTimer = setTimeout(() => {
-          opts.onRefused?.(`${peer.address}:${peer.port}`, "PROXY header not received in time");
+        st.timer = setTimeout(() => {
+          opts.onRefused?.(
+            `${st.remoteAddress}:${st.remotePort}`,
+            "PROXY header not received in time",
+          );
           s.terminate();
         }, opts.handshakeTimeoutMs ?? 10_000);
       },
@@ -149,33 +179,29 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
           st.proxyBuf = buf;
           return;
         }
-        clearTimeout(st.proxyTimer!);
+        clearTimeout(st.timer!);
+        st.timer = null;
         st.proxyBuf = null;
-        const peer = { address: s.remoteAddress ?? "", port: s.remotePort ?? 0 };
         if (r.status === "error") {
-          opts.onRefused?.(`${peer.address}:${peer.port}`, r.reason);
+          opts.onRefused?.(`${st.remoteAddress}:${st.remotePort}`, r.reason);
           s.terminate();
           return;
         }
-        admit(s, st, r.source ?? (opts.unixPath ? { address: opts.unixPath, port: 0 } : peer));
+        if (r.source) st.peer = r.source;
+        admit(s, st);
         if (st.h && buf.length > r.length) st.h.onData(buf.subarray(r.length));
       },
       drain(s: BunSocket) {
         const st: State = s.data;
-        if (st.flushPending() && st.endTimer) {
-          clearTimeout(st.endTimer);
-          st.endTimer = null;
-          closeGracefully(s, st);
-        }
+        if (st.flushPending() && st.phase === ENDING) st.linger();
         st.h?.onDrain?.();
       },
       close(s: BunSocket) {
         const st: State = s.data;
-        if (!st || st.closed) return;
-        st.closed = true;
-        if (st.linger) clearTimeout(st.linger);
-        if (st.proxyTimer) clearTimeout(st.proxyTimer);
-        if (st.endTimer) clearTimeout(st.endTimer);
+        if (!st || st.phase === CLOSED) return;
+        st.phase = CLOSED;
+        if (st.timer) clearTimeout(st.timer);
+        st.timer = null;
         st.pending = null;
         st.pendingBytes = 0;
         st.h?.onClose();
@@ -198,9 +224,7 @@ export function listenBun(opts: ListenOptions, accept: AcceptFn): Promise<Listen
   });
 
   /** Hand a connection to the broker as a TransportSocket. */
-  function admit(s: BunSocket, st: State, peer: { address: string; port: number }): void {
-    st.remoteAddress = peer.address;
-    st.remotePort = peer.port;
+  function admit(s: BunSocket, st: State): void {
     try {
       st.h = accept(st);
     } catch {
