@@ -562,14 +562,14 @@ export class Decoder {
   protocolVersion: ProtocolVersion;
   /** Whole-packet size limit in bytes; larger packets fail with 0x95 once their header is read. */
   maxPacketSize: number;
-  /** Bytes of a packet whose length is not yet known (fixed header incomplete). */
-  #tail: Uint8Array | null = null;
   /**
-   * Reads making up a packet of known total length `#need` that is not complete yet, and how many
-   * bytes they hold. They are copied into WASM memory once, when the packet is complete; memory
-   * held grows with the bytes that actually arrived, never with the length a header announces.
+   * Bytes carried to the next read. With `#need` 0: one part, a packet whose length is not known
+   * yet (fixed header incomplete). Otherwise the reads making up a packet of known total length
+   * `#need` that is not complete yet, `#fill` bytes in all. They are copied into WASM memory once,
+   * when the packet is complete; memory held grows with the bytes that actually arrived, never
+   * with the length a header announces.
    */
-  #parts: Uint8Array[] | null = null;
+  #carry: Uint8Array[] | null = null;
   #fill = 0;
   #need = 0;
   #error: DecodeError | undefined;
@@ -581,7 +581,7 @@ export class Decoder {
 
   /** Bytes held over from earlier reads (a packet not yet complete). */
   get buffered(): number {
-    return this.#need ? this.#fill : this.#tail ? this.#tail.length : 0;
+    return this.#need ? this.#fill : this.#carry ? this.#carry[0].length : 0;
   }
 
   /** Decodes every complete packet in `chunk` plus the carried tail. Never throws. */
@@ -590,14 +590,14 @@ export class Decoder {
     if (this.#need) {
       const room = this.#need - this.#fill;
       if (chunk.length < room) {
-        if (chunk.length) (this.#parts ??= []).push(chunk.slice());
+        if (chunk.length) (this.#carry ??= []).push(chunk.slice());
         this.#fill += chunk.length;
         return { packets: [] };
       }
       // The packet is complete: copy its parts, then the rest of this read, and scan once.
-      const parts = this.#parts ?? [];
+      const parts = this.#carry ?? [];
       const total = this.#need + chunk.length - room;
-      this.#parts = null;
+      this.#carry = null;
       this.#need = this.#fill = 0;
       const c = codec();
       const ptr = c.x.prepare(total);
@@ -611,8 +611,8 @@ export class Decoder {
       c.u8.set(chunk, at);
       return this.#scan(c, ptr, total);
     }
-    const head = this.#tail;
-    this.#tail = null;
+    const head = this.#carry ? this.#carry[0] : null;
+    this.#carry = null;
     const headLen = head ? head.length : 0;
     const total = headLen + chunk.length;
     if (total === 0) return { packets: [] };
@@ -652,12 +652,10 @@ export class Decoder {
       if (start < total) {
         const need = u32[res + R_NEED];
         const rest = u8.subarray(ptr + start, ptr + total);
+        this.#carry = [rest.slice()];
         if (need > 0) {
           this.#need = need;
-          this.#parts = [rest.slice()];
           this.#fill = rest.length;
-        } else {
-          this.#tail = rest.slice();
         }
       }
       return { packets };
