@@ -19,6 +19,7 @@ import { SqliteStore } from "../store/sqlite.ts";
 import { restore } from "./restore.ts";
 import { join } from "node:path";
 import { BridgeManager } from "../bridge/bridge.ts";
+import { ConnectionList, SessionTable } from "./tables.ts";
 
 /** Counters behind $SYS and metrics (src/sys/). Mosquitto's meanings: "messages" are packets. */
 export interface Stats {
@@ -54,10 +55,10 @@ export interface BoundListener {
 export class Broker {
   readonly config: Config;
   readonly log: Logger;
-  readonly sessions = new Map<string, Session>();
+  readonly sessions = new SessionTable<Session>();
   readonly router = new Router();
   readonly retained: RetainedStore = new MemoryRetained();
-  readonly connections = new Set<Connection>();
+  readonly connections = new ConnectionList<Connection>();
   /** Connections open through each listener, for its max_connections. */
   readonly #open = new Map<ListenerConfig, number>();
   readonly stats: Stats = {

@@ -108,6 +108,8 @@ export class Connection implements SocketHandlers {
   readonly listener: ListenerConfig | undefined;
   /** Packets that arrived while CONNECT was being authenticated, or null when not waiting. */
   #held: Held | null = null;
+  /** This connection's place in `broker.connections` (see ConnectionList). */
+  slot = -1;
 
   constructor(broker: Broker, socket: TransportSocket, listener?: ListenerConfig) {
     this.broker = broker;
