@@ -110,7 +110,7 @@ function topicName(u8: Uint8Array, off: number, lenWord: number, hash: number): 
  * larger payloads get their own copy; on JavaScriptCore every payload gets its own `slice`.
  * A kept view keeps its window (at most WINDOW bytes, like Node's Buffer pool) alive.
  */
-const SHARE_PAYLOADS = process.versions.bun === undefined;
+export const SHARE_PAYLOADS = process.versions.bun === undefined;
 const SHARED_MAX = 2048;
 const WINDOW = 16 * 1024;
 const EMPTY = new ArrayBuffer(0);
