@@ -55,6 +55,17 @@ interface Aliases {
   out: Map<string, number> | null;
 }
 
+/**
+ * Encodings of a message kept on it for every receiver at the same version, QoS and retain flag:
+ * the first inline (usually the only one), others in a map. No map per message: in
+ * JavaScriptCore a Map and its entry are a few hundred bytes of garbage per message.
+ */
+interface EncodingCache {
+  encKey?: number;
+  enc?: PreparedPublish;
+  encMore?: Map<number, PreparedPublish>;
+}
+
 /** Packets held while a CONNECT is authenticated, their payload bytes, and whether to keep them. */
 interface Held {
   packets: Packet[];
@@ -291,11 +302,14 @@ export class Connection implements SocketHandlers {
     if (!dup && !o.subIds && expiry === undefined && terms.aliasMaxOut === 0 && !this.mountPoint) {
       // The common case: bytes shared by every receiver of this message at this version/QoS/retain.
       const key = v * 8 + o.qos * 2 + (o.retain ? 1 : 0);
-      const cache = (o.msg as { enc?: Map<number, PreparedPublish> }).enc ??= new Map();
-      let c = cache.get(key);
+      const cache = o.msg as EncodingCache;
+      let c = cache.encKey === key ? cache.enc : cache.encMore?.get(key);
       if (!c) {
         c = preparePublish(this.#publishPacket(o, expiry, false), v);
-        cache.set(key, c);
+        if (cache.enc === undefined) {
+          cache.encKey = key;
+          cache.enc = c;
+        } else (cache.encMore ??= new Map()).set(key, c);
       }
       prep = c;
     } else {
