@@ -32,7 +32,6 @@ export class Router {
   #free: number[] = [];
   #ids = new Map<SubscriptionEntry, number>();
   #groups = new Map<string, { id: number; group: SharedGroup }>();
-  #epoch = 0;
   #marks = new Map<Session, Target>();
 
   /** Number of subscriptions (shared members counted one each). */
@@ -113,14 +112,16 @@ export class Router {
     const out: Target[] = [];
     if (ids.length === 0) return out;
     const marks = this.#marks;
-    this.#epoch++;
+    const few = ids.length <= FEW_MATCHES;
+    let shared: Target[] | null = null;
     for (let i = 0; i < ids.length; i++) {
       const slot = this.#slots[ids[i]];
       if (!slot) continue;
       if (slot.kind === "shared") {
         const e = pickMember(slot.group);
         if (e) {
-          out.push({
+          // A shared subscription's copy is a delivery of its own (MQTT 5.0 §4.8.2): never merged.
+          (shared ??= []).push({
             session: e.session,
             qos: e.qos,
             rap: e.rap,
@@ -131,7 +132,8 @@ export class Router {
       }
       const e = slot.entry;
       if (e.nl && e.session.clientId === origin) continue;
-      const t = marks.get(e.session);
+      // Few matches (the usual case) are looked up in `out` itself: no Map entry per message.
+      const t = few ? findTarget(out, e.session) : marks.get(e.session);
       if (!t) {
         const nt: Target = {
           session: e.session,
@@ -139,7 +141,7 @@ export class Router {
           rap: e.rap,
           subIds: e.subId ? [e.subId] : undefined,
         };
-        marks.set(e.session, nt);
+        if (!few) marks.set(e.session, nt);
         out.push(nt);
       } else {
         if (e.qos > t.qos) t.qos = e.qos;
@@ -147,9 +149,18 @@ export class Router {
         if (e.subId) (t.subIds ??= []).push(e.subId);
       }
     }
-    marks.clear();
+    if (!few) marks.clear();
+    if (shared) { for (let i = 0; i < shared.length; i++) out.push(shared[i]); }
     return out;
   }
+}
+
+/** Matches up to this many are merged per session by a scan of the targets, more by a Map. */
+const FEW_MATCHES = 8;
+
+function findTarget(out: Target[], session: Session): Target | undefined {
+  for (let i = 0; i < out.length; i++) if (out[i].session === session) return out[i];
+  return undefined;
 }
 
 /**
