@@ -12,7 +12,13 @@ import { Connection } from "./connection.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { Router } from "./router.ts";
-import { NEVER_EXPIRES, type Outgoing, Session, type SubscriptionEntry } from "./session.ts";
+import {
+  type Inflight,
+  NEVER_EXPIRES,
+  type Outgoing,
+  Session,
+  type SubscriptionEntry,
+} from "./session.ts";
 import { longTimeout } from "./timers.ts";
 import type { Store } from "../store/types.ts";
 import { SqliteStore } from "../store/sqlite.ts";
@@ -261,11 +267,20 @@ export class Broker {
       return;
     }
     ownPayload(o.msg);
-    s.setInflight(id, { ...o, state: "publish" });
+    // A literal of one shape, not a spread: this runs for every QoS 1/2 message sent.
+    const f: Inflight = {
+      msg: o.msg,
+      qos: o.qos,
+      retain: o.retain,
+      subIds: o.subIds,
+      seq: o.seq,
+      state: "publish",
+    };
+    s.setInflight(id, f);
     if (this.store && s.persistent) {
       if (o.seq === undefined) {
         o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 1, packetId: id });
-        s.inflight.get(id)!.seq = o.seq;
+        f.seq = o.seq;
       } else {
         this.store.updateClientMessage(s.clientId, o.seq, 1, id);
       }
