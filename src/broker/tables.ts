@@ -43,10 +43,6 @@ export class ConnectionList<T extends Listed> implements Iterable<T> {
     return true;
   }
 
-  has(c: T): boolean {
-    return c.slot >= 0 && this.#items[c.slot] === c;
-  }
-
   /**
    * Newest first. Removing the connection being visited (a sweep closing it) is safe: the one
    * moved into its place was visited already.
@@ -60,7 +56,8 @@ export class ConnectionList<T extends Listed> implements Iterable<T> {
 }
 
 /**
- * Sessions by client id: a Map's interface over a prototype-less dictionary object. Any string
+ * Sessions by client id: the part of a Map's interface the broker uses, over a prototype-less
+ * dictionary object. Any string
  * is a safe key ("__proto__" included: without a prototype there is no setter behind it).
  */
 export class SessionTable<V> {
@@ -98,22 +95,6 @@ export class SessionTable<V> {
     for (const id in byId) {
       const v = byId[id];
       if (v !== undefined) yield v;
-    }
-  }
-
-  *keys(): IterableIterator<string> {
-    for (const id in this.#byId) yield id;
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, V]> {
-    return this.#entries();
-  }
-
-  *#entries(): IterableIterator<[string, V]> {
-    const byId = this.#byId;
-    for (const id in byId) {
-      const v = byId[id];
-      if (v !== undefined) yield [id, v];
     }
   }
 }
