@@ -49,6 +49,15 @@ export const DEFAULT_TERMS: ClientTerms = Object.freeze({
   bridgeMode: false,
 });
 
+/** `t`, or DEFAULT_TERMS when `t` asks for nothing else: most clients share one object. */
+export function sharedTerms(t: ClientTerms): ClientTerms {
+  for (const k in DEFAULT_TERMS) {
+    const key = k as keyof ClientTerms;
+    if (t[key] !== DEFAULT_TERMS[key]) return t;
+  }
+  return DEFAULT_TERMS;
+}
+
 /** v5 topic aliases: set by the client, alias → topic; and the broker's own, topic → alias. */
 interface Aliases {
   in: Map<number, string> | null;

@@ -7,7 +7,7 @@ import { setTimeout } from "node:timers";
 import type { LoginResult } from "../../auth/auth.ts";
 import type { ConnectPacket, Properties } from "../../codec/types.ts";
 import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
-import { type ClientTerms, type Connection, DEFAULT_TERMS } from "../connection.ts";
+import { type Connection, sharedTerms } from "../connection.ts";
 import { NEVER_EXPIRES, Session } from "../session.ts";
 import { validTopicName } from "../topic.ts";
 
@@ -85,20 +85,15 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   conn.version = p.protocolVersion;
   const v5 = p.protocolVersion === 5;
   const props = p.properties ?? {};
+  // A v3 CONNECT has no properties: only v5 clients and bridges can ask for other terms.
   if (v5 || p.bridgeMode) {
-    const terms: ClientTerms = {
-      receiveMax: v5 ? props.receiveMaximum ?? 65535 : 65535,
-      maxPacket: v5 ? props.maximumPacketSize ?? 0 : 0,
-      problemInfo: !v5 || props.requestProblemInformation !== 0,
-      aliasMaxOut: v5 ? Math.min(props.topicAliasMaximum ?? 0, cfg.max_topic_alias_broker) : 0,
+    conn.terms = sharedTerms({
+      receiveMax: props.receiveMaximum ?? 65535,
+      maxPacket: props.maximumPacketSize ?? 0,
+      problemInfo: props.requestProblemInformation !== 0,
+      aliasMaxOut: Math.min(props.topicAliasMaximum ?? 0, cfg.max_topic_alias_broker),
       bridgeMode: p.bridgeMode,
-    };
-    // Most clients ask for nothing special: they share one object (memory per connection).
-    const d = DEFAULT_TERMS;
-    const same = terms.receiveMax === d.receiveMax && terms.maxPacket === d.maxPacket &&
-      terms.problemInfo === d.problemInfo && terms.aliasMaxOut === d.aliasMaxOut &&
-      terms.bridgeMode === d.bridgeMode;
-    conn.terms = same ? d : terms;
+    });
   }
 
   if (v5) {
