@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type BenchOptions, makePlans, runBench } from "../src/bench/run.ts";
 import { Histogram } from "../src/bench/histogram.ts";
+import { stealSeconds } from "../src/bench/proc.ts";
 import { benchOptions } from "../src/cli/bench.ts";
 import { startBroker } from "./helpers/broker.ts";
 
@@ -30,6 +31,10 @@ test("bench pairwise QoS 1: every message arrives once, none lost [MQTT-4.3.2]",
     assert.equal(r.duplicates, 0);
     assert.equal(r.foreign, 0);
     assert.ok(r.msgRate > 0 && r.latencyMs.p99 >= r.latencyMs.p50);
+    if (process.platform === "linux") {
+      // Hypervisor steal over the window: a fraction of the machine's cores, never negative.
+      assert.ok(r.stealCpu !== undefined && r.stealCpu >= 0, `stealCpu ${r.stealCpu}`);
+    }
   } finally {
     await tb.stop();
   }
@@ -99,4 +104,15 @@ test("bench histogram: quantiles within 0.1 % and sparse merge", () => {
   g.addSparse(h.toSparse(), h.max);
   assert.equal(g.total, 100_000);
   assert.equal(g.quantile(0.999), h.quantile(0.999));
+});
+
+test("stealSeconds reads the machine's steal time from /proc/stat and never goes back", () => {
+  const a = stealSeconds();
+  if (process.platform !== "linux") {
+    assert.equal(a, undefined);
+    return;
+  }
+  assert.ok(a !== undefined && Number.isFinite(a) && a >= 0, `steal ${a}`);
+  const b = stealSeconds()!;
+  assert.ok(b >= a);
 });

@@ -16,6 +16,21 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/**
+ * CPU seconds this machine's virtual CPUs have waited for the hypervisor so far ("steal", the
+ * eighth number on the first line of /proc/stat, summed over all CPUs). On a shared virtual
+ * machine it is what makes latency tails jump from one run to the next, so a run reports it.
+ */
+export function stealSeconds(): number | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0];
+    const f = line.trim().split(/\s+/);
+    return f[0] === "cpu" && f.length > 8 ? Number(f[8]) / TICKS : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A field of /proc/<pid>/status in KB (VmRSS: resident memory now; VmHWM: its peak). */
 export function statusKb(pid: number, field = "VmRSS"): number | undefined {
   try {

@@ -18,7 +18,7 @@ import type {
   WorkerPlan,
   WorkerResult,
 } from "./plan.ts";
-import { cpuSeconds, statusKb } from "./proc.ts";
+import { cpuSeconds, statusKb, stealSeconds } from "./proc.ts";
 import { sleep, Worker } from "./worker.ts";
 
 export const SCENARIOS = [
@@ -96,6 +96,8 @@ export interface BenchResult {
   /** CPU used inside the window, in cores (1.0 = one core busy all the time). */
   loadGenCpu: number;
   brokerCpu?: number;
+  /** CPU time the whole machine lost to the hypervisor inside the window, in cores (Linux). */
+  stealCpu?: number;
   brokerRssKb?: number;
   loadGenRssKb: number;
   loadAverage: number[];
@@ -362,15 +364,19 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   for (const h of handles) h.send({ t: "start", at, warmupMs, durationMs });
 
   let brokerCpu: number | undefined;
+  let stealCpu: number | undefined;
   let brokerRssKb: number | undefined;
   let storm: BenchResult["storm"];
   let retained: BenchResult["retained"];
   if (kind === "flow") {
     await sleep(at + warmupMs - Date.now());
     const cpu0 = pid ? cpuSeconds(pid) : undefined;
+    const steal0 = stealSeconds();
     await sleep(at + warmupMs + durationMs - Date.now());
     const cpu1 = pid ? cpuSeconds(pid) : undefined;
+    const steal1 = stealSeconds();
     if (cpu0 !== undefined && cpu1 !== undefined) brokerCpu = (cpu1 - cpu0) / o.duration;
+    if (steal0 !== undefined && steal1 !== undefined) stealCpu = (steal1 - steal0) / o.duration;
     brokerRssKb = pid ? statusKb(pid) : undefined;
     // Drain: until every subscriber has every message, or nothing moved for a second.
     await until(() => sentReports === n, 10_000);
@@ -497,6 +503,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     },
     loadGenCpu: secs > 0 ? cpuUs / 1e6 / secs : 0,
     brokerCpu,
+    stealCpu,
     brokerRssKb,
     loadGenRssKb: lgRss,
     loadAverage,

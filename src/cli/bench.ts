@@ -159,7 +159,8 @@ export function formatResult(r: BenchResult): string {
   rows.push([
     "CPU (cores)",
     `load generator ${fmt(r.loadGenCpu, 2)}` +
-    (r.brokerCpu === undefined ? "" : `  broker ${fmt(r.brokerCpu, 2)}`),
+    (r.brokerCpu === undefined ? "" : `  broker ${fmt(r.brokerCpu, 2)}`) +
+    (r.stealCpu === undefined ? "" : `  stolen by the hypervisor ${fmt(r.stealCpu, 3)}`),
   ]);
   rows.push(["load average", r.loadAverage.join(" ")]);
   for (const e of r.errors) rows.push(["error", e]);
