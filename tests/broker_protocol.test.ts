@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import { collect, connect, endAll, sleep, startBroker, type TestBroker } from "./helpers/broker.ts";
+import mqttPacket from "mqtt-packet";
 import { type AnyPacket, connectPacket, rawConnect } from "./helpers/raw.ts";
 
 /** Another client publishes and receives normally: the broker is unharmed. */
@@ -439,6 +440,90 @@ test("a slow reader cannot make the broker buffer without bound: QoS 0 is droppe
     await stillWorks(tb);
     rc.close();
     await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a burst to a reader that stalls and resumes arrives intact and in order, nothing dropped", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 4);
+    rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "backlog", qos: 0 }] });
+    await rc.next("suback");
+    rc.socket.pause();
+    const pub = await connect(tb);
+    // 1.8 MB (under the 4 MB slow-reader bound, so nothing is dropped) in batches of many
+    // packets per write; transports/bun's own test covers writes the kernel takes only in part.
+    const n = 6000, size = 300;
+    for (let i = 0; i < n; i++) {
+      const payload = new Uint8Array(size).fill(i & 0xff);
+      payload[0] = i >> 8;
+      payload[1] = i & 0xff;
+      pub.publish("backlog", payload as never, { qos: 0 });
+    }
+    await pub.publishAsync("backlog", "end", { qos: 1 });
+    await sleep(300);
+    rc.socket.resume();
+    const seen: number[] = [];
+    for (;;) {
+      const p = await rc.next("publish", 10_000);
+      if (p.payload.length !== size) break;
+      const i = (p.payload[0] << 8) | p.payload[1];
+      for (let k = 2; k < size; k++) {
+        if (p.payload[k] !== (i & 0xff)) assert.fail(`message ${i}: byte ${k} was overwritten`);
+      }
+      seen.push(i);
+    }
+    assert.equal(tb.broker.stats.publishDropped, 0);
+    assert.deepEqual(seen, Array.from({ length: n }, (_, i) => i));
+    rc.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("acknowledgements: v5 reason codes only when not 0, v3 without [MQTT-3.4.2-1][MQTT-3.6.2-1][MQTT-3.7.2-1]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 5);
+    // Several packets in one write: their acknowledgements come back in order.
+    const pkt = (p: AnyPacket) => mqttPacket.generate(p, { protocolVersion: 5 });
+    rc.send(Buffer.concat([
+      pkt({ cmd: "publish", topic: "nobody/here", payload: "x", qos: 1, messageId: 11 }),
+      pkt({ cmd: "publish", topic: "nobody/here", payload: "x", qos: 2, messageId: 12 }),
+      pkt({ cmd: "pubrel", messageId: 12 }),
+      pkt({ cmd: "pubrel", messageId: 99 }),
+      pkt({ cmd: "pubrec", messageId: 77 }),
+    ]));
+    const ack = await rc.next("puback");
+    assert.equal(ack.messageId, 11);
+    assert.equal(ack.reasonCode, 0x10, "PUBACK 0x10 No matching subscribers");
+    const rec = await rc.next("pubrec");
+    assert.equal(rec.messageId, 12);
+    assert.equal(rec.reasonCode, 0x10);
+    const comp = await rc.next("pubcomp");
+    assert.equal(comp.messageId, 12);
+    assert.equal(comp.reasonCode ?? 0, 0);
+    const unknown = await rc.next("pubcomp");
+    assert.equal(unknown.messageId, 99);
+    assert.equal(unknown.reasonCode, 0x92, "PUBCOMP 0x92 Packet Identifier not found");
+    const rel = await rc.next("pubrel");
+    assert.equal(rel.messageId, 77);
+    assert.equal(rel.reasonCode, 0x92, "PUBREL 0x92 Packet Identifier not found");
+
+    // v3: the same exchange, four-byte acknowledgements without reason codes.
+    const v3 = await rawSession(tb, 4);
+    const bytes: number[] = [];
+    v3.rc.socket.on("data", (d: Buffer) => bytes.push(...d));
+    v3.rc.send({ cmd: "publish", topic: "nobody/here", payload: "x", qos: 1, messageId: 5 });
+    v3.rc.send({ cmd: "pubrel", messageId: 6 });
+    await v3.rc.next("puback");
+    await v3.rc.next("pubcomp");
+    assert.deepEqual(bytes, [0x40, 2, 0, 5, 0x70, 2, 0, 6]);
+    rc.close();
+    v3.rc.close();
   } finally {
     await tb.stop();
   }

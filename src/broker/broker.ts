@@ -8,14 +8,14 @@ import type { QoS } from "../codec/types.ts";
 import { listen, listenerOptions } from "../transport/listen.ts";
 import type { Listener, TransportSocket } from "../transport/types.ts";
 import { Logger, silentLogger } from "../sys/log.ts";
-import { Connection } from "./connection.ts";
+import { Connection, PUBREL } from "./connection.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { Router } from "./router.ts";
 import {
-  type Inflight,
   NEVER_EXPIRES,
   type Outgoing,
+  outgoing,
   Session,
   type SubscriptionEntry,
 } from "./session.ts";
@@ -215,7 +215,7 @@ export class Broker {
       }
       const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
       // [MQTT-3.3.1-12] live messages carry retain=0 unless Retain As Published.
-      this.deliver(t.session, { msg, qos, retain: t.rap ? msg.retain : false, subIds: t.subIds });
+      this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
     }
     return n;
   }
@@ -267,20 +267,12 @@ export class Broker {
       return;
     }
     ownPayload(o.msg);
-    // A literal of one shape, not a spread: this runs for every QoS 1/2 message sent.
-    const f: Inflight = {
-      msg: o.msg,
-      qos: o.qos,
-      retain: o.retain,
-      subIds: o.subIds,
-      seq: o.seq,
-      state: "publish",
-    };
-    s.setInflight(id, f);
+    // The delivery itself becomes the inflight record: no copy per QoS 1/2 message sent.
+    o.state = "publish";
+    s.setInflight(id, o);
     if (this.store && s.persistent) {
       if (o.seq === undefined) {
         o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 1, packetId: id });
-        f.seq = o.seq;
       } else {
         this.store.updateClientMessage(s.clientId, o.seq, 1, id);
       }
@@ -322,7 +314,7 @@ export class Broker {
     const now = Date.now();
     for (const [id, f] of s.inflight) {
       if (f.state === "pubrel") {
-        conn.send({ cmd: "pubrel", messageId: id });
+        conn.sendAck(PUBREL, id, 0);
       } else if (remainingExpiry(f.msg, now) === -1) {
         s.inflight.delete(id);
         this.forget(s, f);

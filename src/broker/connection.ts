@@ -21,8 +21,23 @@ import { handleDisconnect } from "./handlers/disconnect.ts";
 import { handleAuth } from "./handlers/auth.ts";
 import { handlePingreq } from "./handlers/ping.ts";
 
-/** A queued write: plain bytes, or prepared PUBLISH bytes with a packet id to patch in. */
-type Pending = Uint8Array | { prep: PreparedPublish; id: number };
+/**
+ * A queued write, in a flat list without an object per packet: plain bytes; prepared PUBLISH
+ * bytes, always followed by the packet id to patch in; or, as a number on its own, an
+ * acknowledgement (`ackWord`).
+ */
+type Pending = Uint8Array | PreparedPublish | number;
+
+/** First byte of PUBACK, PUBREC, PUBREL (flags 0010 [MQTT-3.6.1-1]) and PUBCOMP. */
+export const PUBACK = 0x40, PUBREC = 0x50, PUBREL = 0x62, PUBCOMP = 0x70;
+
+/**
+ * A PUBACK/PUBREC/PUBREL/PUBCOMP as one number: first byte, reason code, packet id. It fits in
+ * 31 bits, so the engine keeps it unboxed: queueing an acknowledgement allocates nothing.
+ */
+function ackWord(first: number, id: number, rc: number): number {
+  return first * 0x1000000 + rc * 0x10000 + id;
+}
 
 /**
  * What a client's CONNECT asked for that changes how the broker talks to it. Most clients ask for
@@ -83,11 +98,23 @@ interface Held {
 }
 
 const dirty: Connection[] = [];
+/** Emptied pending lists for reuse: a list per busy connection per batch is not made anew. */
+const spareLists: Pending[][] = [];
 let flushScheduled = false;
 function flushAll(): void {
   flushScheduled = false;
   for (let i = 0; i < dirty.length; i++) dirty[i].flush();
   dirty.length = 0;
+}
+
+/** The buffer batches are assembled in for transports with `writeFrom` (larger ones get their own). */
+const SCRATCH_BYTES = 256 * 1024;
+const scratch = new Uint8Array(SCRATCH_BYTES);
+
+/** Empty a flushed list and keep it for the next connection that has something to send. */
+function recycle(pend: Pending[]): void {
+  pend.length = 0;
+  if (spareLists.length < 256) spareLists.push(pend);
 }
 
 /**
@@ -272,23 +299,40 @@ export class Connection implements SocketHandlers {
   /** Queue already-encoded bytes. */
   sendBytes(b: Uint8Array): void {
     if (this.state === "closed") return;
-    this.#queue(b);
+    this.#list().push(b);
+    this.#pendingBytes += b.length;
+    this.broker.stats.messagesSent++;
   }
 
-  #queue(item: Pending): void {
-    let pend = this.#pending;
-    if (pend === null) {
-      // First packet since the last flush: this connection joins the batch's flush list.
-      pend = this.#pending = [];
-      dirty.push(this);
-      if (!flushScheduled) {
-        flushScheduled = true;
-        queueMicrotask(flushAll);
-      }
-    }
-    pend.push(item);
-    this.#pendingBytes += item instanceof Uint8Array ? item.length : item.prep.bytes.length;
+  /**
+   * Queue a PUBACK, PUBREC, PUBREL or PUBCOMP (`first`: PUBACK … PUBCOMP). The reason code goes
+   * out on v5 only, and only when it is not 0 (§3.4.2.1). Nothing is allocated for it.
+   */
+  sendAck(first: number, id: number, rc: number): void {
+    if (this.state === "closed") return;
+    const v5rc = this.version === 5 ? rc : 0;
+    this.#list().push(ackWord(first, id, v5rc));
+    this.#pendingBytes += v5rc ? 5 : 4;
     this.broker.stats.messagesSent++;
+  }
+
+  #queue(b: Uint8Array): void {
+    this.#list().push(b);
+    this.#pendingBytes += b.length;
+    this.broker.stats.messagesSent++;
+  }
+
+  /** The list of packets waiting for this batch's flush. */
+  #list(): Pending[] {
+    const pend = this.#pending;
+    if (pend !== null) return pend;
+    // First packet since the last flush: this connection joins the batch's flush list.
+    dirty.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      queueMicrotask(flushAll);
+    }
+    return (this.#pending = spareLists.pop() ?? []);
   }
 
   /** True when the socket is too far behind to take more QoS 0 traffic. */
@@ -334,7 +378,12 @@ export class Connection implements SocketHandlers {
     this.broker.stats.publishSent++;
     this.broker.stats.publishBytesSent += o.msg.payload.length;
     if (o.qos === 0) this.#queue(prep.bytes);
-    else this.#queue({ prep, id });
+    else {
+      const pend = this.#list();
+      pend.push(prep, id);
+      this.#pendingBytes += prep.bytes.length;
+      this.broker.stats.messagesSent++;
+    }
     return true;
   }
 
@@ -383,35 +432,57 @@ export class Connection implements SocketHandlers {
   /** Write everything queued in one socket write. */
   flush(): void {
     const pend = this.#pending;
-    if (pend === null || pend.length === 0 || this.state === "closed") {
-      this.#pending = null;
+    if (pend === null) return;
+    this.#pending = null;
+    if (pend.length === 0 || this.state === "closed") {
       this.#pendingBytes = 0;
+      recycle(pend);
       return;
     }
-    let out: Uint8Array;
-    if (pend.length === 1 && pend[0] instanceof Uint8Array) {
-      out = pend[0];
-    } else {
-      out = new Uint8Array(this.#pendingBytes);
-      let pos = 0;
-      for (let i = 0; i < pend.length; i++) {
-        const p = pend[i];
-        if (p instanceof Uint8Array) {
-          out.set(p, pos);
-          pos += p.length;
-        } else {
-          out.set(p.prep.bytes, pos);
-          const at = pos + p.prep.idOffset;
-          out[at] = p.id >> 8;
-          out[at + 1] = p.id & 0xff;
-          pos += p.prep.bytes.length;
-        }
+    const total = this.#pendingBytes;
+    const first = pend[0];
+    const socket = this.socket;
+    if (pend.length === 1 && first instanceof Uint8Array) {
+      this.#pendingBytes = 0;
+      recycle(pend);
+      this.broker.stats.bytesSent += total;
+      socket.write(first);
+      return;
+    }
+    // A transport that copies what it cannot send at once gets the batch assembled in one
+    // buffer used again and again; others get a buffer of their own.
+    const reuse = socket.writeFrom !== undefined && total <= SCRATCH_BYTES;
+    const out = reuse ? scratch : new Uint8Array(total);
+    let pos = 0;
+    for (let i = 0; i < pend.length; i++) {
+      const p = pend[i];
+      if (typeof p === "number") {
+        // An acknowledgement (ackWord).
+        const rc = (p >>> 16) & 0xff;
+        out[pos] = p >>> 24;
+        out[pos + 1] = rc ? 3 : 2;
+        out[pos + 2] = (p >>> 8) & 0xff;
+        out[pos + 3] = p & 0xff;
+        if (rc) out[pos + 4] = rc;
+        pos += rc ? 5 : 4;
+      } else if (p instanceof Uint8Array) {
+        out.set(p, pos);
+        pos += p.length;
+      } else {
+        // Prepared PUBLISH bytes; its packet id is the next item.
+        const id = pend[++i] as number;
+        out.set(p.bytes, pos);
+        const at = pos + p.idOffset;
+        out[at] = id >> 8;
+        out[at + 1] = id & 0xff;
+        pos += p.bytes.length;
       }
     }
-    this.#pending = null;
     this.#pendingBytes = 0;
-    this.broker.stats.bytesSent += out.length;
-    this.socket.write(out);
+    recycle(pend);
+    this.broker.stats.bytesSent += total;
+    if (reuse) socket.writeFrom!(out, total);
+    else socket.write(out);
   }
 
   /**
@@ -447,6 +518,7 @@ export class Connection implements SocketHandlers {
   onSocketClose(): void {
     if (this.state === "closed") return;
     this.state = "closed";
+    if (this.#pending) recycle(this.#pending);
     this.#pending = null;
     this.#pendingBytes = 0;
     this.broker.connectionClosed(this);

@@ -4,7 +4,7 @@
  * on counting from the times stored, so a restart does not extend anyone's lifetime.
  */
 import type { Broker } from "./broker.ts";
-import { Session, type SubscriptionEntry } from "./session.ts";
+import { outgoing, Session, type SubscriptionEntry } from "./session.ts";
 import { parseShared } from "./topic.ts";
 import type { Snapshot } from "../store/types.ts";
 
@@ -53,11 +53,12 @@ export function restore(
       broker.router.add(entry);
     }
     for (const m of msgs) {
-      const o = { msg: m.msg, qos: m.qos, retain: m.retain, subIds: m.subIds, seq: m.seq };
+      const o = outgoing(m.msg, m.qos, m.retain, m.subIds, m.seq);
       if (m.state === 0) {
         s.enqueue(o, 0, 0);
       } else {
-        s.setInflight(m.packetId, { ...o, state: m.state === 2 ? "pubrel" : "publish" });
+        if (m.state === 2) o.state = "pubrel";
+        s.setInflight(m.packetId, o);
       }
       messages++;
     }

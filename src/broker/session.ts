@@ -28,21 +28,37 @@ export interface SubscriptionEntry {
   group: string;
 }
 
-/** A message on its way to this session. */
+/**
+ * A message on its way to this session. Queued, and then in flight, it stays the same object
+ * (one allocation per delivery): make it with `outgoing` so that every one has the same shape.
+ */
 export interface Outgoing {
   msg: Message;
   qos: QoS;
   retain: boolean;
   /** Subscription identifiers to send with it (v5). */
-  subIds?: number[];
+  subIds: number[] | undefined;
   /** Its row in the persistent store, when the session is persistent. */
-  seq?: number;
+  seq: number | undefined;
+  /**
+   * In flight: "publish" while waiting for PUBACK/PUBREC, "pubrel" once PUBREL is sent and
+   * PUBCOMP is awaited. Queued: "publish".
+   */
+  state: "publish" | "pubrel";
 }
 
 /** A QoS 1/2 message sent and not yet fully acknowledged. */
-export interface Inflight extends Outgoing {
-  /** "publish": waiting for PUBACK/PUBREC; "pubrel": PUBREL sent, waiting for PUBCOMP. */
-  state: "publish" | "pubrel";
+export type Inflight = Outgoing;
+
+/** A new delivery of `msg`. */
+export function outgoing(
+  msg: Message,
+  qos: QoS,
+  retain: boolean,
+  subIds: number[] | undefined,
+  seq?: number,
+): Outgoing {
+  return { msg, qos, retain, subIds, seq, state: "publish" };
 }
 
 /**

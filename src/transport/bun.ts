@@ -31,7 +31,7 @@ const OPEN = 0, ENDING = 1, LINGERING = 2, CLOSED = 3;
  * object with methods on its prototype, so an idle connection carries no closures, and eight
  * fields (an 80-byte object in JavaScriptCore; every field more is memory per idle connection).
  */
-class State implements TransportSocket {
+export class State implements TransportSocket {
   readonly s: BunSocket;
   h: SocketHandlers | null = null;
   /** Bytes Bun's write did not take yet; null when nothing is pending. */
@@ -75,6 +75,21 @@ class State implements TransportSocket {
     } else {
       this.pending.push(d);
       this.pendingBytes += d.length;
+    }
+  }
+
+  writeFrom(buf: Uint8Array, length: number): void {
+    if (this.phase === CLOSED) return;
+    if (this.pending === null) {
+      const n = this.s.write(buf, 0, length);
+      if (n === length) return;
+      // What Bun did not take is copied: the caller reuses `buf`.
+      const rest = buf.slice(n < 0 ? 0 : n, length);
+      this.pending = [rest];
+      this.pendingBytes += rest.length;
+    } else {
+      this.pending.push(buf.slice(0, length));
+      this.pendingBytes += length;
     }
   }
 

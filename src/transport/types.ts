@@ -15,6 +15,12 @@ export const LINGER_MS = 2000;
 export interface TransportSocket {
   /** Queue bytes for sending; never blocks. The bytes must not be changed afterwards. */
   write(data: Uint8Array): void;
+  /**
+   * Send the first `length` bytes of `buf`, done with `buf` when it returns (written, or copied
+   * to write later), so the caller may use it again at once. Optional: a transport that keeps
+   * the bytes it is given has only `write`.
+   */
+  writeFrom?(buf: Uint8Array, length: number): void;
   /** Bytes accepted by `write` that the OS has not taken yet (slow-reader detection). */
   readonly bufferedAmount: number;
   /** Flush what is queued, then close. */

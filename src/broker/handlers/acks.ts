@@ -4,7 +4,7 @@
  */
 import type { AckPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
-import type { Connection } from "../connection.ts";
+import { type Connection, PUBCOMP, PUBREL } from "../connection.ts";
 
 /** PUBACK: a QoS 1 message we sent is done; its slot opens for the queue. */
 export function handlePuback(conn: Connection, p: AckPacket): void {
@@ -35,15 +35,12 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
     // PUBREL only once the new state is on disk: after a crash the broker must not send the
     // PUBLISH again for a message the client has already been told to release.
     const id = p.messageId;
-    conn.broker.ackAfterCommit(() => conn.send({ cmd: "pubrel", messageId: id }), () => {});
+    if (!conn.broker.store) conn.sendAck(PUBREL, id, 0);
+    else conn.broker.ackAfterCommit(() => conn.sendAck(PUBREL, id, 0), () => {});
     return;
   }
   // v5: PUBREL with 0x92 for an id we do not know (MQTT 5.0 §3.6.2.1); v3 answers PUBREL anyway.
-  conn.send({
-    cmd: "pubrel",
-    messageId: p.messageId,
-    reasonCode: f ? 0 : ReasonCode.PacketIdentifierNotFound,
-  });
+  conn.sendAck(PUBREL, p.messageId, f ? 0 : ReasonCode.PacketIdentifierNotFound);
 }
 
 /** PUBREL from the client: release the QoS 2 id and answer PUBCOMP [MQTT-4.3.3-11]. */
@@ -51,15 +48,15 @@ export function handlePubrel(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const known = s.incomingQos2?.delete(p.messageId) ?? false;
   if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.clientId, p.messageId);
-  // PUBCOMP once the id is released on disk too: the client may reuse it right away.
   const id = p.messageId;
+  const rc = known ? 0 : ReasonCode.PacketIdentifierNotFound;
+  if (!conn.broker.store) {
+    conn.sendAck(PUBCOMP, id, rc);
+    return;
+  }
+  // PUBCOMP once the id is released on disk too: the client may reuse it right away.
   conn.broker.ackAfterCommit(
-    () =>
-      conn.send({
-        cmd: "pubcomp",
-        messageId: id,
-        reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound,
-      }),
+    () => conn.sendAck(PUBCOMP, id, rc),
     () => conn.close(undefined, "persistence failed, PUBREL not completed"),
   );
 }

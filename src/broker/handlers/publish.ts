@@ -4,7 +4,7 @@
  */
 import type { PublishPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
-import type { Connection } from "../connection.ts";
+import { type Connection, PUBACK, PUBREC } from "../connection.ts";
 import { validTopicName } from "../topic.ts";
 import { forwardedProperties, type Message } from "../message.ts";
 
@@ -66,7 +66,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const id = p.messageId ?? 0;
   if (p.qos === 2 && s.incomingQos2?.has(id)) {
     // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9].
-    broker.ackAfterCommit(() => conn.send({ cmd: "pubrec", messageId: id }), () => {});
+    if (!broker.store) conn.sendAck(PUBREC, id, 0);
+    else broker.ackAfterCommit(() => conn.sendAck(PUBREC, id, 0), () => {});
     return;
   }
   if (
@@ -111,18 +112,22 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
 
   if (p.qos === 0) return;
-  const cmd = p.qos === 1 ? "puback" : "pubrec";
+  const ack = p.qos === 1 ? PUBACK : PUBREC;
   if (p.qos === 2 && rc < 0x80) {
     (s.incomingQos2 ??= new Set()).add(id);
     if (s.persistent) broker.store?.addIncomingQos2(s.clientId, id);
   }
+  if (!broker.store) {
+    // Nothing to wait for: acknowledged at once [MQTT-4.3.2-2][MQTT-4.3.3-2].
+    conn.sendAck(ack, id, rc);
+    return;
+  }
   // What this message changed must be on disk before it is acknowledged.
   broker.ackAfterCommit(
-    () => conn.send({ cmd, messageId: id, reasonCode: rc }),
+    () => conn.sendAck(ack, id, rc),
     () => {
-      if (conn.version === 5) {
-        conn.send({ cmd, messageId: id, reasonCode: ReasonCode.UnspecifiedError });
-      } else conn.close(undefined, "persistence failed, message not acknowledged");
+      if (conn.version === 5) conn.sendAck(ack, id, ReasonCode.UnspecifiedError);
+      else conn.close(undefined, "persistence failed, message not acknowledged");
     },
   );
 }

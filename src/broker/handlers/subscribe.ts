@@ -6,7 +6,7 @@
 import type { SubscribePacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
-import type { SubscriptionEntry } from "../session.ts";
+import { outgoing, type SubscriptionEntry } from "../session.ts";
 import { parseShared, validTopicFilter } from "../topic.ts";
 import type { QoS } from "../../codec/types.ts";
 
@@ -98,12 +98,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       // acl_file: a retained message goes only to a client that may read its topic.
       if (!broker.auth.canRead(s, m.topic)) continue;
       // Retained messages are sent with the retain flag set [MQTT-3.3.1-8].
-      const o = {
-        msg: m,
-        qos: Math.min(m.qos, e.qos) as QoS,
-        retain: true,
-        subIds: e.subId ? [e.subId] : undefined,
-      };
+      const o = outgoing(m, Math.min(m.qos, e.qos) as QoS, true, e.subId ? [e.subId] : undefined);
       // The subscriber asked for these: at QoS 0 they are all written, not cut off by the
       // slow-reader bound that protects live traffic (a "#" subscriber on 100k retained topics).
       if (o.qos === 0 && conn.state === "open") conn.sendPublish(o, 0);
