@@ -379,6 +379,28 @@ export class Broker {
     this.store.afterCommit((ok) => (ok ? ack() : fail()));
   }
 
+  /**
+   * `ackAfterCommit` for a PUBACK/PUBREC/PUBREL/PUBCOMP (`first`: PUBACK … PUBCOMP). Without a
+   * store it is sent at once and nothing is allocated for it; `fail` (a function made once, not
+   * per message) runs when the commit fails.
+   */
+  ackAfter(
+    conn: Connection,
+    first: number,
+    id: number,
+    rc: number,
+    fail: ((conn: Connection, first: number, id: number) => void) | null,
+  ): void {
+    if (!this.store) {
+      conn.sendAck(first, id, rc);
+      return;
+    }
+    this.store.afterCommit((ok) => {
+      if (ok) conn.sendAck(first, id, rc);
+      else fail?.(conn, first, id);
+    });
+  }
+
   /** Called once when a connection is gone, whatever the cause. */
   connectionClosed(conn: Connection): void {
     this.connections.delete(conn);

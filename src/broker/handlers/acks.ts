@@ -35,8 +35,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
     // PUBREL only once the new state is on disk: after a crash the broker must not send the
     // PUBLISH again for a message the client has already been told to release.
     const id = p.messageId;
-    if (!conn.broker.store) conn.sendAck(PUBREL, id, 0);
-    else conn.broker.ackAfterCommit(() => conn.sendAck(PUBREL, id, 0), () => {});
+    conn.broker.ackAfter(conn, PUBREL, id, 0, null);
     return;
   }
   // v5: PUBREL with 0x92 for an id we do not know (MQTT 5.0 §3.6.2.1); v3 answers PUBREL anyway.
@@ -48,17 +47,13 @@ export function handlePubrel(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const known = s.incomingQos2?.delete(p.messageId) ?? false;
   if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.clientId, p.messageId);
-  const id = p.messageId;
-  const rc = known ? 0 : ReasonCode.PacketIdentifierNotFound;
-  if (!conn.broker.store) {
-    conn.sendAck(PUBCOMP, id, rc);
-    return;
-  }
   // PUBCOMP once the id is released on disk too: the client may reuse it right away.
-  conn.broker.ackAfterCommit(
-    () => conn.sendAck(PUBCOMP, id, rc),
-    () => conn.close(undefined, "persistence failed, PUBREL not completed"),
-  );
+  const rc = known ? 0 : ReasonCode.PacketIdentifierNotFound;
+  conn.broker.ackAfter(conn, PUBCOMP, p.messageId, rc, notReleased);
+}
+
+function notReleased(conn: Connection): void {
+  conn.close(undefined, "persistence failed, PUBREL not completed");
 }
 
 /** PUBCOMP: a QoS 2 message we sent is done. */

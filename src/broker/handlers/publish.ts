@@ -66,8 +66,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const id = p.messageId ?? 0;
   if (p.qos === 2 && s.incomingQos2?.has(id)) {
     // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9].
-    if (!broker.store) conn.sendAck(PUBREC, id, 0);
-    else broker.ackAfterCommit(() => conn.sendAck(PUBREC, id, 0), () => {});
+    broker.ackAfter(conn, PUBREC, id, 0, null);
     return;
   }
   if (
@@ -117,19 +116,14 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     (s.incomingQos2 ??= new Set()).add(id);
     if (s.persistent) broker.store?.addIncomingQos2(s.clientId, id);
   }
-  if (!broker.store) {
-    // Nothing to wait for: acknowledged at once [MQTT-4.3.2-2][MQTT-4.3.3-2].
-    conn.sendAck(ack, id, rc);
-    return;
-  }
-  // What this message changed must be on disk before it is acknowledged.
-  broker.ackAfterCommit(
-    () => conn.sendAck(ack, id, rc),
-    () => {
-      if (conn.version === 5) conn.sendAck(ack, id, ReasonCode.UnspecifiedError);
-      else conn.close(undefined, "persistence failed, message not acknowledged");
-    },
-  );
+  // What this message changed must be on disk before it is acknowledged [MQTT-4.3.2-2][MQTT-4.3.3-2].
+  broker.ackAfter(conn, ack, id, rc, notStored);
+}
+
+/** The store could not commit: v5 gets 0x80, v3 is disconnected unacknowledged (it resends). */
+function notStored(conn: Connection, first: number, id: number): void {
+  if (conn.version === 5) conn.sendAck(first, id, ReasonCode.UnspecifiedError);
+  else conn.close(undefined, "persistence failed, message not acknowledged");
 }
 
 /** Receive Maximum the broker advertises (and enforces) for incoming QoS 2. */
