@@ -243,6 +243,26 @@ test("outgoing flow control: no more unacknowledged QoS 1 than the client's Rece
   }
 });
 
+test("max_inflight_messages = 0 is no limit, as in Mosquitto: no Receive Maximum in CONNACK, more than 20 unacknowledged", async () => {
+  const tb = await startBroker({ max_inflight_messages: 0 });
+  try {
+    const { rc, ack } = await rawSession(tb, 5);
+    assert.equal(ack.properties?.receiveMaximum, undefined, "65535, the default, is not sent");
+    rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "many", qos: 1 }] });
+    await rc.next("suback");
+    const pub = await connect(tb);
+    for (let i = 0; i < 50; i++) await pub.publishAsync("many", String(i), { qos: 1 });
+    // None acknowledged: with any window under 50 the rest would wait in the queue.
+    for (let i = 0; i < 50; i++) {
+      assert.equal((await rc.next("publish")).payload.toString(), String(i));
+    }
+    await endAll(pub);
+    rc.close();
+  } finally {
+    await tb.stop();
+  }
+});
+
 test("unacknowledged messages are resent with DUP on reconnect [MQTT-4.4.0-1][MQTT-3.3.1-1]", async () => {
   const tb = await startBroker();
   try {

@@ -172,7 +172,7 @@ test("wrong type in the second listener names listener[1].port and its line", ()
 test("out-of-range and wrong-kind values are refused with the accepted range", () => {
   const cases: [string, string][] = [
     ["max_qos = 3", `key "max_qos": expected an integer 0-2, got 3`],
-    ["max_inflight_messages = 0", `expected an integer 1-65535, got 0`],
+    ["max_inflight_messages = -1", `expected an integer 0-65535, got -1`],
     ["max_packet_size = 268435461", `expected an integer 20-268435460, got 268435461`],
     ["max_keepalive = 65536", `expected an integer 0-65535, got 65536`],
     ["max_qos = 1.0", `expected an integer 0-2, got 1.0`],

@@ -301,7 +301,11 @@ const U32 = 4294967295;
 
 /** Top-level keys (documented in full in config.toml). */
 export const GLOBAL_KEYS = {
-  max_inflight_messages: key(int(1, 65535), 20, "QoS 1/2 messages in flight to one client"),
+  max_inflight_messages: key(
+    int(0, 65535),
+    20,
+    "QoS 1/2 messages in flight to one client; 0 = no limit (65535)",
+  ),
   max_queued_messages: key(int(0, I32), 1000, "messages queued per client; 0 = no limit"),
   max_queued_bytes: key(int(0, Number.MAX_SAFE_INTEGER), 0, "bytes queued per client; 0 = none"),
   queue_qos0_messages: key(bool(), false, "queue QoS 0 for offline persistent sessions"),
