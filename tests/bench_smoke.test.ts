@@ -40,6 +40,24 @@ test("bench pairwise QoS 1: every message arrives once, none lost [MQTT-4.3.2]",
   }
 });
 
+test("bench latency at a fixed rate: the rate holds, and the load generator reports its CPU and its longest pause", async () => {
+  const tb = await startBroker();
+  try {
+    const r = await runBench(
+      opts(tb.port, { scenario: "latency", qos: 1, clients: 4, rate: 2000, duration: 0.5 }),
+    );
+    assert.deepEqual(r.errors, []);
+    assert.equal(r.lost, 0);
+    assert.ok(Math.abs(r.publishRate - 2000) < 300, `published ${r.publishRate}/s`);
+    // Taken when the window ends, even when the result is asked for before its timer ran.
+    assert.ok(r.loadGenCpu > 0, `load generator CPU ${r.loadGenCpu}`);
+    // The publishing timer is due every millisecond, so its longest gap is at least about that.
+    assert.ok(r.loadGenPauseMs !== undefined && r.loadGenPauseMs >= 0.5, `${r.loadGenPauseMs}`);
+  } finally {
+    await tb.stop();
+  }
+});
+
 test("bench fan-out QoS 2 and fan-in QoS 0: counts per receiver add up", async () => {
   const tb = await startBroker();
   try {

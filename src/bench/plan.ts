@@ -108,5 +108,10 @@ export interface WorkerResult {
   cpuSystem: number;
   /** The load generator's own resident memory at the end of the window (KB). */
   rssKb: number;
+  /**
+   * Fixed rate: the longest time (µs) inside the window between two runs of the publishing
+   * timer, which is due every millisecond; 0 otherwise.
+   */
+  maxPauseUs: number;
   errors: string[];
 }

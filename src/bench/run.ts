@@ -98,6 +98,11 @@ export interface BenchResult {
   brokerCpu?: number;
   /** CPU time the whole machine lost to the hypervisor inside the window, in cores (Linux). */
   stealCpu?: number;
+  /**
+   * Fixed rate: the load generator's longest pause inside the window (ms), i.e. the longest
+   * time its 1 ms publishing timer did not run. Latencies include it, whatever the broker did.
+   */
+  loadGenPauseMs?: number;
   brokerRssKb?: number;
   loadGenRssKb: number;
   loadAverage: number[];
@@ -436,7 +441,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   // Add up.
   const hist = new Histogram();
   let sent = 0, sentInWindow = 0, received = 0, receivedInWindow = 0;
-  let duplicates = 0, reordered = 0, foreign = 0, cpuUs = 0, lgRss = 0;
+  let duplicates = 0, reordered = 0, foreign = 0, cpuUs = 0, lgRss = 0, pauseUs = 0;
   const uniq = new Map<number, [number, number]>();
   const sentOf = new Map<number, number>();
   results.forEach((r, w) => {
@@ -453,6 +458,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     foreign += r.foreign;
     cpuUs += r.cpuUser + r.cpuSystem;
     lgRss += r.rssKb;
+    pauseUs = Math.max(pauseUs, r.maxPauseUs);
     hist.addSparse(r.hist, r.histMax);
     for (let i = 0; i < r.uniq.length; i += 3) {
       const e = uniq.get(r.uniq[i]) ?? [0, 0];
@@ -504,6 +510,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     loadGenCpu: secs > 0 ? cpuUs / 1e6 / secs : 0,
     brokerCpu,
     stealCpu,
+    loadGenPauseMs: o.scenario === "latency" ? ms(pauseUs) : undefined,
     brokerRssKb,
     loadGenRssKb: lgRss,
     loadAverage,

@@ -402,6 +402,11 @@ export class Worker {
   #cpuStart = { user: 0, system: 0 };
   #cpu = { user: 0, system: 0 };
   #rssKb = 0;
+  /** The window's CPU and memory are taken (by its timer or by the pump that saw it end). */
+  #windowClosed = false;
+  /** Fixed rate: when the pump last ran (µs), and the longest gap between two runs in the window. */
+  #lastPumpUs = 0;
+  #maxPumpGapUs = 0;
   #timers: ReturnType<typeof setInterval>[] = [];
   #lastRx = new Map<number, number>();
   #addr = 0;
@@ -496,10 +501,7 @@ export class Worker {
     setTimeout(() => {
       this.#cpuStart = process.cpuUsage();
     }, Math.max(0, warmupMs));
-    setTimeout(() => {
-      this.#cpu = process.cpuUsage(this.#cpuStart);
-      this.#rssKb = Math.round(process.memoryUsage().rss / 1024);
-    }, warmupMs + durationMs);
+    setTimeout(() => this.#closeWindow(), warmupMs + durationMs);
     if (p.rate > 0) this.#timers.push(setInterval(() => this.#pump(), 1));
     this.#pump();
   }
@@ -514,10 +516,30 @@ export class Worker {
     });
   }
 
+  /**
+   * The window's CPU and memory, once: by its timer, or by the pump that sees the window end
+   * first (then the coordinator may ask for the result before the timer has run).
+   */
+  #closeWindow(): void {
+    if (this.#windowClosed) return;
+    this.#windowClosed = true;
+    this.#cpu = process.cpuUsage(this.#cpuStart);
+    this.#rssKb = Math.round(process.memoryUsage().rss / 1024);
+  }
+
   #pump(): void {
     if (!this.#publishing) return;
     const now = nowUs();
+    if (this.plan.rate > 0) {
+      // At a fixed rate the pump runs every millisecond: a longer gap is time this process
+      // could not run (its own GC, the OS, the hypervisor), and it shows in the latencies.
+      if (this.#lastPumpUs && now > this.winStartUs && now <= this.winEndUs) {
+        this.#maxPumpGapUs = Math.max(this.#maxPumpGapUs, now - this.#lastPumpUs);
+      }
+      this.#lastPumpUs = now;
+    }
     if (now >= this.winEndUs) {
+      this.#closeWindow();
       this.#publishing = false;
       const c: number[] = [];
       for (const pc of this.pubs) c.push(pc.pub!.idx, pc.sent);
@@ -749,6 +771,7 @@ export class Worker {
       cpuUser: this.#cpu.user,
       cpuSystem: this.#cpu.system,
       rssKb: this.#rssKb,
+      maxPauseUs: this.#maxPumpGapUs,
       errors: this.errors,
     };
     this.post({ t: "result", r });

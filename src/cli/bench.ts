@@ -162,6 +162,12 @@ export function formatResult(r: BenchResult): string {
     (r.brokerCpu === undefined ? "" : `  broker ${fmt(r.brokerCpu, 2)}`) +
     (r.stealCpu === undefined ? "" : `  stolen by the hypervisor ${fmt(r.stealCpu, 3)}`),
   ]);
+  if (r.loadGenPauseMs !== undefined) {
+    rows.push([
+      "load generator",
+      `longest pause ${fmt(r.loadGenPauseMs, 2)} ms (timer due every 1 ms)`,
+    ]);
+  }
   rows.push(["load average", r.loadAverage.join(" ")]);
   for (const e of r.errors) rows.push(["error", e]);
   const w = Math.max(...rows.map(([k]) => k.length)) + 2;
