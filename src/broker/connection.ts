@@ -4,7 +4,13 @@
  * dispatch of each packet to its handler in ./handlers/.
  */
 import { Decoder } from "../codec/decoder.ts";
-import { encode, type PreparedPublish, preparePublish } from "../codec/encoder.ts";
+import {
+  encode,
+  type PreparedPublish,
+  preparePublish,
+  writeAck,
+  writePrepared,
+} from "../codec/encoder.ts";
 import type { Packet, Properties, ProtocolVersion, PublishPacket } from "../codec/types.ts";
 import { ReasonCode } from "../codec/types.ts";
 import type { SocketHandlers, TransportSocket } from "../transport/types.ts";
@@ -27,9 +33,6 @@ import { handlePingreq } from "./handlers/ping.ts";
  * acknowledgement (`ackWord`).
  */
 type Pending = Uint8Array | PreparedPublish | number;
-
-/** First byte of PUBACK, PUBREC, PUBREL (flags 0010 [MQTT-3.6.1-1]) and PUBCOMP. */
-export const PUBACK = 0x40, PUBREC = 0x50, PUBREL = 0x62, PUBCOMP = 0x70;
 
 /**
  * A PUBACK/PUBREC/PUBREL/PUBCOMP as one number: first byte, reason code, packet id. It fits in
@@ -299,13 +302,11 @@ export class Connection implements SocketHandlers {
   /** Queue already-encoded bytes. */
   sendBytes(b: Uint8Array): void {
     if (this.state === "closed") return;
-    this.#list().push(b);
-    this.#pendingBytes += b.length;
-    this.broker.stats.messagesSent++;
+    this.#queue(b);
   }
 
   /**
-   * Queue a PUBACK, PUBREC, PUBREL or PUBCOMP (`first`: PUBACK … PUBCOMP). The reason code goes
+   * Queue a PUBACK, PUBREC, PUBREL or PUBCOMP (`first`: PUBACK … PUBCOMP, from the encoder). The reason code goes
    * out on v5 only, and only when it is not 0 (§3.4.2.1). Nothing is allocated for it.
    */
   sendAck(first: number, id: number, rc: number): void {
@@ -442,40 +443,28 @@ export class Connection implements SocketHandlers {
     const total = this.#pendingBytes;
     const first = pend[0];
     const socket = this.socket;
+    let out: Uint8Array;
+    // A transport that copies what it cannot send at once gets a batch assembled in one buffer
+    // used again and again; others get a buffer of their own.
+    let reuse = false;
     if (pend.length === 1 && first instanceof Uint8Array) {
-      this.#pendingBytes = 0;
-      recycle(pend);
-      this.broker.stats.bytesSent += total;
-      socket.write(first);
-      return;
-    }
-    // A transport that copies what it cannot send at once gets the batch assembled in one
-    // buffer used again and again; others get a buffer of their own.
-    const reuse = socket.writeFrom !== undefined && total <= SCRATCH_BYTES;
-    const out = reuse ? scratch : new Uint8Array(total);
-    let pos = 0;
-    for (let i = 0; i < pend.length; i++) {
-      const p = pend[i];
-      if (typeof p === "number") {
-        // An acknowledgement (ackWord).
-        const rc = (p >>> 16) & 0xff;
-        out[pos] = p >>> 24;
-        out[pos + 1] = rc ? 3 : 2;
-        out[pos + 2] = (p >>> 8) & 0xff;
-        out[pos + 3] = p & 0xff;
-        if (rc) out[pos + 4] = rc;
-        pos += rc ? 5 : 4;
-      } else if (p instanceof Uint8Array) {
-        out.set(p, pos);
-        pos += p.length;
-      } else {
-        // Prepared PUBLISH bytes; its packet id is the next item.
-        const id = pend[++i] as number;
-        out.set(p.bytes, pos);
-        const at = pos + p.idOffset;
-        out[at] = id >> 8;
-        out[at + 1] = id & 0xff;
-        pos += p.bytes.length;
+      out = first;
+    } else {
+      reuse = socket.writeFrom !== undefined && total <= SCRATCH_BYTES;
+      out = reuse ? scratch : new Uint8Array(total);
+      let pos = 0;
+      for (let i = 0; i < pend.length; i++) {
+        const p = pend[i];
+        if (typeof p === "number") {
+          // An acknowledgement (ackWord).
+          pos = writeAck(out, pos, p >>> 24, p & 0xffff, (p >>> 16) & 0xff);
+        } else if (p instanceof Uint8Array) {
+          out.set(p, pos);
+          pos += p.length;
+        } else {
+          // Prepared PUBLISH bytes; its packet id is the next item.
+          pos = writePrepared(p, pend[++i] as number, out, pos);
+        }
       }
     }
     this.#pendingBytes = 0;

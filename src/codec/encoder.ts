@@ -817,6 +817,30 @@ export function preparedBytes(prep: PreparedPublish, id: number): Uint8Array {
   return out;
 }
 
+/** First byte of PUBACK, PUBREC, PUBREL (flags 0010 [MQTT-3.6.1-1]) and PUBCOMP. */
+export const PUBACK = 0x40, PUBREC = 0x50, PUBREL = 0x62, PUBCOMP = 0x70;
+
+/**
+ * Write a PUBACK, PUBREC, PUBREL or PUBCOMP (`first`: PUBACK … PUBCOMP) without properties at
+ * `pos`: 4 bytes, or 5 when `reasonCode` is not 0 (it is omitted when 0, §3.4.2.1; pass 0 for
+ * v3). Returns the new position.
+ */
+export function writeAck(
+  out: Uint8Array,
+  pos: number,
+  first: number,
+  id: number,
+  reasonCode: number,
+): number {
+  out[pos] = first;
+  out[pos + 1] = reasonCode ? 3 : 2;
+  out[pos + 2] = id >>> 8;
+  out[pos + 3] = id & 0xff;
+  if (!reasonCode) return pos + 4;
+  out[pos + 4] = reasonCode;
+  return pos + 5;
+}
+
 /**
  * PUBACK (4), PUBREC (5), PUBREL (6) or PUBCOMP (7) without properties. 4 bytes, or 5 in v5
  * when `reasonCode` is not 0 (the reason code is omitted when 0, §3.4.2.1).
@@ -831,20 +855,9 @@ export function encodeAck(
     throw new Error(`cannot encode ack: invalid packet identifier ${id}`); // [MQTT-2.2.1-3]
   }
   const first = (type << 4) | (type === 6 ? 0x02 : 0); // [MQTT-3.6.1-1]
-  if (version !== 5 || reasonCode === 0) {
-    const out = alloc(4);
-    out[0] = first;
-    out[1] = 2;
-    out[2] = id >>> 8;
-    out[3] = id & 0xff;
-    return out;
-  }
-  const out = alloc(5);
-  out[0] = first;
-  out[1] = 3;
-  out[2] = id >>> 8;
-  out[3] = id & 0xff;
-  out[4] = reasonCode;
+  const rc = version === 5 ? reasonCode : 0;
+  const out = alloc(rc ? 5 : 4);
+  writeAck(out, 0, first, id, rc);
   return out;
 }
 

@@ -65,32 +65,32 @@ export class State implements TransportSocket {
   }
 
   write(d: Uint8Array): void {
-    if (this.phase === CLOSED) return;
-    if (this.pending === null) {
-      const n = this.s.write(d);
-      if (n === d.length) return;
-      const rest = d.subarray(n < 0 ? 0 : n);
-      this.pending = [rest];
-      this.pendingBytes += rest.length;
-    } else {
-      this.pending.push(d);
-      this.pendingBytes += d.length;
-    }
+    this.#send(d, d.length, false);
   }
 
   writeFrom(buf: Uint8Array, length: number): void {
+    this.#send(buf, length, true);
+  }
+
+  /**
+   * Write the first `length` bytes of `buf`; what Bun does not take is kept for drain, as a copy
+   * when the caller reuses `buf` (`writeFrom`), else as a view.
+   */
+  #send(buf: Uint8Array, length: number, copy: boolean): void {
     if (this.phase === CLOSED) return;
+    let rest = buf;
     if (this.pending === null) {
       const n = this.s.write(buf, 0, length);
       if (n === length) return;
-      // What Bun did not take is copied: the caller reuses `buf`.
-      const rest = buf.slice(n < 0 ? 0 : n, length);
+      const from = n < 0 ? 0 : n;
+      rest = copy ? buf.slice(from, length) : buf.subarray(from);
       this.pending = [rest];
-      this.pendingBytes += rest.length;
     } else {
-      this.pending.push(buf.slice(0, length));
-      this.pendingBytes += length;
+      // `write` always passes the whole buffer, so it is kept as it is.
+      rest = copy ? buf.slice(0, length) : buf;
+      this.pending.push(rest);
     }
+    this.pendingBytes += rest.length;
   }
 
   get bufferedAmount(): number {

@@ -4,7 +4,8 @@
  */
 import type { AckPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
-import { type Connection, PUBCOMP, PUBREL } from "../connection.ts";
+import type { Connection } from "../connection.ts";
+import { PUBCOMP, PUBREL } from "../../codec/encoder.ts";
 
 /** PUBACK: a QoS 1 message we sent is done; its slot opens for the queue. */
 export function handlePuback(conn: Connection, p: AckPacket): void {

@@ -4,7 +4,8 @@
  */
 import type { PublishPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
-import { type Connection, PUBACK, PUBREC } from "../connection.ts";
+import type { Connection } from "../connection.ts";
+import { PUBACK, PUBREC } from "../../codec/encoder.ts";
 import { validTopicName } from "../topic.ts";
 import { forwardedProperties, type Message } from "../message.ts";
 
