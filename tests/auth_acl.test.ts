@@ -135,6 +135,23 @@ test("a client id or user name with + # or / cannot widen a pattern (CVE-2017-76
   assert.equal(view("topic readwrite a/#\npattern deny a/%c/#\n", "me").allows("a/x", READ), true);
 });
 
+test("a client id or user name starting with $ cannot widen a pattern into $SYS [MQTT-4.7.2-1]", () => {
+  const rules = "pattern read %c/#\npattern read %u/#\npattern readwrite clients/%c/#\n";
+  for (const [id, user] of [["$SYS", undefined], ["ok-id", "$SYS"], ["$SYS", "$SYS"]]) {
+    const v = view(rules, id!, user);
+    const who = `id ${id} user ${user}`;
+    assert.equal(v.allows("$SYS/broker/uptime", READ), false, who);
+    assert.equal(v.canSubscribe("$SYS/#"), false, who);
+    assert.equal(v.canSubscribe("$SYS/broker/clients/+"), false, who);
+  }
+  // Below the first level a `$` is an ordinary character: the pattern still applies.
+  assert.equal(view(rules, "$dev").allows("clients/$dev/t", WRITE), true);
+  // A deny pattern that cannot be substituted denies its subtree instead.
+  const deny = view("topic read $SYS/#\npattern deny %c/#\n", "$SYS");
+  assert.equal(deny.allows("other/t", READ), false);
+  assert.equal(view("topic read $SYS/#\npattern deny %c/#\n", "me").allows("$SYS/x", READ), true);
+});
+
 test("subscription filters: refused when nothing they match is readable, or all of it is denied", () => {
   const alice = view(RULES, "x", "alice");
   assert.equal(alice.canSubscribe("alice/#"), true);
@@ -304,6 +321,17 @@ test("patterns through the broker: each client writes under clients/<its id>/ on
     assert.equal(got.messages.length, 1);
   } finally {
     await endAll(watcher, dev, evil);
+    await tb.stop();
+  }
+});
+
+test("through the broker: a client named $SYS may not subscribe to $SYS/# under pattern read %c/#", async () => {
+  const tb = await aclBroker("pattern read %c/#\npattern readwrite clients/%c/#\n");
+  const evil = await connect(tb, { clientId: "$SYS", protocolVersion: 5 });
+  try {
+    assert.deepEqual(await subCodes(evil, ["$SYS/#"]), [0x87]);
+  } finally {
+    await endAll(evil);
     await tb.stop();
   }
 });

@@ -16,9 +16,11 @@
  * so a `pattern deny` also overrides a user's `topic` grant). No matching grant: no access.
  *
  * `%c` and `%u` must each be a whole topic level (`a/%c/b`, not `a/x%c`). A client id or user
- * name that is empty or contains `/`, `+` or `#` cannot be substituted: the pattern then grants
- * nothing, and a `pattern deny` denies the whole subtree it would cover (so a client named "#"
- * or "victim/x" can never widen a pattern into someone else's topics).
+ * name that is empty or contains `/`, `+` or `#`, or one that starts with `$` where it would
+ * become the first level (`%c/#` for a client named "$SYS" would be `$SYS/#`), cannot be
+ * substituted: the pattern then grants nothing, and a `pattern deny` denies the whole subtree it
+ * would cover (so a client named "#", "victim/x" or "$SYS" can never widen a pattern into
+ * someone else's topics or the broker's own).
  */
 import { validTopicFilter } from "../broker/topic.ts";
 import type { FileProblem } from "./password.ts";
@@ -144,9 +146,14 @@ export function parseAcl(text: string): { acl: Acl; problems: FileProblem[] } {
   return { acl, problems };
 }
 
-/** A substituted value that stays one topic level and cannot act as a wildcard. */
-function safeLevel(v: string | undefined): v is string {
-  return v !== undefined && v !== "" && !/[/+#]/.test(v) && !v.includes("\0");
+/**
+ * A substituted value that stays one topic level and cannot act as a wildcard; as the first
+ * level it must not start with `$` either, which would reach topics such as `$SYS` that
+ * wildcards never match [MQTT-4.7.2-1].
+ */
+function safeLevel(v: string | undefined, first: boolean): v is string {
+  return v !== undefined && v !== "" && !/[/+#]/.test(v) && !v.includes("\0") &&
+    !(first && v.charCodeAt(0) === 0x24);
 }
 
 /** The filter a pattern becomes for `who`: %c/%u replaced; `null` when a value is not safe. */
@@ -154,11 +161,12 @@ function substitute(r: AclRule, who: AclSubject): string | null {
   if (!r.subst) return r.filter;
   const out: string[] = [];
   for (const l of r.levels) {
+    const first = out.length === 0;
     if (l === "%c") {
-      if (!safeLevel(who.clientId)) return null;
+      if (!safeLevel(who.clientId, first)) return null;
       out.push(who.clientId);
     } else if (l === "%u") {
-      if (!safeLevel(who.username)) return null;
+      if (!safeLevel(who.username, first)) return null;
       out.push(who.username);
     } else {
       out.push(l);
