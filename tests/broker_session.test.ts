@@ -1,7 +1,15 @@
 /** Sessions, retained messages, wills and keep-alive, with MQTT.js as the client. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { collect, connect, connectCollect, endAll, sleep, startBroker } from "./helpers/broker.ts";
+import {
+  collect,
+  connect,
+  connectCollect,
+  endAll,
+  sleep,
+  startBroker,
+  until,
+} from "./helpers/broker.ts";
 
 test("retained: set, replace, clear with an empty payload [MQTT-3.3.1-5][MQTT-3.3.1-10]", async () => {
   const tb = await startBroker();
@@ -151,6 +159,35 @@ test("v5 session expiry: the session survives a reconnect within the interval", 
     assert.equal(tb.broker.sessions.has("exp0"), false);
   } finally {
     await endAll(pub);
+    await tb.stop();
+  }
+});
+
+test("persistent_client_expiration caps a Session Expiry Interval raised on v5 DISCONNECT as it caps one on CONNECT [MQTT-3.14.2-2]", async () => {
+  const tb = await startBroker({ persistent_client_expiration: 60 });
+  try {
+    const c = await connect(tb, {
+      protocolVersion: 5,
+      clientId: "capped",
+      clean: false,
+      properties: { sessionExpiryInterval: 999999 },
+    });
+    const s = tb.broker.sessions.get("capped")!;
+    assert.equal(s.expiryInterval, 60, "capped at CONNECT");
+    await c.endAsync(false, { properties: { sessionExpiryInterval: 0xfffffffe } });
+    await until(() => s.connection === null, 3000, "the disconnect");
+    assert.equal(s.expiryInterval, 60, "capped at DISCONNECT");
+    // Lowering it on DISCONNECT stays allowed.
+    const d = await connect(tb, {
+      protocolVersion: 5,
+      clientId: "capped",
+      clean: false,
+      properties: { sessionExpiryInterval: 30 },
+    });
+    await d.endAsync(false, { properties: { sessionExpiryInterval: 10 } });
+    await until(() => s.connection === null, 3000, "the second disconnect");
+    assert.equal(s.expiryInterval, 10);
+  } finally {
     await tb.stop();
   }
 });

@@ -1,6 +1,7 @@
 /**
  * DISCONNECT from the client: a normal one discards the will [MQTT-3.14.4-3], v5 reason 0x04
- * keeps it; v5 may change the session expiry, but not from 0 [MQTT-3.14.2-2].
+ * keeps it; v5 may change the session expiry, but not from 0 [MQTT-3.14.2-2], and not beyond
+ * `persistent_client_expiration`, which caps it here as it does at CONNECT.
  */
 import type { DisconnectPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
@@ -23,7 +24,8 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
       );
       return;
     }
-    s.expiryInterval = expiry;
+    const cap = conn.broker.config.persistent_client_expiration;
+    s.expiryInterval = cap > 0 && expiry > cap ? cap : expiry;
   }
   // [MQTT-3.14.4-3] the will is discarded, unless v5 reason 0x04 asks for it.
   if ((p.reasonCode ?? 0) !== ReasonCode.DisconnectWithWill) s.will = null;
