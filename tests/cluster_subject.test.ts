@@ -155,3 +155,68 @@ test("subject: topics too long for a subject use the overflow subject, and so do
     }
   }
 });
+
+test("subject: a real nats-server routes mapped subjects exactly as MQTT matches (every pair)", async () => {
+  const { startNatsCluster } = await import("./helpers/nats.ts");
+  const { connect } = await import("@nats-io/transport-node");
+  const nats = await startNatsCluster(1, { jetstream: false });
+  const nc = await connect({ servers: nats.urls() });
+  try {
+    const filters = [
+      "#",
+      "+",
+      "+/+",
+      "a/#",
+      "$SYS/#",
+      "+/b",
+      "a/+/c",
+      "/#",
+      "a.b/*/>",
+      "=/#",
+      "a b/+",
+      "é/#",
+    ];
+    const topics = [
+      "a",
+      "a/b",
+      "$SYS/x",
+      "/",
+      "a.b/*/>",
+      "a/b/c",
+      "=/x",
+      "b/b",
+      "$x",
+      "a b/c",
+      "é",
+      "a/ /c",
+    ];
+    const got = new Set<string>();
+    const subs = filters.map((f) => {
+      const sub = nc.subscribe(filterSubject(PREFIX, f)!, {
+        callback: (_e, m) => {
+          got.add(`${f}\u0000${new TextDecoder().decode(m.data)}`);
+        },
+      });
+      return sub;
+    });
+    await nc.flush();
+    for (const t of topics) nc.publish(topicSubject(PREFIX, t)!, new TextEncoder().encode(t));
+    await nc.flush();
+    // A request round trip after the publishes: every delivery before it has been dispatched.
+    const echo = nc.subscribe(`${PREFIX}.echo`, { callback: (_e, m) => void m.respond() });
+    await nc.request(`${PREFIX}.echo`, undefined, { timeout: 5000 });
+    echo.unsubscribe();
+    let pairs = 0;
+    for (const f of filters) {
+      for (const t of topics) {
+        pairs++;
+        assert.equal(got.has(`${f}\u0000${t}`), topicMatches(f, t), `${f} vs ${t}`);
+      }
+    }
+    assert.equal(pairs, 144);
+    for (const s of subs) s.unsubscribe();
+  } finally {
+    await nc.close();
+    await nats.stop();
+  }
+});
