@@ -57,6 +57,100 @@ test("the first packet must be CONNECT [MQTT-3.1.0-1]", async () => {
   }
 });
 
+test("a first packet that is not CONNECT is closed on its first byte, e.g. a PROXY header on a plain listener [MQTT-3.1.0-1]", async () => {
+  // connect_timeout far away: only the first byte can explain a close within the wait.
+  const tb = await startBroker({ connect_timeout: 600 });
+  try {
+    for (const text of ["PROXY TCP4 ", "P"]) {
+      const rc = await rawConnect(tb.port);
+      rc.send(new TextEncoder().encode(text));
+      const closed = await Promise.race([
+        rc.closed.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),
+      ]);
+      rc.close();
+      assert.equal(closed, true, `closed after ${JSON.stringify(text)}`);
+      assert.equal(rc.packets.length, 0, "nothing is sent before CONNACK");
+    }
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+/** `bytes` (one packet) with its Remaining Length in one byte more than it needs. */
+function longLength(bytes: Uint8Array): Uint8Array {
+  let i = 1;
+  while (bytes[i] & 128) i++;
+  const rl = [...bytes.subarray(1, i + 1)];
+  rl[rl.length - 1] |= 128;
+  rl.push(0);
+  return new Uint8Array([bytes[0], ...rl, ...bytes.subarray(i + 1)]);
+}
+
+test("a Remaining Length in more bytes than needed closes the connection: v5 PINGREQ gets DISCONNECT 0x81 [MQTT-1.5.5-1]", async () => {
+  const tb = await startBroker();
+  try {
+    const { rc } = await rawSession(tb, 5);
+    rc.send(new Uint8Array([0xc0, 0x80, 0x00])); // PINGREQ, length 0 in two bytes
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x81);
+    await rc.closed;
+    assert.equal(rc.packets.some((p) => p.cmd === "pingresp"), false);
+    // A v5 CONNECT so encoded: closed, and its version unknown, without CONNACK.
+    const rc2 = await rawConnect(tb.port, 5);
+    rc2.send(longLength(mqttPacket.generate(connectPacket("long-rl", 5), { protocolVersion: 5 })));
+    await rc2.closed;
+    assert.deepEqual(rc2.packets.map((p) => p.cmd), []);
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a v5 CONNECT with Authentication Data but no Authentication Method gets CONNACK 0x82 and is closed (§3.1.2.11.10)", async () => {
+  const tb = await startBroker();
+  try {
+    const rc = await rawConnect(tb.port, 5);
+    rc.send(connectPacket("authdata", 5, { properties: { authenticationData: Buffer.from("x") } }));
+    const ack = await rc.next("connack");
+    assert.equal(ack.reasonCode, 0x82);
+    await rc.closed;
+    assert.equal(tb.broker.sessions.has("authdata"), false);
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a PUBLISH from a client with a Subscription Identifier: v5 DISCONNECT 0x82, not delivered [MQTT-3.3.4-6 v5]", async () => {
+  const tb = await startBroker();
+  const watcher = await connect(tb, { protocolVersion: 5 });
+  try {
+    const got = collect(watcher);
+    await watcher.subscribeAsync("subid/#", { qos: 1 });
+    const { rc } = await rawSession(tb, 5);
+    rc.send({
+      cmd: "publish",
+      topic: "subid/t",
+      payload: "x",
+      qos: 1,
+      messageId: 1,
+      properties: { subscriptionIdentifier: 5 },
+    });
+    const d = await rc.next("disconnect");
+    assert.equal(d.reasonCode, 0x82);
+    await rc.closed;
+    assert.equal(rc.packets.some((p) => p.cmd === "puback"), false);
+    await watcher.publishAsync("subid/ok", "fine", { qos: 1 });
+    const [m] = await got.next(1);
+    assert.equal(m.topic, "subid/ok", "the refused PUBLISH was not delivered");
+  } finally {
+    await endAll(watcher);
+    await tb.stop();
+  }
+});
+
 test("a second CONNECT is a protocol error: v5 DISCONNECT 0x82 [MQTT-3.1.0-2]", async () => {
   const tb = await startBroker();
   try {

@@ -311,6 +311,8 @@ function propSets(kind: string, n: number, seed: number): (Record<string, any> |
   for (let i = 0; i < n; i++) {
     const s: Record<string, any> = {};
     for (const k of names) if (rnd() < 0.5) s[k] = PROPS[k];
+    // §3.1.2.11.10: Authentication Data only comes with an Authentication Method.
+    if (s.authenticationData && !s.authenticationMethod) delete s.authenticationData;
     sets.push(Object.keys(s).length ? s : undefined);
   }
   return sets;
@@ -995,4 +997,108 @@ test("after a failed v5 CONNECT the decoder reports version 5, after an unsuppor
   const e = new Decoder();
   assert.equal(e.push(pkt(0x10, s("MQTT"), 7, 2, 0, 60, s("c"))).error?.reasonCode, 0x84);
   assert.equal(e.protocolVersion, 4);
+});
+
+/** `bytes` (one packet from mqtt-packet) with its Remaining Length in `extra` more bytes. */
+function longLength(bytes: Uint8Array, extra: number): Uint8Array {
+  let i = 1;
+  while (bytes[i] & 128) i++;
+  const rl = [...bytes.subarray(1, i + 1)];
+  rl[rl.length - 1] |= 128;
+  for (let k = 1; k < extra; k++) rl.push(128);
+  rl.push(0);
+  return new Uint8Array([bytes[0], ...rl, ...bytes.subarray(i + 1)]);
+}
+
+test("[MQTT-1.5.5-1] a Remaining Length or variable byte integer longer than its value needs is malformed (0x81)", () => {
+  fails(new Uint8Array([0xc0, 0x80, 0x00]), 4, 0x81, "[MQTT-1.5.5-1]"); // PINGREQ
+  fails(new Uint8Array([0xc0, 0x80, 0x00]), 5, 0x81, "[MQTT-1.5.5-1]");
+  const conn = generate(
+    { cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clean: true, clientId: "c" },
+    5,
+  );
+  fails(longLength(conn, 1), 4, 0x81, "Remaining Length");
+  fails(longLength(conn, 2), 4, 0x81, "Remaining Length");
+  const pub = generate({ cmd: "publish", topic: "t", payload: Buffer.alloc(200), qos: 0 }, 4);
+  fails(longLength(pub, 1), 4, 0x81, "[MQTT-1.5.5-1]"); // 3 bytes for a 2-byte length
+  // Inside a packet: a property length, and a Subscription Identifier of 1 in two bytes.
+  fails(pkt(0x30, s("t"), [0x80, 0x00]), 5, 0x81, "variable byte integer");
+  fails(pkt(0x82, 0, 1, [3, 0x0b, 0x81, 0x00], s("a"), 0), 5, 0x81, "[MQTT-1.5.5-1]");
+  // The shortest forms pass, including values that need several bytes.
+  assert.equal(ok(pub, 4).length, 1);
+  assert.equal(ok(new Uint8Array([0xc0, 0x00]), 4).length, 1);
+  assert.equal(ok(pkt(0x82, 0, 1, [3, 0x0b, 0x80, 0x01], s("a"), 0), 5).length, 1);
+});
+
+test("§3.1.2.11.10 a v5 CONNECT with Authentication Data but no Authentication Method is a protocol error (0x82)", () => {
+  const base = {
+    cmd: "connect",
+    protocolId: "MQTT",
+    protocolVersion: 5,
+    clean: true,
+    clientId: "c",
+  };
+  const data = Buffer.from("secret");
+  fails(
+    generate({ ...base, properties: { authenticationData: data } }, 5),
+    4,
+    0x82,
+    "§3.1.2.11.10",
+  );
+  const [p] = ok(
+    generate(
+      { ...base, properties: { authenticationMethod: "SCRAM", authenticationData: data } },
+      5,
+    ),
+    4,
+  );
+  assert.equal((p as any).properties.authenticationMethod, "SCRAM");
+});
+
+test("[MQTT-3.1.0-1] decoding a client's packets: a first packet that is not CONNECT is refused on its first byte (0x82)", () => {
+  for (const first of ["P", "PROXY TCP4 127.0.0.1 127.0.0.1 5000 1883\r\n", "GET / HTTP/1.1\r\n"]) {
+    const d = new Decoder({ fromClient: true });
+    const r = d.push(new TextEncoder().encode(first));
+    assert.equal(r.error?.reasonCode, 0x82, JSON.stringify(first));
+    assert.ok(r.error.message.includes("[MQTT-3.1.0-1]"), r.error.message);
+    assert.equal(d.awaitingConnect, true, "the failing packet was the first");
+  }
+  const pingreq = generate({ cmd: "pingreq" }, 4);
+  assert.equal(new Decoder({ fromClient: true }).push(pingreq).error?.reasonCode, 0x82);
+  // A CONNECT split over reads, then anything: accepted.
+  const conn = generate(
+    { cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, clientId: "c" },
+    4,
+  );
+  const d = new Decoder({ fromClient: true });
+  assert.equal(d.push(conn.subarray(0, 1)).error, undefined);
+  assert.equal(d.awaitingConnect, true);
+  const r = d.push(Buffer.concat([conn.subarray(1), pingreq, pingreq]));
+  assert.equal(r.error, undefined);
+  assert.deepEqual(r.packets.map((p) => p.cmd), ["connect", "pingreq", "pingreq"]);
+  assert.equal(d.awaitingConnect, false);
+  assert.equal(d.push(pingreq).packets.length, 1);
+  // The client side reads its server's packets with no CONNECT first.
+  assert.equal(ok(generate({ cmd: "pingresp" }, 4), 4).length, 1);
+});
+
+test("[MQTT-3.3.4-6 v5] a PUBLISH from a client with a Subscription Identifier is a protocol error (0x82)", () => {
+  const conn = generate(
+    { cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clean: true, clientId: "c" },
+    5,
+  );
+  const pub = (properties?: any) =>
+    generate({ cmd: "publish", topic: "t", payload: "x", qos: 0, properties }, 5);
+  const d = new Decoder({ fromClient: true });
+  const r = d.push(Buffer.concat([conn, pub({ subscriptionIdentifier: 7 })]));
+  assert.deepEqual(r.packets.map((p) => p.cmd), ["connect"]);
+  assert.equal(r.error?.reasonCode, 0x82);
+  assert.ok(r.error.message.includes("[MQTT-3.3.4-6]"), r.error.message);
+  // Without one it passes; a client decoder takes the server's PUBLISH with one.
+  assert.equal(
+    new Decoder({ fromClient: true }).push(Buffer.concat([conn, pub()])).error,
+    undefined,
+  );
+  const [p] = ok(pub({ subscriptionIdentifier: 7 }), 5);
+  assert.equal((p as any).properties.subscriptionIdentifier, 7);
 });

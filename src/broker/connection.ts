@@ -165,7 +165,7 @@ export class Connection implements SocketHandlers {
     this.broker = broker;
     this.socket = socket;
     this.listener = listener;
-    this.decoder = new Decoder({ maxPacketSize: broker.config.max_packet_size });
+    this.decoder = new Decoder({ maxPacketSize: broker.config.max_packet_size, fromClient: true });
   }
 
   /** The listener's mount_point: prefixed to every topic this client uses [mosquitto]. */
@@ -205,11 +205,23 @@ export class Connection implements SocketHandlers {
       this.dispatch(packets[i]);
     }
     if (error && !this.closed) {
-      if (this.state === "new" && error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
-        // [MQTT-3.1.2-2] CONNACK 0x01 (the 3.1.1 form: the version is unknown), then close.
-        this.sendBytes(new Uint8Array([0x20, 0x02, 0x00, 0x01]));
+      if (this.state === "new" && this.decoder.awaitingConnect) {
+        this.#refuseConnect(error.reasonCode);
       }
       this.protocolError(error.reasonCode, error.message);
+    }
+  }
+
+  /**
+   * The client's first packet failed to decode. A first packet that is not CONNECT gets no
+   * answer [MQTT-3.1.0-1]; a CONNECT of an unsupported version gets CONNACK 0x01 in the 3.1.1
+   * form [MQTT-3.1.2-2]; a v5 CONNECT gets a CONNACK with the reason code [MQTT-4.13.1-1].
+   */
+  #refuseConnect(rc: number): void {
+    if (rc === ReasonCode.UnsupportedProtocolVersion) {
+      this.sendBytes(new Uint8Array([0x20, 0x02, 0x00, 0x01]));
+    } else if (this.decoder.protocolVersion === 5) {
+      this.sendBytes(encode({ cmd: "connack", sessionPresent: false, reasonCode: rc }, 5));
     }
   }
 
@@ -223,11 +235,6 @@ export class Connection implements SocketHandlers {
       } else if (held.keep) {
         held.packets.push(p);
       }
-      return;
-    }
-    if (this.state === "new" && p.cmd !== "connect") {
-      // [MQTT-3.1.0-1] the first packet must be CONNECT.
-      this.close(undefined, `first packet was ${p.cmd}, not connect [MQTT-3.1.0-1]`);
       return;
     }
     switch (p.cmd) {

@@ -26,6 +26,12 @@ export interface DecoderOptions {
   protocolVersion?: ProtocolVersion;
   /** Largest accepted packet in bytes, fixed header included; default 268435460. */
   maxPacketSize?: number;
+  /**
+   * Decode what a client sends (the broker's side): the first packet must be CONNECT
+   * [MQTT-3.1.0-1], refused on its first byte, and a PUBLISH may not carry a Subscription
+   * Identifier [MQTT-3.3.4-6 v5]. Default false: either side's packets are accepted.
+   */
+  fromClient?: boolean;
 }
 
 /** The largest packet MQTT can encode: 1 + 4 + 268435455 bytes. */
@@ -34,7 +40,7 @@ export const MAX_PACKET_SIZE = 268435460;
 interface CodecExports {
   memory: WebAssembly.Memory;
   prepare(len: number): number;
-  scan(start: number, end: number, version: number, maxPacket: number): number;
+  scan(start: number, end: number, version: number, maxPacket: number, role: number): number;
   resultPtr(): number;
   tablePtr(): number;
 }
@@ -543,6 +549,16 @@ function errorMessage(id: number, d: number, version: number): string {
       return "out of memory decoding a packet";
     case 37:
       return `${t} without reason codes`;
+    case 38:
+      return `[MQTT-1.5.5-1] ${
+        d ? "variable byte integer" : "Remaining Length"
+      } encoded in more bytes than its value needs`;
+    case 39:
+      return `[MQTT-3.1.0-1] first packet is ${t}, not CONNECT`;
+    case 40:
+      return "§3.1.2.11.10 Authentication Data without an Authentication Method";
+    case 41:
+      return "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier";
     default:
       return `decode error ${id}`;
   }
@@ -573,10 +589,21 @@ export class Decoder {
   #fill = 0;
   #need = 0;
   #error: DecodeError | undefined;
+  /** `scan`'s role: 0 either side's packets; 1 a client's, none decoded yet; 2 a client's. */
+  #role: number;
 
   constructor(opts: DecoderOptions = {}) {
     this.protocolVersion = opts.protocolVersion ?? 4;
     this.maxPacketSize = opts.maxPacketSize ?? MAX_PACKET_SIZE;
+    this.#role = opts.fromClient ? 1 : 0;
+  }
+
+  /**
+   * True while a client's first packet has not been decoded (`fromClient` only). After an
+   * error it tells whether the packet that failed was that first packet, the CONNECT.
+   */
+  get awaitingConnect(): boolean {
+    return this.#role === 1;
   }
 
   /** Bytes held over from earlier reads (a packet not yet complete). */
@@ -630,8 +657,9 @@ export class Decoder {
     const maxPacket = Math.min(Math.max(this.maxPacketSize, 0), 0xffffffff) >>> 0;
     let start = 0;
     for (;;) {
-      const n = c.x.scan(start, total, this.protocolVersion, maxPacket);
+      const n = c.x.scan(start, total, this.protocolVersion, maxPacket, this.#role);
       c.refresh();
+      if (n > 0 && this.#role === 1) this.#role = 2;
       const { u8, u32, res } = c;
       // Windows of an earlier push describe bytes since overwritten: start afresh.
       winLo = winHi = 0;

@@ -54,6 +54,10 @@ const E_CONNACK_FLAGS: u32 = 34;
 const E_VARINT: u32 = 35;
 const E_NO_MEMORY: u32 = 36;
 const E_ACK_EMPTY: u32 = 37;
+const E_NOT_MINIMAL: u32 = 38;
+const E_NOT_CONNECT: u32 = 39;
+const E_AUTH_DATA_NO_METHOD: u32 = 40;
+const E_SUBID_FROM_CLIENT: u32 = 41;
 
 // ---- reason codes ----
 const MALFORMED: u32 = 0x81;
@@ -241,6 +245,10 @@ let errRc: u32 = 0;
 let errDetail: u32 = 0;
 let strFlags: u32 = 0;
 let seenProps: u64 = 0;
+/** Decoding what a client sends (the broker's side): see `scan`'s `role`. */
+let fromClient = false;
+/** No packet of this connection decoded yet: the next one must be CONNECT [MQTT-3.1.0-1]. */
+let awaitConnect = false;
 
 /** Address of the result block. */
 export function resultPtr(): usize {
@@ -319,7 +327,10 @@ function u32at(): u32 {
   return v;
 }
 
-/** Variable byte integer [MQTT-1.5.5]: at most 4 bytes. */
+/**
+ * Variable byte integer [MQTT-1.5.5]: at most 4 bytes, and no more than the value needs
+ * [MQTT-1.5.5-1]: a last byte of 0 after a continuation byte is a longer form of a smaller value.
+ */
 function varint(): u32 {
   let v: u32 = 0;
   for (let i: u32 = 0; i < 4; i++) {
@@ -329,7 +340,10 @@ function varint(): u32 {
     }
     const b = <u32> load<u8>(pos++);
     v |= (b & 127) << (7 * i);
-    if ((b & 128) == 0) return v;
+    if ((b & 128) == 0) {
+      if (b == 0 && i != 0) fail(E_NOT_MINIMAL, MALFORMED, 1);
+      return v;
+    }
   }
   fail(E_VARINT, MALFORMED, 0);
   return 0;
@@ -636,8 +650,15 @@ function decodeConnect(row: usize): void {
   memory.fill(blk, 0, 48);
   aux += 48;
   store<u32>(row + F_LIST_IDX, <u32> (blk >> 2));
-  if (level == 5) props(row + F_PROP_IDX, 1);
-  if (errId) return;
+  if (level == 5) {
+    props(row + F_PROP_IDX, 1);
+    if (errId) return;
+    // §3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error.
+    if ((seenProps & (<u64> 1 << 0x16)) != 0 && (seenProps & (<u64> 1 << 0x15)) == 0) {
+      fail(E_AUTH_DATA_NO_METHOD, PROTOCOL_ERROR, 0);
+      return;
+    }
+  }
   if (str(blk) < 0) return; // client id
   if (will) {
     if (level == 5) props(blk + 40, 0);
@@ -696,6 +717,11 @@ function decodePublish(row: usize, flags: u32): void {
   if (ver == 5) {
     props(row + F_PROP_IDX, 3);
     if (errId) return;
+    if (fromClient && (seenProps & (<u64> 1 << 0x0b)) != 0) {
+      // [MQTT-3.3.4-6 v5] only the server puts Subscription Identifiers in a PUBLISH.
+      fail(E_SUBID_FROM_CLIENT, PROTOCOL_ERROR, 0);
+      return;
+    }
   }
   if (wild) {
     fail(E_TOPIC_WILDCARD, ver == 5 ? TOPIC_NAME_INVALID : MALFORMED, 0); // [MQTT-3.3.2-2]
@@ -884,6 +910,15 @@ function decodeBody(row: usize, b0: u32): void {
 function checkFirstByte(b0: u32): void {
   const t = b0 >> 4;
   const f = b0 & 15;
+  if (awaitConnect) {
+    // [MQTT-3.1.0-1] a client's first packet is CONNECT: anything else is refused on its first
+    // byte, without waiting for the length it announces (e.g. "PROXY ..." on a plain listener).
+    if (t != 1) {
+      fail(E_NOT_CONNECT, PROTOCOL_ERROR, t);
+      return;
+    }
+    awaitConnect = false;
+  }
   if (t == 0 || (t == 15 && ver != 5)) {
     fail(E_PACKET_TYPE, MALFORMED, t); // §2.2.1: 0 is reserved; 15 (AUTH) exists from v5 on
   } else if (t == 3) {
@@ -902,10 +937,15 @@ function checkFirstByte(b0: u32): void {
 /**
  * Decodes every complete packet in input bytes [start, end) with protocol `version` (updated by
  * a CONNECT). Packets larger than `maxPacket` bytes fail with 0x95 as soon as their fixed header
- * is complete. Results go to the result block; returns the number of table rows written.
+ * is complete. `role` 0 decodes either side's packets (a client reading its server); 1 and 2
+ * decode what a client sends, which may not carry what only a server sends, and with 1 no
+ * packet has been decoded yet, so the first must be CONNECT. Results go to the result block;
+ * returns the number of table rows written.
  */
-export function scan(start: u32, end: u32, version: u32, maxPacket: u32): u32 {
+export function scan(start: u32, end: u32, version: u32, maxPacket: u32, role: u32): u32 {
   ver = version;
+  fromClient = role != 0;
+  awaitConnect = role == 1;
   errId = 0;
   errRc = 0;
   errDetail = 0;
@@ -934,7 +974,9 @@ export function scan(start: u32, end: u32, version: u32, maxPacket: u32): u32 {
       const b = <u32> load<u8>(q++);
       rl |= (b & 127) << (7 * i);
       if ((b & 128) == 0) {
-        complete = true;
+        // [MQTT-1.5.5-1] no more bytes than the value needs.
+        if (b == 0 && i != 0) fail(E_NOT_MINIMAL, MALFORMED, 0);
+        else complete = true;
         break;
       }
     }
