@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { Broker } from "../src/broker/broker.ts";
+import { StoreError } from "../src/store/sqlite.ts";
 import { silentLogger } from "../src/sys/log.ts";
 import {
   collect,
@@ -205,6 +207,56 @@ test("a corrupt database stops start-up with a message naming the file", async (
       assert.match(e.message, /cannot open the persistence database/);
       return true;
     });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a malformed row stops start-up with one line naming the file, the table and the row", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "midge-badrow-"));
+  const file = join(dir, "midge.db");
+  const cfg = testConfig({ persistence: true, persistence_location: dir });
+  try {
+    const first = new Broker(cfg, silentLogger);
+    await first.start();
+    await first.stop();
+    /** Start on the database after `sql`; the StoreError's message. */
+    const startAfter = async (sql: string): Promise<string> => {
+      const db = new DatabaseSync(file);
+      db.exec(sql);
+      db.close();
+      const broker = new Broker(cfg, silentLogger);
+      let message = "";
+      await assert.rejects(() => broker.start(), (e: Error) => {
+        assert.ok(e instanceof StoreError, `a StoreError, not ${e.name}: ${e.message}`);
+        message = e.message;
+        return true;
+      });
+      await broker.stop();
+      assert.ok(!message.includes("\n"), `one line: ${message}`);
+      assert.ok(message.startsWith(file + ": "), message);
+      return message;
+    };
+    let m = await startAfter(
+      `INSERT INTO retained VALUES ('r/t', x'6869', 1, '{"userProperties":', 0, 'c')`,
+    );
+    assert.match(m, /table retained \(topic "r\/t"\)/);
+    assert.match(m, /JSON/i);
+    m = await startAfter(
+      `DELETE FROM retained; INSERT INTO sessions VALUES ('ghost', 5, 300, 0, '[1,2]', 0, NULL)`,
+    );
+    assert.match(m, /table sessions \(client_id "ghost"\): will/);
+    m = await startAfter(
+      `DELETE FROM sessions; INSERT INTO messages VALUES (7, 't', x'00', 3, 0, NULL, 0, 'c')`,
+    );
+    assert.match(m, /table messages \(id 7\): qos 3/);
+    // Once the rows are gone the broker starts.
+    const db = new DatabaseSync(file);
+    db.exec("DELETE FROM messages");
+    db.close();
+    const ok = new Broker(cfg, silentLogger);
+    await ok.start();
+    await ok.stop();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -147,22 +147,26 @@ export class SqliteStore implements Store {
     }
   }
 
+  /**
+   * Everything the database holds, for start-up. A row that cannot be read (malformed JSON, a
+   * value out of range) throws a StoreError naming the file, the table and the row.
+   */
   load(): Snapshot {
-    const db = this.#db;
-    const retained = (db.prepare("SELECT * FROM retained").all() as Row[]).map((r) =>
-      rowMessage(r, true)
-    );
+    const retained: Message[] = [];
+    this.#each("retained", (r) => `topic ${quote(r.topic)}`, (r) => {
+      retained.push(rowMessage(r, true));
+    });
     const bodies = new Map<number, Message>();
-    for (const r of db.prepare("SELECT * FROM messages").all() as Row[]) {
+    this.#each("messages", (r) => `id ${r.id}`, (r) => {
       const m = rowMessage(r, !!r.retain);
       bodies.set(Number(r.id), m);
       bodyIds.set(m, Number(r.id));
       this.#bodies.set(Number(r.id), m);
       this.#nextMsgId = Math.max(this.#nextMsgId, Number(r.id) + 1);
-    }
+    });
     const sessions: Snapshot["sessions"] = [];
     const byId = new Map<string, Snapshot["sessions"][number]>();
-    for (const r of db.prepare("SELECT * FROM sessions").all() as Row[]) {
+    this.#each("sessions", (r) => `client_id ${quote(r.client_id)}`, (r) => {
       const s: StoredSession = {
         clientId: String(r.client_id),
         version: Number(r.version) as ProtocolVersion,
@@ -175,39 +179,43 @@ export class SqliteStore implements Store {
       const entry = { session: s, subscriptions: [], messages: [], incomingQos2: [] };
       sessions.push(entry);
       byId.set(s.clientId, entry);
-    }
-    for (const r of db.prepare("SELECT * FROM subscriptions").all() as Row[]) {
+    });
+    const subKey = (r: Row) => `client_id ${quote(r.client_id)}, filter ${quote(r.filter)}`;
+    this.#each("subscriptions", subKey, (r) => {
       byId.get(String(r.client_id))?.subscriptions.push({
         filter: String(r.filter),
-        qos: Number(r.qos) as QoS,
+        qos: qosOf(r.qos),
         nl: !!r.nl,
         rap: !!r.rap,
         rh: Number(r.rh),
         subId: Number(r.sub_id),
         topicFilter: r.topic_filter ? String(r.topic_filter) : undefined,
       });
-    }
-    for (const r of db.prepare("SELECT * FROM client_msgs ORDER BY seq").all() as Row[]) {
+    });
+    const msgKey = (r: Row) => `client_id ${quote(r.client_id)}, seq ${r.seq}`;
+    this.#each("client_msgs", msgKey, (r) => {
       const seq = Number(r.seq);
       this.#nextSeq = Math.max(this.#nextSeq, seq + 1);
       const msgId = Number(r.msg_id);
       const msg = bodies.get(msgId);
       const owner = byId.get(String(r.client_id));
-      if (!msg || !owner) continue;
-      this.#refs.set(msgId, (this.#refs.get(msgId) ?? 0) + 1);
-      owner.messages.push({
+      if (!msg || !owner) return;
+      const m = {
         seq,
         msg,
-        qos: Number(r.qos) as QoS,
+        qos: qosOf(r.qos),
         retain: !!r.retain,
-        subIds: r.sub_ids ? JSON.parse(String(r.sub_ids)) : undefined,
+        subIds: r.sub_ids ? decodeSubIds(String(r.sub_ids)) : undefined,
         state: Number(r.state) as 0 | 1 | 2,
         packetId: Number(r.packet_id),
-      });
-    }
-    for (const r of db.prepare("SELECT * FROM incoming_qos2").all() as Row[]) {
+      };
+      this.#refs.set(msgId, (this.#refs.get(msgId) ?? 0) + 1);
+      owner.messages.push(m);
+    }, " ORDER BY seq");
+    const q2Key = (r: Row) => `client_id ${quote(r.client_id)}, packet_id ${r.packet_id}`;
+    this.#each("incoming_qos2", q2Key, (r) => {
       byId.get(String(r.client_id))?.incomingQos2.push(Number(r.packet_id));
-    }
+    });
     // Bodies no queue refers to any more (a crash between the two deletes).
     for (const [id, m] of bodies) {
       if (this.#refs.has(id)) continue;
@@ -216,6 +224,28 @@ export class SqliteStore implements Store {
       bodyIds.delete(m);
     }
     return { retained, sessions };
+  }
+
+  /**
+   * Calls `fn` on every row of `table`. An error, in the query or in a row, becomes one line
+   * naming the file, the table and (with `key`) the row.
+   */
+  #each(table: string, key: (r: Row) => string, fn: (r: Row) => void, order = ""): void {
+    let rows: Row[];
+    try {
+      rows = this.#db.prepare(`SELECT * FROM ${table}${order}`).all() as Row[];
+    } catch (e) {
+      throw new StoreError(`${this.file}: cannot read table ${table}: ${oneLine(e)}`);
+    }
+    for (const r of rows) {
+      try {
+        fn(r);
+      } catch (e) {
+        throw new StoreError(
+          `${this.file}: malformed row in table ${table} (${key(r)}): ${oneLine(e)}`,
+        );
+      }
+    }
   }
 
   #op(fn: () => void): void {
@@ -410,11 +440,32 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** An error's message on one line, at most 200 characters. */
+function oneLine(e: unknown): string {
+  const t = errText(e).replace(/\s+/g, " ").trim();
+  return t.length > 200 ? t.slice(0, 200) + "…" : t;
+}
+
+/** A value from a row, quoted for an error message (and cut short). */
+function quote(v: unknown): string {
+  const t = JSON.stringify(String(v));
+  return t.length > 80 ? t.slice(0, 80) + '…"' : t;
+}
+
+/** A stored QoS: 0, 1 or 2. */
+function qosOf(v: unknown): QoS {
+  const q = Number(v);
+  if (q !== 0 && q !== 1 && q !== 2) {
+    throw new Error(`qos ${String(v).slice(0, 20)} is not 0, 1 or 2`);
+  }
+  return q;
+}
+
 function rowMessage(r: Row, retain: boolean): Message {
   return {
     topic: String(r.topic),
     payload: toBytes(r.payload),
-    qos: Number(r.qos) as QoS,
+    qos: qosOf(r.qos),
     retain,
     properties: r.props ? decodeProps(String(r.props)) : undefined,
     expiresAt: Number(r.expires_at),
@@ -436,7 +487,23 @@ function encodeProps(p: Properties | undefined): string | null {
   );
 }
 
-function decodeProps(s: string): Properties {
+/**
+ * Properties stored by `encodeProps`; anything but a JSON object is an error naming `column`.
+ */
+function decodeProps(s: string, column = "props"): Properties {
+  let p: Properties;
+  try {
+    p = parseProps(s);
+  } catch (e) {
+    throw new Error(`${column}: ${errText(e)}`);
+  }
+  if (p === null || typeof p !== "object" || Array.isArray(p)) {
+    throw new Error(`${column} is not a JSON object: ${s.slice(0, 40)}`);
+  }
+  return p;
+}
+
+function parseProps(s: string): Properties {
   return JSON.parse(
     s,
     (_k, v) =>
@@ -452,5 +519,27 @@ function encodeWill(w: Will): string {
 }
 
 function decodeWill(s: string): Will {
-  return decodeProps(s) as unknown as Will;
+  const w = decodeProps(s, "will") as unknown as Will;
+  if (
+    typeof w.topic !== "string" || !(w.payload instanceof Uint8Array) ||
+    ![0, 1, 2].includes(w.qos) ||
+    (w.properties !== undefined && (typeof w.properties !== "object" || w.properties === null))
+  ) {
+    throw new Error("will has no topic, payload or qos 0-2");
+  }
+  return w;
+}
+
+/** Subscription identifiers stored as a JSON array of positive integers. */
+function decodeSubIds(s: string): number[] {
+  let ids: unknown;
+  try {
+    ids = JSON.parse(s);
+  } catch (e) {
+    throw new Error(`sub_ids: ${errText(e)}`);
+  }
+  if (!Array.isArray(ids) || !ids.every((i) => Number.isInteger(i) && i > 0)) {
+    throw new Error(`sub_ids is not a list of subscription identifiers: ${s.slice(0, 40)}`);
+  }
+  return ids;
 }
