@@ -22,7 +22,8 @@ import type { Broker } from "../broker/broker.ts";
 import { Connection } from "../broker/connection.ts";
 import { NEVER_EXPIRES, type Outgoing, Session } from "../broker/session.ts";
 import { forwardedProperties } from "../broker/message.ts";
-import { topicMatches } from "../broker/topic.ts";
+import { fitsWithPrefix, topicMatches } from "../broker/topic.ts";
+import { errorText, safely } from "../broker/guard.ts";
 import { handlePuback, handlePubcomp, handlePubrec } from "../broker/handlers/acks.ts";
 import { MqttClient, parseServerUrl, type ServerAddress } from "../client/client.ts";
 import { readFileSync } from "node:fs";
@@ -246,8 +247,8 @@ export class Bridge {
         `Bridge ${cfg.name}: connected to ${client.server?.host}:${client.server?.port}.`,
       );
       client.on("message", (p: PublishPacket, ack: () => void) => this.#incoming(p, ack));
-      client.on("close", () => this.#down());
-      client.on("offline", () => this.#down());
+      client.on("close", () => this.#safely("link down", () => this.#down()));
+      client.on("offline", () => this.#safely("link down", () => this.#down()));
       // Remote subscriptions: the in/both lines.
       const subs = this.topics.filter((t) => t.direction !== "out").map((t) => ({
         topic: t.remotePrefix + t.pattern,
@@ -286,6 +287,11 @@ export class Bridge {
       this.#timer = null;
       void this.#connect();
     }, delay);
+  }
+
+  /** Run a callback of the link (timer, promise, client event): an error is logged, not thrown. */
+  #safely(what: string, fn: () => void): void {
+    safely(this.broker.log, `bridge ${this.cfg.name}: ${what}`, fn);
   }
 
   /** The link went down: the local session goes offline (it keeps queueing), then reconnect. */
@@ -328,7 +334,10 @@ export class Bridge {
       qos: o.qos,
       retain: this.cfg.bridge_outgoing_retain ? o.msg.retain : false,
       properties: o.msg.properties,
-    }).then(() => this.#complete(o.qos, id), () => {/* resent after reconnect */});
+    }).then(
+      () => this.#safely("acknowledgement", () => this.#complete(o.qos, id)),
+      () => {/* resent after reconnect */},
+    );
   }
 
   #complete(qos: QoS, id: number): void {
@@ -339,28 +348,59 @@ export class Bridge {
     else handlePubrec(link, { cmd: "pubrec", messageId: id });
   }
 
-  /** local topic → remote topic for the first out/both line whose local form matches. */
+  /**
+   * local topic → remote topic for the first out/both line whose local form matches; null when
+   * none does, or when the remote prefix would make it longer than a topic can be (logged).
+   */
   #mapOut(topic: string): string | null {
     for (const t of this.topics) {
       if (t.direction === "in" || !topic.startsWith(t.localPrefix)) continue;
       const rest = topic.slice(t.localPrefix.length);
-      if (topicMatches(t.pattern, rest)) return t.remotePrefix + rest;
+      if (!topicMatches(t.pattern, rest)) continue;
+      if (!t.remotePrefix) return rest;
+      return this.#prefixed(t.remotePrefix, rest, "remote");
     }
     return null;
   }
 
-  /** remote topic → local topic for the first in/both line whose remote form matches. */
+  /**
+   * remote topic → local topic for the first in/both line whose remote form matches; null when
+   * none does, or when the local prefix would make it longer than a topic can be (logged).
+   */
   #mapIn(topic: string): BridgeTopic & { local: string } | null {
     for (const t of this.topics) {
       if (t.direction === "out" || !topic.startsWith(t.remotePrefix)) continue;
       const rest = topic.slice(t.remotePrefix.length);
-      if (topicMatches(t.pattern, rest)) return { ...t, local: t.localPrefix + rest };
+      if (!topicMatches(t.pattern, rest)) continue;
+      const local = t.localPrefix ? this.#prefixed(t.localPrefix, rest, "local") : rest;
+      return local === null ? null : { ...t, local };
     }
+    return null;
+  }
+
+  /** `prefix + topic`, or null (logged: the message is dropped) past 65,535 bytes [MQTT-4.7.3-3]. */
+  #prefixed(prefix: string, topic: string, side: string): string | null {
+    if (fitsWithPrefix(prefix, topic)) return prefix + topic;
+    this.broker.log.warning(
+      `Bridge ${this.cfg.name}: message dropped: with the ${side} prefix its topic (${
+        topic.slice(0, 40)
+      }…) would be longer than 65535 bytes.`,
+    );
     return null;
   }
 
   /** A message from the remote: publish it here, acknowledge once it is on disk. */
   #incoming(p: PublishPacket, ack: () => void): void {
+    try {
+      this.#receive(p, ack);
+    } catch (e) {
+      // Logged and dropped: acknowledged, so the remote does not send it again and again.
+      this.broker.log.error(`Bridge ${this.cfg.name}: message dropped: ${errorText(e)}`);
+      this.#safely("acknowledgement", ack);
+    }
+  }
+
+  #receive(p: PublishPacket, ack: () => void): void {
     this.#lastActivity = Date.now();
     const m = this.#mapIn(p.topic);
     if (!m) {
@@ -424,7 +464,7 @@ export class Bridge {
       this.client = null;
       client.removeAllListeners();
       this.#detach();
-      void client.end();
+      client.end().catch(() => {});
       this.#notifyLocal("0");
     }
   }

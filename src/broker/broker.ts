@@ -27,6 +27,7 @@ import { restore } from "./restore.ts";
 import { join } from "node:path";
 import { BridgeManager } from "../bridge/bridge.ts";
 import { ConnectionList, SessionTable } from "./tables.ts";
+import { errorText, safely } from "./guard.ts";
 
 /** Counters behind $SYS and metrics (src/sys/). Mosquitto's meanings: "messages" are packets. */
 export interface Stats {
@@ -116,6 +117,8 @@ export class Broker {
     const file = join(this.config.persistence_location, this.config.persistence_file);
     const store = new SqliteStore(file, this.config.persistence_sync);
     store.onError = (e) => this.log.error(`Persistence: commit to ${file} failed: ${e}`);
+    store.onCallbackError = (e) =>
+      this.log.error(`Internal error after a commit to ${file}: ${errorText(e)}`);
     this.store = store;
     const n = restore(this, store.load());
     this.log.notice(
@@ -434,11 +437,12 @@ export class Broker {
       if (delay > 0) {
         // Delayed; cancelled if the client reconnects first.
         s.willTimer = longTimeout(
-          () => {
-            s.willTimer = null;
-            this.publishWill(s);
-            this.saveSession(s);
-          },
+          () =>
+            safely(this.log, `the will timer of ${s.clientId}`, () => {
+              s.willTimer = null;
+              this.publishWill(s);
+              this.saveSession(s);
+            }),
           delay,
           (t) => (s.willTimer = t),
         );
@@ -449,21 +453,25 @@ export class Broker {
     if (s.expiryInterval !== NEVER_EXPIRES) {
       // longTimeout: v5 allows expiries beyond setTimeout's 24.8 days [MQTT-3.1.2-23].
       s.expiryTimer = longTimeout(
-        () => {
-          s.expiryTimer = null;
-          if (!s.connection) {
-            if (s.will) this.publishWill(s);
-            this.stats.clientsExpired++;
-            this.endSession(s);
-          }
-        },
+        () =>
+          safely(this.log, `the expiry timer of ${s.clientId}`, () => {
+            s.expiryTimer = null;
+            if (!s.connection) {
+              if (s.will) this.publishWill(s);
+              this.stats.clientsExpired++;
+              this.endSession(s);
+            }
+          }),
         Math.max(0, s.expiryInterval * 1000 - since),
         (t) => (s.expiryTimer = t),
       );
     }
   }
 
-  /** Publish and forget the session's will. */
+  /**
+   * Publish and forget the session's will. A will that cannot be sent is logged and dropped;
+   * nothing in it can stop the caller (a timer, a disconnect) from going on.
+   */
   publishWill(s: Session): void {
     const w = s.will;
     s.will = null;
@@ -476,15 +484,19 @@ export class Broker {
       return;
     }
     const expiry = w.properties?.messageExpiryInterval;
-    this.publish({
-      topic: w.topic,
-      payload: w.payload,
-      qos: w.qos,
-      retain: w.retain,
-      properties: forwardedProperties(w.properties),
-      expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
-      origin: s.clientId,
-    });
+    try {
+      this.publish({
+        topic: w.topic,
+        payload: w.payload,
+        qos: w.qos,
+        retain: w.retain,
+        properties: forwardedProperties(w.properties),
+        expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
+        origin: s.clientId,
+      });
+    } catch (e) {
+      this.log.error(`Will of ${s.clientId} not sent: ${errorText(e)}`);
+    }
   }
 
   /** Drop a session and its subscriptions. */
@@ -503,12 +515,16 @@ export class Broker {
     const now = Date.now();
     const connectMs = this.config.connect_timeout * 1000;
     for (const c of this.connections) {
-      if (c.state === "new") {
-        if (now - c.openedAt > connectMs) c.close(undefined, "no CONNECT in time");
-      } else if (c.state === "open" && c.keepalive > 0 && now - c.lastRx > c.keepalive * 1500) {
-        c.close(0x8d, "keep-alive timeout");
+      try {
+        if (c.state === "new") {
+          if (now - c.openedAt > connectMs) c.close(undefined, "no CONNECT in time");
+        } else if (c.state === "open" && c.keepalive > 0 && now - c.lastRx > c.keepalive * 1500) {
+          c.close(0x8d, "keep-alive timeout");
+        }
+      } catch (e) {
+        c.fail(e, "the keep-alive check");
       }
     }
-    this.bridges.sweep(now);
+    safely(this.log, "the bridges' housekeeping", () => this.bridges.sweep(now));
   }
 }

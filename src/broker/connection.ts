@@ -26,6 +26,7 @@ import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from "./handl
 import { handleDisconnect } from "./handlers/disconnect.ts";
 import { handleAuth } from "./handlers/auth.ts";
 import { handlePingreq } from "./handlers/ping.ts";
+import { errorText } from "./guard.ts";
 
 /**
  * A queued write, in a flat list without an object per packet: plain bytes; prepared PUBLISH
@@ -106,7 +107,15 @@ const spareLists: Pending[][] = [];
 let flushScheduled = false;
 function flushAll(): void {
   flushScheduled = false;
-  for (let i = 0; i < dirty.length; i++) dirty[i].flush();
+  for (let i = 0; i < dirty.length; i++) {
+    const c = dirty[i];
+    try {
+      c.flush();
+    } catch (e) {
+      // A write that throws ends that client, not the batch or the process.
+      c.fail(e, "write");
+    }
+  }
   dirty.length = 0;
 }
 
@@ -196,6 +205,15 @@ export class Connection implements SocketHandlers {
 
   onData(chunk: Uint8Array): void {
     if (this.state === "closed") return;
+    try {
+      this.#read(chunk);
+    } catch (e) {
+      // An error in this client's path closes this client only, with one log line.
+      this.fail(e, "packet handling");
+    }
+  }
+
+  #read(chunk: Uint8Array): void {
     this.broker.stats.bytesReceived += chunk.length;
     const { packets, error } = this.decoder.push(chunk);
     this.broker.stats.messagesReceived += packets.length;
@@ -293,11 +311,30 @@ export class Connection implements SocketHandlers {
       this.#held = null;
       for (let i = 0; i < held.length && !this.closed; i++) this.dispatch(held[i]);
     };
-    work.then(release, (e) => {
+    // Whatever the login or the packets held behind it throw ends this client, not the process.
+    work.then(release).catch((e) => {
       this.#held = null;
-      this.broker.log.error(`Client ${this.label}: ${e}`);
-      this.close(undefined, "internal error while connecting");
+      this.fail(e, "CONNECT or the packets held behind it");
     });
+  }
+
+  /**
+   * An unexpected error in this client's path: log one line and close this client (v5 with
+   * 0x80 Unspecified error). Never throws.
+   */
+  fail(e: unknown, where: string): void {
+    try {
+      this.broker.log.error(`Client ${this.label}: internal error in ${where}: ${errorText(e)}`);
+      if (this.state === "closed") return;
+      this.close(ReasonCode.UnspecifiedError);
+    } catch (e2) {
+      // Closing failed too: make sure the socket goes, and say so once.
+      this.state = "closed";
+      try {
+        this.socket.destroy();
+      } catch { /* already gone */ }
+      this.broker.log.error(`Client ${this.label}: internal error while closing: ${errorText(e2)}`);
+    }
   }
 
   /** Queue a packet for sending (encoded now, written at the end of the batch). */
@@ -508,7 +545,11 @@ export class Connection implements SocketHandlers {
   /** The socket went away (by either side). */
   /** SocketHandlers: the transport saw the socket close. */
   onClose(): void {
-    this.onSocketClose();
+    try {
+      this.onSocketClose();
+    } catch (e) {
+      this.broker.log.error(`Client ${this.label}: internal error after close: ${errorText(e)}`);
+    }
   }
 
   onSocketClose(): void {

@@ -5,7 +5,7 @@
  */
 import type { Broker } from "./broker.ts";
 import { outgoing, Session, type SubscriptionEntry } from "./session.ts";
-import { parseShared } from "./topic.ts";
+import { parseShared, validTopicFilter, validTopicName } from "./topic.ts";
 import type { Snapshot } from "../store/types.ts";
 
 /** Restore a snapshot into an empty broker; returns what was restored. */
@@ -14,9 +14,17 @@ export function restore(
   snap: Snapshot,
 ): { sessions: number; retained: number; messages: number } {
   const now = Date.now();
+  const log = broker.log;
   let retained = 0;
   for (const m of snap.retained) {
     if (m.expiresAt && m.expiresAt <= now) {
+      broker.store?.deleteRetained(m.topic);
+      continue;
+    }
+    if (!validTopicName(m.topic)) {
+      // A row no client could have made (an earlier version let a mount_point push a topic past
+      // 65,535 bytes): it would reset every subscriber it matched. Dropped, and said so.
+      log.warning(`Persistence: retained message on an invalid topic (${brief(m.topic)}) dropped.`);
       broker.store?.deleteRetained(m.topic);
       continue;
     }
@@ -32,16 +40,27 @@ export function restore(
     // does not know when, so its clocks start now.
     s.disconnectedAt = st.disconnectedAt || now;
     s.will = st.will;
+    if (s.will && !validTopicName(s.will.topic)) {
+      log.warning(`Persistence: will of ${st.clientId} on an invalid topic dropped.`);
+      s.will = null;
+    }
     s.willDelay = st.willDelay;
     s.username = st.username;
     broker.sessions.set(s.clientId, s);
     broker.auth.bind(s);
+    let dropped = 0;
     for (const sub of subscriptions) {
       const shared = safeShared(sub.filter);
+      const topicFilter = sub.topicFilter ?? (shared ? shared.filter : sub.filter);
+      if (!validTopicFilter(topicFilter)) {
+        broker.store?.deleteSubscription(st.clientId, sub.filter);
+        dropped++;
+        continue;
+      }
       const entry: SubscriptionEntry = {
         session: s,
         filter: sub.filter,
-        topicFilter: sub.topicFilter ?? (shared ? shared.filter : sub.filter),
+        topicFilter,
         qos: sub.qos,
         nl: sub.nl,
         rap: sub.rap,
@@ -53,6 +72,11 @@ export function restore(
       broker.router.add(entry);
     }
     for (const m of msgs) {
+      if (!validTopicName(m.msg.topic)) {
+        broker.store?.deleteClientMessage(st.clientId, m.seq, m.msg);
+        dropped++;
+        continue;
+      }
       const o = outgoing(m.msg, m.qos, m.retain, m.subIds, m.seq);
       if (m.state === 0) {
         s.enqueue(o, 0, 0);
@@ -62,10 +86,20 @@ export function restore(
       }
       messages++;
     }
+    if (dropped) {
+      log.warning(
+        `Persistence: ${dropped} subscriptions or messages of ${st.clientId} on invalid topics dropped.`,
+      );
+    }
     if (incomingQos2.length) s.incomingQos2 = new Set(incomingQos2);
     broker.goOffline(s);
   }
   return { sessions: snap.sessions.length, retained, messages };
+}
+
+/** The start of a long topic, for a log line. */
+function brief(topic: string): string {
+  return topic.length > 40 ? `${topic.slice(0, 40)}… (${topic.length} characters)` : topic;
 }
 
 function safeShared(filter: string): { group: string; filter: string } | null {

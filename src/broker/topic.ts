@@ -32,6 +32,35 @@ function validChars(s: string): boolean {
   return bytes <= MAX_TOPIC_BYTES;
 }
 
+/** UTF-8 length of `s` in bytes (an unpaired surrogate counts 3, as the encoder writes U+FFFD). */
+export function utf8Length(s: string): number {
+  let bytes = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) bytes += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        // A pair: 2 UTF-16 units, 4 bytes.
+        bytes += 2;
+        i++;
+      } else bytes += 2;
+    } else bytes += 2;
+  }
+  return bytes;
+}
+
+/**
+ * True when `prefix + topic` (a listener's mount_point or a bridge's prefix in front of a topic
+ * name or filter) still fits the 65,535 bytes of a topic [MQTT-4.7.3-3]. Only called where a
+ * prefix is added; short topics are settled without counting.
+ */
+export function fitsWithPrefix(prefix: string, topic: string): boolean {
+  if ((prefix.length + topic.length) * 3 <= MAX_TOPIC_BYTES) return true;
+  return utf8Length(prefix) + utf8Length(topic) <= MAX_TOPIC_BYTES;
+}
+
 /**
  * A valid topic filter: non-empty [MQTT-4.7.3-1]; '#' only as the whole last level
  * [MQTT-4.7.1-2]; '+' only as a whole level [MQTT-4.7.1-3]; no U+0000; ≤ 65535 UTF-8 bytes.

@@ -9,6 +9,7 @@ import type { Config } from "../config/schema.ts";
 import { Broker } from "../broker/broker.ts";
 import { Logger } from "../sys/log.ts";
 import { configureLog, Ops } from "../sys/ops.ts";
+import { installLastResort } from "../sys/last_resort.ts";
 
 export interface ServeOptions {
   verbose: boolean;
@@ -26,6 +27,8 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
     timestamp: config.log_timestamp,
     format: config.log_format,
   });
+  // Nothing a client sends may take the process down: what escapes is logged and survived.
+  installLastResort(log);
   const broker = new Broker(config, log);
   const ops = new Ops(broker);
   let bound;
@@ -63,7 +66,7 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
         return;
       }
       await ops.reload(next);
-    });
+    }).catch((e) => log.error(`Reload failed: ${(e as Error).message ?? e}`));
   };
 
   let stopping = false;

@@ -409,6 +409,10 @@ export function bridgeTopicProblem(line: string): string | undefined {
   if (parts[2] !== undefined && !/^[012]$/.test(parts[2])) {
     return `qos must be 0, 1 or 2, got ${show(parts[2])}`;
   }
+  const bytes = (s: string | undefined) => new TextEncoder().encode(s ?? "").length;
+  if (Math.max(bytes(parts[3]), bytes(parts[4])) + bytes(parts[0]) > 65535) {
+    return "a prefix and the pattern together exceed 65535 bytes, the longest topic filter";
+  }
   return undefined;
 }
 

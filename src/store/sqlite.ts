@@ -68,6 +68,8 @@ export class SqliteStore implements Store {
   readonly #s: Record<string, StatementSync>;
   /** Called with the error of a failed commit (logging). */
   onError: (e: unknown) => void = () => {};
+  /** Called with an error thrown by an `afterCommit` callback (logging); the others still run. */
+  onCallbackError: (e: unknown) => void = () => {};
 
   constructor(file: string, sync: SyncMode = "full") {
     this.file = file;
@@ -424,7 +426,14 @@ export class SqliteStore implements Store {
       this.stats.lastCommitMs = ms;
       this.stats.totalCommitMs += ms;
     }
-    for (const cb of waiting) cb(ok);
+    for (const cb of waiting) {
+      // One waiter's error must not cost the others their acknowledgements, nor the process.
+      try {
+        cb(ok);
+      } catch (e) {
+        this.onCallbackError(e);
+      }
+    }
     return ok;
   }
 

@@ -9,6 +9,7 @@ import process from "node:process";
 import type { Broker } from "../broker/broker.ts";
 import { VERSION } from "../version.ts";
 import { gauges } from "./stats.ts";
+import { safely } from "../broker/guard.ts";
 
 const enc = new TextEncoder();
 
@@ -61,7 +62,10 @@ export class SysTree {
     this.#interval = sec;
     if (sec > 0) {
       this.tick();
-      this.#timer = setInterval(() => this.tick(), sec * 1000);
+      this.#timer = setInterval(
+        () => safely(this.broker.log, "$SYS", () => this.tick()),
+        sec * 1000,
+      );
     }
   }
 

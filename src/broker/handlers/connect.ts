@@ -9,7 +9,7 @@ import type { ConnectPacket, Properties } from "../../codec/types.ts";
 import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
 import { type Connection, sharedTerms } from "../connection.ts";
 import { NEVER_EXPIRES, Session } from "../session.ts";
-import { validTopicName } from "../topic.ts";
+import { fitsWithPrefix, validTopicName } from "../topic.ts";
 
 /** Send a refusing CONNACK and close [MQTT-3.2.2-6]. */
 function refuse(conn: Connection, v3code: number, v5code: number, why: string): void {
@@ -69,7 +69,11 @@ function settle(
   return new Promise((resolve) => {
     // unref: a pending refusal does not keep a stopping broker alive.
     setTimeout(() => {
-      if (!conn.closed) refuseLogin(conn, `${r.reason} (answered after ${r.delayMs} ms)`);
+      try {
+        if (!conn.closed) refuseLogin(conn, `${r.reason} (answered after ${r.delayMs} ms)`);
+      } catch (e) {
+        conn.fail(e, "a delayed refusal");
+      }
       resolve();
     }, r.delayMs).unref();
   });
@@ -172,6 +176,15 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
         ReasonCode.TopicNameInvalid,
         "invalid will topic",
       );
+      return;
+    }
+    if (conn.mountPoint && !fitsWithPrefix(conn.mountPoint, will.topic)) {
+      // The listener's mount_point would push the will topic past 65,535 bytes [MQTT-4.7.3-3]:
+      // v5 0x90 Topic Name invalid; 3.1.1 has no return code for it, so the connection is closed
+      // without a CONNACK [MQTT-3.2.2-6 v3.1.1].
+      const why = "will topic too long with the listener's mount_point [MQTT-4.7.3-3]";
+      if (v5) refuse(conn, 0, ReasonCode.TopicNameInvalid, why);
+      else conn.close(undefined, why);
       return;
     }
     if (will.qos > cfg.max_qos) {

@@ -6,7 +6,7 @@ import type { PublishPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
 import { PUBACK, PUBREC } from "../../codec/encoder.ts";
-import { validTopicName } from "../topic.ts";
+import { fitsWithPrefix, validTopicName } from "../topic.ts";
 import { forwardedProperties, type Message } from "../message.ts";
 
 export function handlePublish(conn: Connection, p: PublishPacket): void {
@@ -45,7 +45,13 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     return;
   }
 
-  if (conn.mountPoint) topic = conn.mountPoint + topic;
+  // The listener's mount_point goes in front; a topic it would push past 65,535 bytes
+  // [MQTT-4.7.3-3] is refused below with 0x90 Topic Name invalid.
+  let fits = true;
+  if (conn.mountPoint) {
+    fits = fitsWithPrefix(conn.mountPoint, topic);
+    if (fits) topic = conn.mountPoint + topic;
+  }
 
   const rt = p.properties?.responseTopic;
   if (rt !== undefined && !validTopicName(rt)) {
@@ -82,7 +88,20 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
 
   let rc: number = ReasonCode.Success;
-  if (cfg.message_size_limit > 0 && p.payload.length > cfg.message_size_limit) {
+  if (!fits) {
+    broker.stats.publishDropped++;
+    if (p.qos === 0) {
+      // No acknowledgement to carry the refusal: v5 is told by DISCONNECT, v3 loses the message.
+      if (conn.version === 5) {
+        conn.close(
+          ReasonCode.TopicNameInvalid,
+          "topic too long with the listener's mount_point [MQTT-4.7.3-3]",
+        );
+      }
+      return;
+    }
+    rc = ReasonCode.TopicNameInvalid;
+  } else if (cfg.message_size_limit > 0 && p.payload.length > cfg.message_size_limit) {
     rc = ReasonCode.PacketTooLarge;
     broker.stats.publishDropped++;
   } else if (topic.startsWith("$SYS") && !topic.startsWith("$SYS/broker/connection/")) {

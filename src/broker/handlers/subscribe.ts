@@ -7,7 +7,7 @@ import type { SubscribePacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
 import { outgoing, type SubscriptionEntry } from "../session.ts";
-import { parseShared, validTopicFilter } from "../topic.ts";
+import { fitsWithPrefix, parseShared, validTopicFilter } from "../topic.ts";
 import type { QoS } from "../../codec/types.ts";
 
 export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
@@ -51,7 +51,14 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       granted.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
       continue;
     }
-    topicFilter = conn.mountPoint + topicFilter;
+    if (conn.mountPoint) {
+      // A filter the listener's mount_point would push past 65,535 bytes [MQTT-4.7.3-3].
+      if (!fitsWithPrefix(conn.mountPoint, topicFilter)) {
+        granted.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
+        continue;
+      }
+      topicFilter = conn.mountPoint + topicFilter;
+    }
     if (broker.auth.aclActive && !broker.auth.canSubscribe(s, topicFilter)) {
       // acl_file: nothing this filter matches may be read. v5 0x87 Not authorized, v3 0x80.
       granted.push(v5 ? ReasonCode.NotAuthorized : 0x80);

@@ -1,0 +1,418 @@
+/**
+ * Topics that a prefix (a listener's mount_point, a bridge's local or remote prefix) would push
+ * past 65,535 bytes [MQTT-4.7.3-3], and errors that escape a client's path (a will timer, the
+ * packets held behind a slow login, a store callback): each is refused or dropped with the right
+ * reason code and one log line, and the broker goes on serving everyone else.
+ */
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { Buffer } from "node:buffer";
+import mqttPacket from "mqtt-packet";
+import { Broker } from "../src/broker/broker.ts";
+import { bridgeTopicProblem, type Config } from "../src/config/schema.ts";
+import { Logger } from "../src/sys/log.ts";
+import { hashPassword } from "../src/auth/password.ts";
+import { SqliteStore } from "../src/store/sqlite.ts";
+import {
+  bridgeTo,
+  collect,
+  connect,
+  endAll,
+  type TestBroker,
+  testConfig,
+  until,
+} from "./helpers/broker.ts";
+import { type AnyPacket, connectPacket, type RawClient, rawConnect } from "./helpers/raw.ts";
+
+const MOUNT = "tenant/";
+const dir = mkdtempSync(join(tmpdir(), "midge-hard-edges-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Edged extends TestBroker {
+  /** Port of the listener with mount_point "tenant/". */
+  mountPort: number;
+  /** Log lines (errors, warnings, notices) without timestamps. */
+  lines: string[];
+}
+
+/** A broker with a plain listener and a mount-point listener, logging into `lines`. */
+async function startEdged(over: Partial<Config> = {}): Promise<Edged> {
+  const lines: string[] = [];
+  const log = new Logger(["error", "warning", "notice"], {
+    timestamp: false,
+    sink: (l) => lines.push(l),
+  });
+  const base = testConfig(over);
+  const plain = base.listeners[0];
+  base.listeners = [plain, { ...plain, mount_point: MOUNT }];
+  const broker = new Broker(base, log);
+  const [a, b] = await broker.start();
+  return {
+    broker,
+    port: a.port,
+    url: `mqtt://127.0.0.1:${a.port}`,
+    mountPort: b.port,
+    lines,
+    stop: () => broker.stop(),
+  };
+}
+
+/** A raw client on `port` after a successful CONNECT. */
+async function rawOpen(port: number, version: number, extra: AnyPacket = {}): Promise<RawClient> {
+  const rc = await rawConnect(port, version);
+  rc.send(connectPacket(`raw${Math.random().toString(36).slice(2, 8)}`, version, extra));
+  const ack = await rc.next("connack");
+  assert.equal(version === 5 ? ack.reasonCode : ack.returnCode, 0);
+  return rc;
+}
+
+/** Another client publishes and receives normally: the broker is unharmed. */
+async function stillWorks(tb: TestBroker): Promise<void> {
+  const c = await connect(tb);
+  const got = collect(c);
+  await c.subscribeAsync("alive", { qos: 1 });
+  await c.publishAsync("alive", "yes", { qos: 1 });
+  const [m] = await got.next(1);
+  assert.equal(m.payload, "yes");
+  await endAll(c);
+}
+
+/** A topic (or filter) of `n` bytes under "a/". */
+const long = (n: number) => "a/" + "x".repeat(n - 2);
+
+test("a PUBLISH that the mount_point pushes past 65,535 bytes gets 0x90 and is neither routed nor retained [MQTT-4.7.3-3]", async () => {
+  const tb = await startEdged();
+  try {
+    const watcher = await rawOpen(tb.port, 5);
+    watcher.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 0 }] });
+    await watcher.next("suback");
+
+    const v5 = await rawOpen(tb.mountPort, 5);
+    v5.send({
+      cmd: "publish",
+      topic: long(65530),
+      payload: "p",
+      qos: 1,
+      messageId: 7,
+      retain: true,
+    });
+    const ack = await v5.next("puback");
+    assert.equal(ack.messageId, 7);
+    assert.equal(ack.reasonCode, 0x90);
+    // A topic that fits with the prefix still goes through on the same connection.
+    v5.send({ cmd: "publish", topic: "ok", payload: "p", qos: 1, messageId: 8 });
+    assert.equal((await v5.next("puback")).reasonCode, 0);
+    assert.equal((await watcher.next("publish")).topic, "tenant/ok");
+
+    // v3 has no reason code: acknowledged, not delivered.
+    const v3 = await rawOpen(tb.mountPort, 4);
+    v3.send({
+      cmd: "publish",
+      topic: long(65535),
+      payload: "p",
+      qos: 1,
+      messageId: 9,
+      retain: true,
+    });
+    assert.equal((await v3.next("puback")).messageId, 9);
+
+    // QoS 0 has no acknowledgement: v5 is told by DISCONNECT 0x90.
+    v5.send({ cmd: "publish", topic: long(65535), payload: "p", qos: 0, retain: true });
+    assert.equal((await v5.next("disconnect")).reasonCode, 0x90);
+    await v5.closed;
+
+    // Nothing was retained: a new "#" subscriber gets its SUBACK and is not reset.
+    assert.equal(tb.broker.retained.size, 0);
+    const late = await rawOpen(tb.port, 5);
+    late.send({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "#", qos: 1 }] });
+    assert.deepEqual((await late.next("suback")).granted, [1]);
+    assert.equal(late.socket.destroyed, false);
+    assert.deepEqual(watcher.packets.filter((p) => p.cmd === "publish").length, 1);
+    for (const c of [watcher, v3, late]) c.close();
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a SUBSCRIBE filter that the mount_point pushes past 65,535 bytes gets 0x8F (v3 0x80) [MQTT-4.7.3-3]", async () => {
+  const tb = await startEdged();
+  try {
+    for (const version of [5, 4]) {
+      const rc = await rawOpen(tb.mountPort, version);
+      rc.send({
+        cmd: "subscribe",
+        messageId: 3,
+        subscriptions: [{ topic: long(65535), qos: 1 }, { topic: "fine/#", qos: 1 }],
+      });
+      const ack = await rc.next("suback");
+      assert.deepEqual(ack.granted, [version === 5 ? 0x8f : 0x80, 1]);
+      rc.close();
+    }
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("CONNECT and a too-long SUBSCRIBE in one write, held behind a slow password check: SUBACK 0x8F, broker up", async () => {
+  const pw = join(dir, "passwd");
+  writeFileSync(pw, `u:${await hashPassword(new TextEncoder().encode("pw"))}\n`);
+  const tb = await startEdged({ password_file: pw, allow_anonymous: true });
+  try {
+    const rc = await rawConnect(tb.mountPort, 5);
+    const gen = (p: AnyPacket) => mqttPacket.generate(p, { protocolVersion: 5 });
+    rc.send(
+      Buffer.concat([
+        gen(connectPacket("held", 5, { username: "u", password: Buffer.from("pw") })),
+        gen({ cmd: "subscribe", messageId: 4, subscriptions: [{ topic: long(65535), qos: 0 }] }),
+      ]),
+    );
+    assert.equal((await rc.next("connack")).reasonCode, 0);
+    assert.deepEqual((await rc.next("suback")).granted, [0x8f]);
+    rc.close();
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a will topic that the mount_point pushes past 65,535 bytes: v5 CONNACK 0x90, v3 closed without CONNACK, no session left [MQTT-4.7.3-3]", async () => {
+  const tb = await startEdged();
+  try {
+    // v5 with a will delay (the will timer used to fire and end the process).
+    const v5 = await rawConnect(tb.mountPort, 5);
+    v5.send(connectPacket("w5", 5, {
+      will: {
+        topic: long(65535),
+        payload: Buffer.from("gone"),
+        qos: 0,
+        retain: true,
+        properties: { willDelayInterval: 1 },
+      },
+      properties: { sessionExpiryInterval: 60 },
+    }));
+    const ack = await v5.next("connack");
+    assert.equal(ack.reasonCode, 0x90);
+    await v5.closed;
+
+    // v3 clean session (it used to stay behind as a session nobody could end).
+    const v3 = await rawConnect(tb.mountPort, 4);
+    v3.send(connectPacket("w3", 4, {
+      will: { topic: long(65535), payload: Buffer.from("gone"), qos: 0, retain: false },
+    }));
+    await v3.closed;
+    assert.deepEqual(v3.packets.map((p) => p.cmd), []);
+    await until(() => tb.broker.connections.size === 0, 3000, "both connections gone");
+    assert.equal(tb.broker.sessions.size, 0);
+    assert.equal(tb.broker.retained.size, 0);
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a bridge drops (and logs) an incoming message its local prefix would push past 65,535 bytes, and goes on", async () => {
+  const remote = await startEdged();
+  const local = await startEdged({
+    bridges: [bridgeTo(remote.port, ['# in 1 local/ ""'], { notifications: false })],
+  });
+  try {
+    await until(() => remote.broker.sessions.size === 1, 5000, "the bridge to connect");
+    await until(
+      () => [...remote.broker.sessions.values()].some((s) => s.subscriptions.size === 1),
+      5000,
+      "the bridge to subscribe",
+    );
+    const sub = await connect(local);
+    const got = collect(sub);
+    await sub.subscribeAsync("#", { qos: 1 });
+    const pub = await connect(remote);
+    await pub.publishAsync(long(65530), "too long here", { qos: 1 });
+    await pub.publishAsync("fine", "arrives", { qos: 1 });
+    const [m] = await got.next(1);
+    assert.equal(m.topic, "local/fine");
+    assert.equal(m.payload, "arrives");
+    assert.equal(got.messages.length, 1);
+    assert.ok(local.lines.some((l) => /Bridge b1: message dropped.*local prefix/.test(l)));
+    await endAll(sub, pub);
+    await stillWorks(local);
+  } finally {
+    await local.stop();
+    await remote.stop();
+  }
+});
+
+test("a retained message on a topic too long to send, found in the store at start-up, is dropped and logged", async () => {
+  const loc = mkdtempSync(join(dir, "store-"));
+  const store = new SqliteStore(join(loc, "midge.db"));
+  const payload = new TextEncoder().encode("poison");
+  const msg = { qos: 0 as const, retain: true, expiresAt: 0, origin: "x", payload };
+  store.setRetained({ ...msg, topic: "tenant/" + long(65535) });
+  store.setRetained({ ...msg, topic: "good", payload: new TextEncoder().encode("kept") });
+  store.flush();
+  store.close();
+  const tb = await startEdged({ persistence: true, persistence_location: loc });
+  try {
+    assert.equal(tb.broker.retained.size, 1);
+    assert.ok(tb.lines.some((l) => /retained message on an invalid topic .* dropped/.test(l)));
+    const sub = await connect(tb);
+    const got = collect(sub);
+    await sub.subscribeAsync("#", { qos: 1 });
+    const [m] = await got.next(1);
+    assert.equal(m.topic, "good");
+    await endAll(sub);
+  } finally {
+    await tb.stop();
+  }
+  // The row is gone from the database too.
+  const again = new SqliteStore(join(loc, "midge.db"));
+  try {
+    assert.deepEqual(again.load().retained.map((m) => m.topic), ["good"]);
+  } finally {
+    again.close();
+  }
+});
+
+// --- Errors that escape a client's path ---------------------------------------------------------
+
+/** Make `broker.publish` throw for topics under "boom/", as an unforeseen bug would. */
+function boobyTrap(tb: TestBroker): void {
+  const publish = tb.broker.publish.bind(tb.broker);
+  tb.broker.publish = (m) => {
+    if (m.topic.startsWith("boom/")) throw new Error("forced failure");
+    return publish(m);
+  };
+}
+
+test("an error inside a delayed will's timer is logged as one line; the session ends, the broker stays up", async () => {
+  const tb = await startEdged();
+  boobyTrap(tb);
+  try {
+    const rc = await rawOpen(tb.port, 5, {
+      clientId: "doomed",
+      will: {
+        topic: "boom/will",
+        payload: Buffer.from("x"),
+        qos: 1,
+        retain: false,
+        properties: { willDelayInterval: 1 },
+      },
+      properties: { sessionExpiryInterval: 2 },
+    });
+    rc.close();
+    await until(() => tb.broker.sessions.get("doomed")?.willTimer !== undefined, 3000, "offline");
+    await until(
+      () => tb.lines.some((l) => /doomed/.test(l) && /forced failure/.test(l)),
+      5000,
+      "log",
+    );
+    assert.equal(tb.lines.filter((l) => /forced failure/.test(l)).length, 1);
+    await until(() => !tb.broker.sessions.has("doomed"), 5000, "the session to expire");
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("an error in a clean session's will at disconnect does not leave the session behind", async () => {
+  const tb = await startEdged();
+  boobyTrap(tb);
+  try {
+    const rc = await rawOpen(tb.port, 4, {
+      clientId: "ghost",
+      will: { topic: "boom/now", payload: Buffer.from("x"), qos: 0, retain: false },
+    });
+    rc.close();
+    await until(() => tb.broker.connections.size === 0, 3000, "the connection to go");
+    assert.equal(tb.broker.sessions.has("ghost"), false);
+    assert.equal(tb.lines.filter((l) => /forced failure/.test(l)).length, 1);
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("an error in a packet held behind a slow password check closes that client only, with one log line", async () => {
+  const pw = join(dir, "passwd2");
+  writeFileSync(pw, `u:${await hashPassword(new TextEncoder().encode("pw"))}\n`);
+  const tb = await startEdged({ password_file: pw, allow_anonymous: true });
+  boobyTrap(tb);
+  try {
+    const rc = await rawConnect(tb.port, 5);
+    const gen = (p: AnyPacket) => mqttPacket.generate(p, { protocolVersion: 5 });
+    rc.send(
+      Buffer.concat([
+        gen(connectPacket("held", 5, { username: "u", password: Buffer.from("pw") })),
+        gen({ cmd: "publish", topic: "boom/held", payload: "x", qos: 1, messageId: 5 }),
+      ]),
+    );
+    assert.equal((await rc.next("connack")).reasonCode, 0);
+    assert.equal((await rc.next("disconnect")).reasonCode, 0x80);
+    await rc.closed;
+    assert.equal(tb.lines.filter((l) => /forced failure/.test(l)).length, 1);
+    assert.ok(tb.lines.some((l) => /Client held .*internal error/.test(l)));
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("an error in a store callback is logged; the other acknowledgements of the commit still go out", async () => {
+  const loc = mkdtempSync(join(dir, "store-"));
+  const tb = await startEdged({ persistence: true, persistence_location: loc });
+  try {
+    const store = tb.broker.store!;
+    store.afterCommit(() => {
+      throw new Error("forced failure");
+    });
+    const c = await connect(tb);
+    await c.publishAsync("after", "x", { qos: 1 });
+    await until(() => tb.lines.some((l) => /forced failure/.test(l)), 3000, "the log line");
+    await endAll(c);
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("midge serve's last resort: an error no handler caught is logged as one line and the process lives on", () => {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const runtime = process.env.MIDGE_TEST_RUNTIME ?? ("Bun" in globalThis ? "bun" : "deno");
+  const bin = join(root, "node_modules", ".bin", runtime);
+  const script = join(dir, "escape.ts");
+  const lastResort = join(root, "src", "sys", "last_resort.ts");
+  const logMod = join(root, "src", "sys", "log.ts");
+  writeFileSync(
+    script,
+    `import { installLastResort } from ${JSON.stringify(lastResort)};
+import { Logger } from ${JSON.stringify(logMod)};
+installLastResort(new Logger(["error"], { timestamp: false }));
+setTimeout(() => { throw new Error("from a timer"); }, 1);
+setTimeout(() => { Promise.reject(new Error("from a promise")); }, 5);
+setTimeout(() => console.log("still running"), 50);
+`,
+  );
+  const args = runtime === "deno" ? ["run", "-A", script] : [script];
+  const r = spawnSync(bin, args, { encoding: "utf8", timeout: 30000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), "still running");
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 2, r.stderr);
+  assert.match(lines[0], /Internal error.*Error: from a timer/);
+  assert.match(lines[1], /Internal error.*Error: from a promise/);
+});
+
+test("a bridge topic line whose prefix and pattern exceed 65,535 bytes is refused by the configuration check", () => {
+  assert.match(
+    bridgeTopicProblem(`${long(65530)} in 0 local/ ""`) ?? "",
+    /exceed 65535 bytes/,
+  );
+  assert.equal(bridgeTopicProblem(`${long(65528)} in 0 local/ ""`), undefined);
+});
