@@ -409,6 +409,77 @@ setTimeout(() => console.log("still running"), 50);
   assert.match(lines[1], /Internal error.*Error: from a promise/);
 });
 
+// --- $SYS --------------------------------------------------------------------------------------
+
+test("$SYS is closed to clients level by level: only $SYS/broker/connection/+/state is writable; $SYSTEM/x is ordinary", async () => {
+  const tb = await startEdged();
+  try {
+    const watcher = await connect(tb, { protocolVersion: 5 });
+    const seen = collect(watcher);
+    await watcher.subscribeAsync("$SYSTEM/#", { qos: 1 });
+    const rc = await rawOpen(tb.port, 5);
+    let id = 0;
+    const code = async (topic: string) => {
+      rc.send({ cmd: "publish", topic, payload: "1", qos: 1, messageId: ++id, retain: true });
+      const ack = await rc.next("puback");
+      assert.equal(ack.messageId, id);
+      return ack.reasonCode ?? 0;
+    };
+    for (
+      const t of [
+        "$SYS",
+        "$SYS/x",
+        "$SYS/broker/connection/a/b/state",
+        "$SYS/broker/connection/a",
+        "$SYS/broker/connection/a/state/x",
+        "$SYS/broker/connection/a/status",
+      ]
+    ) {
+      assert.equal(await code(t), 0x87, t);
+    }
+    // A bridge's notification (Mosquitto's exception), and a topic that only starts with "$SYS".
+    assert.equal(await code("$SYS/broker/connection/peer/state"), 0x10);
+    assert.equal(await code("$SYSTEM/foo"), 0);
+    const [m] = await seen.next(1);
+    assert.equal(m.topic, "$SYSTEM/foo");
+    const kept = ["$SYS/broker/connection/peer/state", "$SYSTEM/foo"];
+    assert.deepEqual(tb.broker.retained.match("$SYS/broker/connection/#", Date.now()).length, 1);
+    for (const t of kept) assert.equal(tb.broker.retained.match(t, Date.now()).length, 1, t);
+    assert.equal(tb.broker.retained.match("$SYS/x", Date.now()).length, 0);
+    rc.close();
+    await endAll(watcher);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a will into $SYS is not sent (as in Mosquitto); a bridge-state will is", async () => {
+  const tb = await startEdged();
+  try {
+    const watcher = await connect(tb, { protocolVersion: 5 });
+    const seen = collect(watcher);
+    await watcher.subscribeAsync("$SYS/foo", { qos: 1 });
+    await watcher.subscribeAsync("$SYS/broker/connection/+/state", { qos: 1 });
+    const withWill = (topic: string) =>
+      rawOpen(tb.port, 4, {
+        clientId: `w${topic.length}`,
+        will: { topic, payload: Buffer.from("gone"), qos: 1, retain: false },
+      });
+    const bad = await withWill("$SYS/foo");
+    bad.close();
+    await until(() => !tb.broker.sessions.has("w8"), 3000, "the first client to go");
+    const good = await withWill("$SYS/broker/connection/c/state");
+    good.close();
+    const [m] = await seen.next(1);
+    assert.equal(m.topic, "$SYS/broker/connection/c/state");
+    assert.equal(seen.messages.length, 1);
+    assert.ok(tb.lines.some((l) => /Will of w8 on \$SYS\/foo not sent/.test(l)));
+    await endAll(watcher);
+  } finally {
+    await tb.stop();
+  }
+});
+
 test("a bridge topic line whose prefix and pattern exceed 65,535 bytes is refused by the configuration check", () => {
   assert.match(
     bridgeTopicProblem(`${long(65530)} in 0 local/ ""`) ?? "",

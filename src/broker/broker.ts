@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { BridgeManager } from "../bridge/bridge.ts";
 import { ConnectionList, SessionTable } from "./tables.ts";
 import { errorText, safely } from "./guard.ts";
+import { sysTopicDenied } from "./topic.ts";
 
 /** Counters behind $SYS and metrics (src/sys/). Mosquitto's meanings: "messages" are packets. */
 export interface Stats {
@@ -478,8 +479,9 @@ export class Broker {
     if (s.willTimer) clearTimeout(s.willTimer);
     s.willTimer = null;
     if (!w) return;
-    if (!this.auth.canPublish(s, w.topic)) {
-      // Checked when the will is sent, with the rules in force then (as Mosquitto does).
+    if (sysTopicDenied(w.topic) || !this.auth.canPublish(s, w.topic)) {
+      // Checked when the will is sent, with the rules in force then (as Mosquitto does); like a
+      // PUBLISH, a will may not write into $SYS but for a bridge's connection state.
       this.log.notice(`Will of ${s.clientId} on ${w.topic} not sent: not authorized.`);
       return;
     }

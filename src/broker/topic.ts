@@ -140,3 +140,16 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length;
 }
+
+/**
+ * True when a client (or its will) may not publish on `topic` because it is in the broker's own
+ * `$SYS` tree. The one exception is `$SYS/broker/connection/+/state`, where bridges report their
+ * connection state, as Mosquitto allows. Compared level by level: `$SYSTEM/x` is not `$SYS`.
+ */
+export function sysTopicDenied(topic: string): boolean {
+  if (topic.charCodeAt(0) !== 0x24 /* $ */ || !topic.startsWith("$SYS")) return false;
+  if (topic.length > 4 && topic.charCodeAt(4) !== 0x2f /* / */) return false;
+  const levels = topic.split("/");
+  return !(levels.length === 5 && levels[1] === "broker" && levels[2] === "connection" &&
+    levels[4] === "state");
+}

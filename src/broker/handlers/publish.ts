@@ -6,7 +6,7 @@ import type { PublishPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
 import { PUBACK, PUBREC } from "../../codec/encoder.ts";
-import { fitsWithPrefix, validTopicName } from "../topic.ts";
+import { fitsWithPrefix, sysTopicDenied, validTopicName } from "../topic.ts";
 import { forwardedProperties, type Message } from "../message.ts";
 
 export function handlePublish(conn: Connection, p: PublishPacket): void {
@@ -104,7 +104,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   } else if (cfg.message_size_limit > 0 && p.payload.length > cfg.message_size_limit) {
     rc = ReasonCode.PacketTooLarge;
     broker.stats.publishDropped++;
-  } else if (topic.startsWith("$SYS") && !topic.startsWith("$SYS/broker/connection/")) {
+  } else if (sysTopicDenied(topic)) {
     // Clients cannot publish into the broker's own tree, except bridge connection states
     // ($SYS/broker/connection/<id>/state), which bridges publish on the brokers they connect to.
     rc = ReasonCode.NotAuthorized;
