@@ -8,6 +8,7 @@ import {
   validTopicFilter,
   validTopicName,
 } from "../src/broker/topic.ts";
+import { collidingLevels, oldLevelHash, randomLevels } from "../bench/hashflood_keys.ts";
 
 /** Asserts that the reference `topicMatches` and the WASM matcher agree with `expected`. */
 function expectMatch(filter: string, topic: string, expected: boolean): void {
@@ -340,4 +341,38 @@ test("200k subscriptions added and removed: nodes freed, memory reused, matching
   assert.equal(m.match("site/5/a/b").length, 0);
   fill();
   assert.equal(m.heapBytes, top, "the second fill reuses the freed memory");
+});
+
+// ---- hash flooding (issue: fixed-seed invertible level hash) ----
+
+test("hash flooding: level names that collide under an unkeyed hash make no long probe chains", () => {
+  const colliding = collidingLevels(10_000);
+  // The attack itself: every name has the same hash under the former, unkeyed level hash.
+  const enc = new TextEncoder();
+  assert.equal(new Set(colliding.map((l) => oldLevelHash(enc.encode(l)))).size, 1);
+  const m = new TopicMatcher();
+  colliding.forEach((l, i) => assert.ok(m.add(`flood/${l}`, i)));
+  // With the former hash every one of them sat in one chain (longest probe ≈ 10,000). Random
+  // names give a longest probe of about 20–50 here; 200 is out of reach for keyed hashes.
+  assert.ok(m.longestProbe < 200, `longest probe ${m.longestProbe}`);
+  const control = new TopicMatcher();
+  randomLevels(10_000).forEach((l, i) => control.add(`flood/${l}`, i));
+  assert.ok(control.longestProbe < 200, `longest probe (random names) ${control.longestProbe}`);
+  // Every colliding name is still found, and removed.
+  for (let i = 0; i < colliding.length; i += 97) {
+    assert.deepEqual([...m.match(`flood/${colliding[i]}`)], [i]);
+  }
+  colliding.forEach((l, i) => assert.ok(m.remove(`flood/${l}`, i)));
+  assert.equal(m.nodeCount, 1);
+  assert.equal(m.longestProbe, 0);
+});
+
+test("hash flooding: each matcher draws its own secret hash key", () => {
+  const a = new TopicMatcher();
+  const b = new TopicMatcher();
+  const levels = ["temp", "sensor1", "a", "", "a-much-longer-level-name-of-40-bytes!!"];
+  // Equal hashes for all five levels under two random 128-bit keys: probability 2^-160.
+  assert.notDeepEqual(levels.map((l) => a.levelHash(l)), levels.map((l) => b.levelHash(l)));
+  // Within one matcher the hash is a function of the bytes.
+  assert.deepEqual(levels.map((l) => a.levelHash(l)), levels.map((l) => a.levelHash(l)));
 });

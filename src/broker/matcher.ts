@@ -24,6 +24,12 @@ export interface MatcherExports {
   size(): number;
   nodes(): number;
   heapTop(): number;
+  /** Sets the secret 128-bit key of the level hash; once, before the first add. */
+  seed(a: number, b: number, c: number, d: number): void;
+  /** The keyed level hash of the bytes at [ptr, ptr+len). */
+  levelHash(ptr: number, len: number): number;
+  /** The longest probe sequence in the edge table (slots past the home slot). */
+  longestProbe(): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -68,6 +74,10 @@ export class TopicMatcher {
   constructor() {
     const instance = new WebAssembly.Instance(wasmModule(), imports);
     this.wasm = instance.exports as unknown as MatcherExports;
+    // A secret key per instance for the level hash: level names that collide cannot be computed
+    // from outside, so subscriptions cannot flood the hash table (see wasm/assembly/matcher.ts).
+    const key = crypto.getRandomValues(new Uint32Array(4));
+    this.wasm.seed(key[0], key[1], key[2], key[3]);
     this.#match = this.wasm.match;
     this.#reserve(256);
   }
@@ -121,6 +131,20 @@ export class TopicMatcher {
   /** Bytes of WASM heap ever allocated (in use or free for reuse); for tests and statistics. */
   get heapBytes(): number {
     return this.wasm.heapTop();
+  }
+
+  /**
+   * The longest probe sequence in the trie's edge table: how far any lookup of a named child
+   * walks past its home slot. For tests and statistics (hash flooding would make it long).
+   */
+  get longestProbe(): number {
+    return this.wasm.longestProbe();
+  }
+
+  /** The keyed hash of one topic level under this instance's secret key; for tests. */
+  levelHash(level: string): number {
+    const len = this.#write(level);
+    return this.wasm.levelHash(this.#inPtr, len) >>> 0;
   }
 
   /** Writes `s` as UTF-8 into the input region; returns the byte length. */

@@ -11,16 +11,20 @@
 //
 // Layout of the trie:
 //   node (16-aligned block):  parent u32 | hash u32 | plus u32 | ids u32 | hashIds u32 |
-//                             children u32 | len u32 | first u32 | firstHash u32 |
-//                             level bytes (len)
+//                             children u32 | len u32 | first u32 | level bytes (len)
 //     plus     the child for a '+' level (0 = none); it has no level bytes
 //     ids      id list of filters that end at this node
 //     hashIds  id list of filters "<path to this node>/#" (at the root: the filter "#")
 //     children number of named children: `first` (if not 0) plus those in the edge table
-//     first    one named child kept in the node itself, with its level hash: most nodes have
-//              one child, and finding it (or knowing it is absent) then costs no table probe
+//     first    one named child kept in the node itself: most nodes have one child, and finding
+//              it (or knowing it is absent) then costs a byte comparison, no hash and no probe
 //   edge table: open addressing, linear probing, slot = key u32 | child node u32, where
 //     key = mix(parent, hash(level bytes)); a child is found by (parent, level bytes).
+//   The level hash is SipHash-1-3 keyed with a secret 128-bit seed that the host draws from a
+//   cryptographic random source for each instance (`seed`): level names that collide cannot be
+//   computed without it, so no set of subscriptions can turn probes into long chains (hash
+//   flooding). An unkeyed or invertible hash would let a client make every insert and lookup
+//   walk one chain, at a cost growing with the square of the number of subscriptions.
 //   id list (block): count u32 | cap u32 | ids u32[cap]
 //   subscription table: open addressing, slot = tag u32 | id u32 | pos u32, where tag is the
 //     node pointer (+1 for its '#' list); it finds the position of an id in its list in O(1),
@@ -42,8 +46,7 @@ const HASHIDS: usize = 16;
 const CHILDREN: usize = 20;
 const LEN: usize = 24;
 const FIRST: usize = 28;
-const FIRSTHASH: usize = 32;
-const BYTES: usize = 36;
+const BYTES: usize = 32;
 
 const SLASH: u8 = 0x2f;
 const PLUS_CHAR: u8 = 0x2b;
@@ -109,26 +112,60 @@ function free(p: usize, size: usize): void {
   return h;
 }
 
-/** Hash of the level bytes [p, p+n). */
+// SipHash-1-3 key (set by `seed` before the first subscription) and its derived initial state.
+let sk0: u64 = 0;
+let sk1: u64 = 0;
+let subSeed: u32 = 0;
+
+/**
+ * Keyed hash of the level bytes [p, p+n): SipHash-1-3 (one compression round per 8-byte block,
+ * three finalization rounds) with the secret key (sk0, sk1), folded to 32 bits. Reads only
+ * [p, p+n).
+ */
 function hashLevel(p: usize, n: u32): u32 {
-  let h: u32 = 0x9747b28c ^ n;
+  let v0: u64 = sk0 ^ 0x736f6d6570736575;
+  let v1: u64 = sk1 ^ 0x646f72616e646f6d;
+  let v2: u64 = sk0 ^ 0x6c7967656e657261;
+  let v3: u64 = sk1 ^ 0x7465646279746573;
   const e = p + n;
-  while (p + 4 <= e) {
-    let k = load<u32>(p) * 0xcc9e2d51;
-    k = rotl<u32>(k, 15) * 0x1b873593;
-    h ^= k;
-    h = rotl<u32>(h, 13) * 5 + 0xe6546b64;
-    p += 4;
+  while (p + 8 <= e) {
+    const m = load<u64>(p);
+    v3 ^= m;
+    v0 += v1; v1 = rotl<u64>(v1, 13); v1 ^= v0; v0 = rotl<u64>(v0, 32);
+    v2 += v3; v3 = rotl<u64>(v3, 16); v3 ^= v2;
+    v0 += v3; v3 = rotl<u64>(v3, 21); v3 ^= v0;
+    v2 += v1; v1 = rotl<u64>(v1, 17); v1 ^= v2; v2 = rotl<u64>(v2, 32);
+    v0 ^= m;
+    p += 8;
   }
-  if (p < e) {
-    let k: u32 = load<u8>(p);
-    if (p + 1 < e) k |= <u32> load<u8>(p + 1) << 8;
-    if (p + 2 < e) k |= <u32> load<u8>(p + 2) << 16;
-    k *= 0xcc9e2d51;
-    k = rotl<u32>(k, 15) * 0x1b873593;
-    h ^= k;
+  // The last 0–7 bytes, little-endian, with the length in the top byte.
+  let b: u64 = <u64> n << 56;
+  const r = <u32> (e - p);
+  if (r >= 4) {
+    b |= <u64> load<u32>(p);
+    if (r > 4) b |= <u64> load<u8>(p + 4) << 32;
+    if (r > 5) b |= <u64> load<u8>(p + 5) << 40;
+    if (r > 6) b |= <u64> load<u8>(p + 6) << 48;
+  } else if (r != 0) {
+    b |= <u64> load<u8>(p);
+    if (r > 1) b |= <u64> load<u8>(p + 1) << 8;
+    if (r > 2) b |= <u64> load<u8>(p + 2) << 16;
   }
-  return fmix(h);
+  v3 ^= b;
+  v0 += v1; v1 = rotl<u64>(v1, 13); v1 ^= v0; v0 = rotl<u64>(v0, 32);
+  v2 += v3; v3 = rotl<u64>(v3, 16); v3 ^= v2;
+  v0 += v3; v3 = rotl<u64>(v3, 21); v3 ^= v0;
+  v2 += v1; v1 = rotl<u64>(v1, 17); v1 ^= v2; v2 = rotl<u64>(v2, 32);
+  v0 ^= b;
+  v2 ^= 0xff;
+  for (let i = 0; i < 3; i++) {
+    v0 += v1; v1 = rotl<u64>(v1, 13); v1 ^= v0; v0 = rotl<u64>(v0, 32);
+    v2 += v3; v3 = rotl<u64>(v3, 16); v3 ^= v2;
+    v0 += v3; v3 = rotl<u64>(v3, 21); v3 ^= v0;
+    v2 += v1; v1 = rotl<u64>(v1, 17); v1 ^= v2; v2 = rotl<u64>(v2, 32);
+  }
+  const h = v0 ^ v1 ^ v2 ^ v3;
+  return <u32> h ^ <u32> (h >>> 32);
 }
 
 // @ts-ignore: decorator
@@ -138,7 +175,7 @@ function hashLevel(p: usize, n: u32): u32 {
 
 // @ts-ignore: decorator
 @inline function subKey(tag: u32, id: u32): u32 {
-  return fmix(fmix(id) ^ tag);
+  return fmix(fmix(id ^ subSeed) ^ tag);
 }
 
 function bytesEq(a: usize, b: usize, n: u32): bool {
@@ -184,7 +221,6 @@ function newNode(parent: usize, h: u32, p: usize, n: u32): usize {
   store<u32>(node, 0, CHILDREN);
   store<u32>(node, n, LEN);
   store<u32>(node, 0, FIRST);
-  store<u32>(node, 0, FIRSTHASH);
   if (n != 0) memory.copy(node + BYTES, p, n);
   nodeCount++;
   return node;
@@ -202,16 +238,21 @@ function freeNode(node: usize): void {
   return load<u32>(node, LEN) == n && bytesEq(node + BYTES, p, n);
 }
 
+/**
+ * True when `parent` has named children in the edge table (beyond `first`): only then does a
+ * lookup need the level hash.
+ */
+// @ts-ignore: decorator
+@inline function hasEdges(parent: usize): bool {
+  return load<u32>(parent, CHILDREN) > (load<u32>(parent, FIRST) != 0 ? <u32> 1 : <u32> 0);
+}
+
 /** The named child of `parent` for level bytes [p, p+n) with hash h, or 0. */
 // @ts-ignore: decorator
 @inline function findChild(parent: usize, h: u32, p: usize, n: u32): usize {
-  const count = load<u32>(parent, CHILDREN);
-  if (count == 0) return 0;
   const first = <usize> load<u32>(parent, FIRST);
-  if (first != 0) {
-    if (load<u32>(parent, FIRSTHASH) == h && sameLevel(first, p, n)) return first;
-    if (count == 1) return 0;
-  }
+  if (first != 0 && sameLevel(first, p, n)) return first;
+  if (!hasEdges(parent)) return 0;
   return findEdge(parent, h, p, n);
 }
 
@@ -421,7 +462,6 @@ function locate(ptr: usize, len: u32, create: bool): usize {
         child = newNode(node, h, p, n);
         if (load<u32>(node, FIRST) == 0) {
           store<u32>(node, <u32> child, FIRST);
-          store<u32>(node, h, FIRSTHASH);
         } else {
           addEdge(node, child);
         }
@@ -551,7 +591,7 @@ export function match(ptr: usize, len: u32): u32 {
   while (true) {
     const q = levelEnd(p, e);
     const n = <u32> (q - p);
-    let h: u32 = 0; // hashed only when some node of the frontier has named children
+    let h: u32 = 0; // hashed only when some node of the frontier needs its edge table
     let hashed = false;
     if (na << 1 > frontCap) {
       const c = frontCap << 1;
@@ -578,12 +618,18 @@ export function match(ptr: usize, len: u32): u32 {
           nb++;
         }
       }
-      if (load<u32>(node, CHILDREN) != 0) {
+      // A node's `first` child is compared byte for byte; only a node with more named children
+      // needs the level's hash (computed once per level, for the first such node).
+      const first = <usize> load<u32>(node, FIRST);
+      if (first != 0 && sameLevel(first, p, n)) {
+        store<u32>(b + (<usize> nb << 2), <u32> first);
+        nb++;
+      } else if (hasEdges(node)) {
         if (!hashed) {
           h = hashLevel(p, n);
           hashed = true;
         }
-        const child = findChild(node, h, p, n);
+        const child = findEdge(node, h, p, n);
         if (child != 0) {
           store<u32>(b + (<usize> nb << 2), <u32> child);
           nb++;
@@ -617,6 +663,40 @@ export function match(ptr: usize, len: u32): u32 {
  */
 export function lastVisited(): u32 {
   return visited;
+}
+
+/**
+ * Sets the secret key of the level hash (SipHash-1-3, 128 bits as four u32 words) and of the
+ * subscription table. The host calls it once with cryptographically random words, before the
+ * first `add`; later calls are ignored (hashes already stored would no longer be found).
+ */
+export function seed(a: u32, b: u32, c: u32, d: u32): void {
+  if (nodeCount != 1 || subsCount != 0) return;
+  sk0 = <u64> a | (<u64> b << 32);
+  sk1 = <u64> c | (<u64> d << 32);
+  subSeed = fmix(a ^ c) ^ d;
+}
+
+/** The level hash of the bytes at [ptr, ptr+len) under this instance's key. For tests. */
+export function levelHash(ptr: usize, len: u32): u32 {
+  return hashLevel(ptr, len);
+}
+
+/**
+ * The longest probe sequence in the edge table: how many slots past its home slot the furthest
+ * displaced child lies (0 = every child in its home slot). A lookup never walks further than
+ * this; hash flooding would make it grow with the number of children. For tests.
+ */
+export function longestProbe(): u32 {
+  const mask = edgeMask;
+  let longest: u32 = 0;
+  for (let i: u32 = 0; i <= mask; i++) {
+    const s = edges + (<usize> i << 3);
+    if (load<u32>(s, 4) == 0) continue;
+    const d = (i - load<u32>(s)) & mask;
+    if (d > longest) longest = d;
+  }
+  return longest;
 }
 
 /** Address of the ids written by the last `match`. */
