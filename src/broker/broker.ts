@@ -254,6 +254,32 @@ export class Broker {
     }
   }
 
+  /**
+   * Send or queue a retained message replayed for a new subscription [MQTT-3.3.1-9]. It obeys the
+   * limits of every other delivery, so no SUBSCRIBE can make the broker hold more for a client
+   * that does not read: QoS 1/2 the inflight window and the session queue (`deliver`); QoS 0 the
+   * slow-reader bound, past which it waits in the session queue (max_queued_messages,
+   * max_queued_bytes) until the socket has taken what it holds, instead of being dropped at once
+   * as live QoS 0 is (the subscriber asked for these).
+   */
+  replayRetained(s: Session, o: Outgoing): void {
+    if (o.qos !== 0) {
+      this.deliver(s, o);
+      return;
+    }
+    const conn = s.connection;
+    if (!conn || conn.state !== "open") return;
+    if (s.queue.length === 0 && !conn.congested) {
+      conn.sendPublish(o, 0);
+      return;
+    }
+    if (!s.enqueue(o, this.config.max_queued_messages, this.config.max_queued_bytes)) {
+      this.stats.publishDropped++;
+      return;
+    }
+    this.pump(s);
+  }
+
   /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9]. */
   sendQuota(conn: Connection): number {
     const m = this.config.max_inflight_messages;
@@ -290,13 +316,22 @@ export class Broker {
     o.seq = undefined;
   }
 
-  /** Move queued messages into the inflight window as it opens. */
+  /**
+   * Send queued messages, in order: QoS 1/2 as the inflight window opens, QoS 0 while the socket
+   * is not congested (else the connection calls this again once it has room).
+   */
   pump(s: Session): void {
     const conn = s.connection;
     if (!conn || conn.state !== "open") return;
     const quota = this.sendQuota(conn);
     const now = Date.now();
-    while (s.queue.length && s.inflight.size < quota) {
+    while (s.queue.length) {
+      if (s.queue[0].qos === 0) {
+        if (conn.congested) {
+          conn.awaitRoom();
+          return;
+        }
+      } else if (s.inflight.size >= quota) return;
       const o = s.dequeue()!;
       if (o.msg.expiresAt && o.msg.expiresAt <= now) {
         this.forget(s, o);

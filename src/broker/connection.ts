@@ -159,6 +159,8 @@ export class Connection implements SocketHandlers {
   /** Packets queued since the last flush; null when none (no array kept per idle connection). */
   #pending: Pending[] | null = null;
   #pendingBytes = 0;
+  /** Queued messages wait until the socket has room (see `awaitRoom`). */
+  #awaitingRoom = false;
 
   /**
    * The configuration of the listener this client came through (allow_anonymous, mount_point,
@@ -386,6 +388,26 @@ export class Connection implements SocketHandlers {
   }
 
   /**
+   * The session queue holds messages that wait for the socket to take what it has: the broker
+   * pumps the queue again after the next write or when the socket drains, once not congested.
+   */
+  awaitRoom(): void {
+    this.#awaitingRoom = true;
+  }
+
+  /** SocketHandlers: the socket took what it held. */
+  onDrain(): void {
+    if (this.#awaitingRoom) this.#resume();
+  }
+
+  #resume(): void {
+    const s = this.session;
+    if (this.state !== "open" || !s || s.connection !== this || this.congested) return;
+    this.#awaitingRoom = false;
+    this.broker.pump(s);
+  }
+
+  /**
    * Queue a PUBLISH of `o` with packet id `id` (0 for QoS 0). The encoding is shared by every
    * receiver that gets the same bytes. Returns false when the packet exceeds the client's
    * Maximum Packet Size and was not sent [MQTT-3.1.2-25].
@@ -516,6 +538,7 @@ export class Connection implements SocketHandlers {
     this.broker.stats.bytesSent += total;
     if (reuse) socket.writeFrom!(out, total);
     else socket.write(out);
+    if (this.#awaitingRoom) this.#resume();
   }
 
   /**

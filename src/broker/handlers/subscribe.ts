@@ -22,7 +22,11 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     return;
   }
   const granted: number[] = [];
-  const retainedFor: SubscriptionEntry[] = [];
+  // By filter: a filter listed again in the same SUBSCRIBE replaces the earlier one
+  // [MQTT-3.8.4-3], and its retained messages are sent once, not once per listing.
+  const retainedFor = new Map<string, SubscriptionEntry>();
+  /** Filters this packet added that the session did not have before it (for rh 1). */
+  const added = new Set<string>();
   const now = Date.now();
   for (const sub of p.subscriptions) {
     const filter = sub.topic;
@@ -68,6 +72,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       continue;
     }
     const existing = s.subscriptions.get(filter);
+    if (!existing) added.add(filter);
     if (
       !existing && cfg.max_subscriptions_per_client > 0 &&
       s.subscriptions.size >= cfg.max_subscriptions_per_client
@@ -97,19 +102,20 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     }
     // Retained messages: rh 0 always, rh 1 only for a new subscription, rh 2 never
     // [MQTT-3.3.1-9][MQTT-3.3.1-10][MQTT-3.3.1-11]; never for shared subscriptions.
-    if (!group && (entry.rh === 0 || (entry.rh === 1 && !existing))) retainedFor.push(entry);
+    retainedFor.delete(filter);
+    if (!group && (entry.rh === 0 || (entry.rh === 1 && added.has(filter)))) {
+      retainedFor.set(filter, entry);
+    }
   }
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
-  for (const e of retainedFor) {
+  for (const e of retainedFor.values()) {
     for (const m of broker.retained.match(e.topicFilter, now)) {
       // acl_file: a retained message goes only to a client that may read its topic.
       if (!broker.auth.canRead(s, m.topic)) continue;
-      // Retained messages are sent with the retain flag set [MQTT-3.3.1-8].
+      // Retained messages are sent with the retain flag set [MQTT-3.3.1-8], within the limits
+      // of any delivery: inflight window, slow-reader bound, session queue.
       const o = outgoing(m, Math.min(m.qos, e.qos) as QoS, true, e.subId ? [e.subId] : undefined);
-      // The subscriber asked for these: at QoS 0 they are all written, not cut off by the
-      // slow-reader bound that protects live traffic (a "#" subscriber on 100k retained topics).
-      if (o.qos === 0 && conn.state === "open") conn.sendPublish(o, 0);
-      else broker.deliver(s, o);
+      broker.replayRetained(s, o);
     }
   }
 }

@@ -1,0 +1,116 @@
+// Denial of service by subscriptions: what one client can make the broker hold with SUBSCRIBE
+// (retained replays, subscription bytes) is bounded, and what it held is released and reused
+// once it leaves. Counts and limits only; memory and CPU figures are in bench/.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { sleep, startBroker, type TestBroker, until } from "./helpers/broker.ts";
+import { type AnyPacket, connectPacket, rawConnect } from "./helpers/raw.ts";
+import { SLOW_READER_BYTES } from "../src/broker/connection.ts";
+import type { Session } from "../src/broker/session.ts";
+
+/** Store `count` retained QoS 0 messages of `size` bytes on topics r/0, r/1, … */
+function retain(tb: TestBroker, count: number, size: number): void {
+  for (let i = 0; i < count; i++) {
+    tb.broker.publish({
+      topic: `r/${i}`,
+      payload: new Uint8Array(size).fill(i),
+      qos: 0,
+      retain: true,
+      expiresAt: 0,
+      origin: "",
+    });
+  }
+}
+
+/** A raw client logged in as `id`. */
+async function rawSession(tb: TestBroker, id: string, version = 4) {
+  const rc = await rawConnect(tb.port, version);
+  rc.send(connectPacket(id, version));
+  const ack = await rc.next("connack");
+  assert.equal(version === 5 ? ack.reasonCode : ack.returnCode, 0);
+  return rc;
+}
+
+test("retained replay to a client that never reads stays within the slow-reader bound and the queue limits [MQTT-3.8.4-3]", async () => {
+  const tb = await startBroker({ max_queued_messages: 3, max_queued_bytes: 0 });
+  try {
+    const size = 512 * 1024;
+    retain(tb, 12, size);
+    const rc = await rawSession(tb, "never-reads");
+    rc.socket.pause();
+    // One small SUBSCRIBE listing "#" 30 times: formerly 30 × 12 × 512 KB = 184 MB written at once.
+    rc.send({
+      cmd: "subscribe",
+      messageId: 1,
+      subscriptions: Array.from({ length: 30 }, () => ({ topic: "#", qos: 0 })),
+    });
+    let s: Session | undefined;
+    await until(
+      () => (s = tb.broker.sessions.get("never-reads"))?.subscriptions.size === 1,
+      5000,
+      "SUBSCRIBE",
+    );
+    await sleep(200); // let writes and drains settle (the bounds below hold at every moment)
+    const conn = s!.connection!;
+    const held = conn.socket.bufferedAmount;
+    assert.ok(held <= SLOW_READER_BYTES + size + 64, `socket holds ${held} bytes`);
+    assert.ok(s!.queue.length <= 3, `queue ${s!.queue.length}`);
+    assert.equal(tb.broker.router.count, 1, "the 30 listings are one subscription");
+    // Some of the 12 could be neither sent nor queued: dropped and counted, as Mosquitto does.
+    assert.ok(tb.broker.stats.publishDropped > 0);
+    // Once the client is gone, the broker holds nothing for it.
+    rc.close();
+    await until(
+      () => tb.broker.sessions.size === 0 && tb.broker.connections.size === 0,
+      5000,
+      "close",
+    );
+    assert.equal(s!.queue.length, 0);
+    assert.equal(s!.queuedBytes, 0);
+    assert.equal(s!.subscriptions.size, 0);
+    assert.equal(tb.broker.router.count, 0);
+    assert.equal(tb.broker.retained.size, 12, "the retained messages themselves stay");
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a filter listed many times in one SUBSCRIBE replays each retained message once [MQTT-3.8.4-3]", async () => {
+  for (const version of [4, 5]) {
+    const tb = await startBroker();
+    try {
+      retain(tb, 3, 10);
+      const rc = await rawSession(tb, `dup${version}`, version);
+      rc.send({
+        cmd: "subscribe",
+        messageId: 1,
+        subscriptions: [
+          ...Array.from({ length: 10 }, () => ({ topic: "r/#", qos: 1 })),
+          ...Array.from({ length: 10 }, () => ({ topic: "r/+", qos: 0 })),
+        ],
+      });
+      const ack = await rc.next("suback");
+      assert.equal(ack.granted.length, 20);
+      // A live message after the replays marks their end.
+      rc.send({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "end", qos: 0 }] });
+      await rc.next("suback");
+      tb.broker.publish({
+        topic: "end",
+        payload: new Uint8Array([1]),
+        qos: 0,
+        retain: false,
+        expiresAt: 0,
+        origin: "",
+      });
+      await until(() => rc.packets.some((p: AnyPacket) => p.topic === "end"), 5000, "end");
+      const seen = rc.packets.filter((p: AnyPacket) => p.cmd === "publish" && p.topic !== "end")
+        .map((p: AnyPacket) => p.topic);
+      // Each retained message once per distinct filter ("r/#" and "r/+"), not once per listing.
+      assert.deepEqual(seen.sort(), ["r/0", "r/0", "r/1", "r/1", "r/2", "r/2"], `v${version}`);
+      assert.equal(tb.broker.router.count, 3);
+      rc.close();
+    } finally {
+      await tb.stop();
+    }
+  }
+});
