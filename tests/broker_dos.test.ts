@@ -114,3 +114,64 @@ test("a filter listed many times in one SUBSCRIBE replays each retained message 
     }
   }
 });
+
+test("the total bytes of one client's topic filters are bounded: SUBACK v5 0x97, v3.1.1 0x80 (max_subscription_bytes_per_client)", async () => {
+  const tb = await startBroker({ max_subscription_bytes_per_client: 1000 });
+  try {
+    for (const version of [4, 5]) {
+      const id = `bytes${version}`;
+      const rc = await rawSession(tb, id, version);
+      const f = (c: string) => `${c}/${"x".repeat(398)}`; // 400 bytes
+      const sub = async (messageId: number, topics: string[]) => {
+        rc.send({
+          cmd: "subscribe",
+          messageId,
+          subscriptions: topics.map((topic) => ({ topic, qos: 1 })),
+        });
+        return (await rc.next("suback")).granted;
+      };
+      const refused = version === 5 ? 0x97 : 0x80;
+      assert.deepEqual(await sub(1, [f("a"), f("b"), f("c")]), [1, 1, refused]);
+      const s = tb.broker.sessions.get(id)!;
+      assert.equal(s.subscriptionBytes, 800);
+      // Subscribing again to a filter it holds replaces it and takes no more room [MQTT-3.8.4-3].
+      assert.deepEqual(await sub(2, [f("a")]), [1]);
+      assert.equal(s.subscriptionBytes, 800);
+      // Room made by UNSUBSCRIBE can be used again.
+      rc.send({ cmd: "unsubscribe", messageId: 3, unsubscriptions: [f("b")] });
+      await rc.next("unsuback");
+      assert.equal(s.subscriptionBytes, 400);
+      assert.deepEqual(await sub(4, [f("c"), "short"]), [1, 1]);
+      assert.equal(s.subscriptionBytes, 805);
+      assert.equal(s.subscriptions.size, 3);
+      rc.close();
+    }
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("by default one client cannot hold 60 KB filters by the thousand (max_subscription_bytes_per_client 1 MiB)", async () => {
+  const tb = await startBroker();
+  try {
+    assert.equal(tb.broker.config.max_subscription_bytes_per_client, 1048576);
+    const rc = await rawSession(tb, "big-filters", 5);
+    const granted: number[] = [];
+    for (let i = 0; i < 24; i++) {
+      rc.send({
+        cmd: "subscribe",
+        messageId: i + 1,
+        subscriptions: [{ topic: `${i}/`.padEnd(60_000, "y"), qos: 0 }],
+      });
+      granted.push(...(await rc.next("suback")).granted);
+    }
+    // 17 × 60,000 bytes fit in 1 MiB; the rest are refused with Quota exceeded.
+    assert.deepEqual(granted, [...Array(17).fill(0), ...Array(7).fill(0x97)]);
+    const s = tb.broker.sessions.get("big-filters")!;
+    assert.equal(s.subscriptionBytes, 17 * 60_000);
+    assert.equal(tb.broker.router.count, 17);
+    rc.close();
+  } finally {
+    await tb.stop();
+  }
+});

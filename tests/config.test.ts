@@ -48,6 +48,7 @@ const EXPECTED: Omit<Config, "file"> = {
   max_topic_alias: 10,
   max_topic_alias_broker: 10,
   max_subscriptions_per_client: 10000,
+  max_subscription_bytes_per_client: 1048576,
   connect_timeout: 10,
   allow_zero_length_clientid: true,
   auto_id_prefix: "auto-",

@@ -380,10 +380,9 @@ export class Broker {
 
   /** Remove the subscription of `s` to `filter`; false when there was none. */
   unsubscribe(s: Session, filter: string): boolean {
-    const e = s.subscriptions.get(filter);
+    const e = s.removeSubscription(filter);
     if (!e) return false;
     this.router.remove(e);
-    s.subscriptions.delete(filter);
     if (this.store && s.persistent) this.store.deleteSubscription(s.clientId, filter);
     return true;
   }
@@ -541,7 +540,7 @@ export class Broker {
     s.clearTimers();
     if (this.store && this.sessions.get(s.clientId) === s) this.store.deleteSession(s.clientId);
     for (const e of s.subscriptions.values()) this.router.remove(e);
-    s.subscriptions.clear();
+    s.clearSubscriptions();
     s.clearQueue();
     s.inflight.clear();
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);

@@ -7,6 +7,7 @@ import type { ProtocolVersion, QoS, Will } from "../codec/types.ts";
 import type { Message } from "./message.ts";
 import { messageBytes, ownPayload } from "./message.ts";
 import type { Connection } from "./connection.ts";
+import { utf8Length } from "./topic.ts";
 
 /** One subscription of one session (or of a shared group's member). */
 export interface SubscriptionEntry {
@@ -83,6 +84,8 @@ export class Session {
   /** Subscriptions by filter as sent. */
   /** Subscriptions by filter; a shared empty map until the first one (see addSubscription). */
   subscriptions: Map<string, SubscriptionEntry> = NO_SUBSCRIPTIONS;
+  /** UTF-8 bytes of the filters in `subscriptions` (max_subscription_bytes_per_client). */
+  subscriptionBytes = 0;
   connection: Connection | null = null;
   protocolVersion: ProtocolVersion = 4;
   /** Seconds the session outlives its connection; 0 = ends with it; NEVER_EXPIRES = never. */
@@ -151,7 +154,23 @@ export class Session {
   /** Add or replace a subscription (the map is made on the first one). */
   addSubscription(filter: string, entry: SubscriptionEntry): void {
     if (this.subscriptions === NO_SUBSCRIPTIONS) this.subscriptions = new Map();
+    if (!this.subscriptions.has(filter)) this.subscriptionBytes += utf8Length(filter);
     this.subscriptions.set(filter, entry);
+  }
+
+  /** Remove the subscription to `filter`; returns it, or undefined when there was none. */
+  removeSubscription(filter: string): SubscriptionEntry | undefined {
+    const e = this.subscriptions.get(filter);
+    if (!e) return undefined;
+    this.subscriptions.delete(filter);
+    this.subscriptionBytes -= utf8Length(filter);
+    return e;
+  }
+
+  /** Forget every subscription (the caller has removed them from the router). */
+  clearSubscriptions(): void {
+    this.subscriptions = NO_SUBSCRIPTIONS;
+    this.subscriptionBytes = 0;
   }
 
   /** Record a message in flight (the map is made on the first one). */

@@ -318,6 +318,11 @@ export const GLOBAL_KEYS = {
   max_topic_alias: key(int(0, 65535), 10, "client-to-broker topic aliases accepted"),
   max_topic_alias_broker: key(int(0, 65535), 10, "broker-to-client topic aliases used"),
   max_subscriptions_per_client: key(int(0, I32), 10000, "subscriptions per client; 0 = no limit"),
+  max_subscription_bytes_per_client: key(
+    int(0, Number.MAX_SAFE_INTEGER),
+    1048576,
+    "bytes of topic filters one client may hold; 0 = no limit",
+  ),
   connect_timeout: key(int(1, 3600), 10, "seconds to complete CONNECT"),
   max_connections: key(limit(I32), -1, "connected clients over all listeners; -1 = no limit"),
   allow_zero_length_clientid: key(bool(), true, "accept an empty client id and assign one"),

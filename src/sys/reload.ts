@@ -24,6 +24,7 @@ export const RELOADABLE_KEYS: Set<string> = new Set([
   "max_topic_alias",
   "max_topic_alias_broker",
   "max_subscriptions_per_client",
+  "max_subscription_bytes_per_client",
   "connect_timeout",
   "max_connections",
   "allow_zero_length_clientid",

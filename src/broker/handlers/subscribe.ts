@@ -7,7 +7,7 @@ import type { SubscribePacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
 import { outgoing, type SubscriptionEntry } from "../session.ts";
-import { fitsWithPrefix, parseShared, validTopicFilter } from "../topic.ts";
+import { fitsWithPrefix, parseShared, utf8Length, validTopicFilter } from "../topic.ts";
 import type { QoS } from "../../codec/types.ts";
 
 export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
@@ -76,6 +76,14 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     if (
       !existing && cfg.max_subscriptions_per_client > 0 &&
       s.subscriptions.size >= cfg.max_subscriptions_per_client
+    ) {
+      granted.push(v5 ? ReasonCode.QuotaExceeded : 0x80);
+      continue;
+    }
+    // The filters' total size is bounded too: 10000 filters of 64 KB would be over 1 GB.
+    const maxBytes = cfg.max_subscription_bytes_per_client;
+    if (
+      !existing && maxBytes > 0 && s.subscriptionBytes + utf8Length(filter) > maxBytes
     ) {
       granted.push(v5 ? ReasonCode.QuotaExceeded : 0x80);
       continue;
