@@ -207,9 +207,9 @@ export class Broker {
         else this.store.deleteRetained(msg.topic);
       }
     }
-    const targets = this.router.route(msg.topic, msg.origin);
-    const upgrade = this.config.upgrade_outgoing_qos;
     const acl = this.auth.aclActive ? this.auth : null;
+    const targets = this.router.route(msg.topic, msg.origin, acl);
+    const upgrade = this.config.upgrade_outgoing_qos;
     let n = targets.length;
     for (let i = 0; i < targets.length; i++) {
       const t = targets[i];

@@ -24,6 +24,11 @@ export interface Target {
   subIds: number[] | undefined;
 }
 
+/** Who may read what (the acl_file); null when every session may read everything. */
+export interface ReadCheck {
+  canRead(session: Session, topic: string): boolean;
+}
+
 type Slot = { kind: "sub"; entry: SubscriptionEntry } | { kind: "shared"; group: SharedGroup };
 
 export class Router {
@@ -105,9 +110,10 @@ export class Router {
    * Everyone who gets a message published on `topic` by `origin`: one target per session, at
    * the highest QoS of its matching subscriptions, with all their subscription identifiers
    * [MQTT-3.3.4-2][MQTT-3.3.4-3]; No Local subscriptions of the publisher skipped
-   * [MQTT-3.8.3-3]; one member per shared group (MQTT 5.0 §4.8.2).
+   * [MQTT-3.8.3-3]; one member per shared group (MQTT 5.0 §4.8.2), chosen among the members
+   * `acl` lets read the topic.
    */
-  route(topic: string, origin: string): Target[] {
+  route(topic: string, origin: string, acl: ReadCheck | null = null): Target[] {
     const ids = this.#matcher.match(topic);
     const out: Target[] = [];
     if (ids.length === 0) return out;
@@ -118,7 +124,7 @@ export class Router {
       const slot = this.#slots[ids[i]];
       if (!slot) continue;
       if (slot.kind === "shared") {
-        const e = pickMember(slot.group);
+        const e = pickMember(slot.group, topic, acl);
         if (e) {
           // A shared subscription's copy is a delivery of its own (MQTT 5.0 §4.8.2): never merged.
           (shared ??= []).push({
@@ -165,19 +171,28 @@ function findTarget(out: Target[], session: Session): Target | undefined {
 
 /**
  * One member of a shared group for the next message: round-robin over connected members; when
- * none is connected, one with a persistent session (it queues) (MQTT 5.0 §4.8.2).
+ * none is connected, one with a persistent session (it queues) (MQTT 5.0 §4.8.2). A member the
+ * acl_file does not let read the topic is passed over, so the message goes to one that may.
  */
-function pickMember(g: SharedGroup): SubscriptionEntry | undefined {
+function pickMember(
+  g: SharedGroup,
+  topic: string,
+  acl: ReadCheck | null,
+): SubscriptionEntry | undefined {
   const n = g.members.length;
   for (let k = 0; k < n; k++) {
     const e = g.members[(g.next + k) % n];
-    if (e.session.connection) {
+    if (e.session.connection && (acl === null || acl.canRead(e.session, topic))) {
       g.next = (g.next + k + 1) % n;
       return e;
     }
   }
-  if (n === 0) return undefined;
-  const e = g.members[g.next % n];
-  g.next = (g.next + 1) % n;
-  return e;
+  for (let k = 0; k < n; k++) {
+    const e = g.members[(g.next + k) % n];
+    if (acl === null || acl.canRead(e.session, topic)) {
+      g.next = (g.next + k + 1) % n;
+      return e;
+    }
+  }
+  return undefined;
 }
