@@ -47,3 +47,116 @@ test("a shared subscription passes over a member the acl_file does not let read 
     await tb.stop();
   }
 });
+
+/** The PUBLISH packets `rc` has received so far. */
+const publishes = (rc: RawClient) => rc.packets.filter((p: AnyPacket) => p.cmd === "publish");
+
+/** Everything the broker has sent before this point has arrived: a PINGREQ's answer follows it. */
+async function drained(rc: RawClient): Promise<void> {
+  rc.send({ cmd: "pingreq" });
+  await rc.next("pingresp");
+}
+
+test("on resume, unacknowledged PUBLISH are resent only up to the new Receive Maximum; the rest as slots free [MQTT-3.3.4-9 v5]", async () => {
+  const tb: TestBroker = await startBroker();
+  try {
+    const first = await rawConnect(tb.port, 5);
+    first.send(
+      connectPacket("slow", 5, { clean: false, properties: { sessionExpiryInterval: 60 } }),
+    );
+    await first.next("connack");
+    first.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "r/#", qos: 1 }] });
+    await first.next("suback");
+    const pub = await connect(tb);
+    for (let i = 0; i < 5; i++) await pub.publishAsync(`r/${i}`, `m${i}`, { qos: 1 });
+    await until(() => publishes(first).length === 5, 3000, "five unacknowledged messages");
+    const ids = publishes(first).map((p: AnyPacket) => p.messageId);
+    first.close();
+    await until(() => !tb.broker.sessions.get("slow")?.connection, 3000, "the disconnect");
+
+    const again = await rawConnect(tb.port, 5);
+    again.send(connectPacket("slow", 5, {
+      clean: false,
+      properties: { sessionExpiryInterval: 60, receiveMaximum: 2 },
+    }));
+    const ack = await again.next("connack");
+    assert.equal(ack.sessionPresent, true);
+    await drained(again);
+    let got = publishes(again);
+    assert.equal(got.length, 2, "no more than Receive Maximum at once");
+    assert.deepEqual(got.map((p: AnyPacket) => [p.messageId, p.dup, String(p.payload)]), [
+      [ids[0], true, "m0"],
+      [ids[1], true, "m1"],
+    ]);
+    // Each acknowledgement lets exactly one more through, with its original packet id
+    // [MQTT-4.4.0-1].
+    for (let k = 0; k < 3; k++) {
+      again.send({ cmd: "puback", messageId: got[k].messageId });
+      await drained(again);
+      got = publishes(again);
+      assert.equal(got.length, 3 + k);
+      assert.deepEqual([got[2 + k].messageId, got[2 + k].dup], [ids[2 + k], true]);
+    }
+    // A new message waits behind the resent ones and goes out once the window allows.
+    await pub.publishAsync("r/new", "new", { qos: 1 });
+    await drained(again);
+    assert.equal(publishes(again).length, 5);
+    again.send({ cmd: "puback", messageId: got[3].messageId });
+    await again.next("publish");
+    got = publishes(again);
+    assert.equal(String(got[5].payload), "new");
+    assert.equal(got[5].dup, false);
+    assert.deepEqual(got.map((p: AnyPacket) => String(p.payload)), [
+      "m0",
+      "m1",
+      "m2",
+      "m3",
+      "m4",
+      "new",
+    ]);
+    again.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("a message held back on resume that the client acknowledges anyway is not sent again", async () => {
+  const tb = await startBroker();
+  try {
+    const first = await rawConnect(tb.port, 5);
+    first.send(
+      connectPacket("early", 5, { clean: false, properties: { sessionExpiryInterval: 60 } }),
+    );
+    await first.next("connack");
+    first.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "e/#", qos: 1 }] });
+    await first.next("suback");
+    const pub = await connect(tb);
+    for (let i = 0; i < 3; i++) await pub.publishAsync(`e/${i}`, `m${i}`, { qos: 1 });
+    await until(() => publishes(first).length === 3, 3000, "three unacknowledged messages");
+    const ids = publishes(first).map((p: AnyPacket) => p.messageId);
+    first.close();
+    await until(() => !tb.broker.sessions.get("early")?.connection, 3000, "the disconnect");
+
+    const again = await rawConnect(tb.port, 5);
+    again.send(connectPacket("early", 5, {
+      clean: false,
+      properties: { sessionExpiryInterval: 60, receiveMaximum: 1 },
+    }));
+    await again.next("connack");
+    // The client had the third message already: it acknowledges it before it is resent.
+    again.send({ cmd: "puback", messageId: ids[2] });
+    await drained(again);
+    assert.deepEqual(publishes(again).map((p: AnyPacket) => p.messageId), [ids[0]]);
+    again.send({ cmd: "puback", messageId: ids[0] });
+    await drained(again);
+    again.send({ cmd: "puback", messageId: ids[1] });
+    await drained(again);
+    assert.deepEqual(publishes(again).map((p: AnyPacket) => p.messageId), [ids[0], ids[1]]);
+    assert.equal(tb.broker.sessions.get("early")!.inflight.size, 0);
+    again.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});

@@ -367,7 +367,7 @@ export class Auth {
     session.queue = session.queue.filter(keep);
     for (const o of dropped) session.queuedBytes -= messageBytes(o.msg);
     for (const [id, f] of session.inflight) {
-      if (f.state === "publish" && !keep(f)) session.inflight.delete(id);
+      if (f.state !== "pubrel" && !keep(f)) session.inflight.delete(id);
     }
     return dropped;
   }

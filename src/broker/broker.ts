@@ -317,14 +317,16 @@ export class Broker {
   }
 
   /**
-   * Send queued messages, in order: QoS 1/2 as the inflight window opens, QoS 0 while the socket
-   * is not congested (else the connection calls this again once it has room).
+   * Send what waits, in order: first the in-flight messages a resumed session still has to
+   * resend, then the queue, QoS 1/2 as the inflight window opens, QoS 0 while the socket is not
+   * congested (else the connection calls this again once it has room).
    */
   pump(s: Session): void {
     const conn = s.connection;
     if (!conn || conn.state !== "open") return;
     const quota = this.sendQuota(conn);
     const now = Date.now();
+    if (s.unsent !== null) this.#resendUnsent(s, conn, quota, now);
     while (s.queue.length) {
       if (s.queue[0].qos === 0) {
         if (conn.congested) {
@@ -348,21 +350,53 @@ export class Broker {
 
   /**
    * After a reconnect to an existing session: resend unacknowledged PUBLISH with DUP and PUBREL
-   * [MQTT-4.4.0-1], in their original order, then the queue.
+   * with their original packet ids [MQTT-4.4.0-1], in their original order, then the queue. No
+   * more PUBLISH than the client's Receive Maximum are outstanding at once [MQTT-3.3.4-9 v5]
+   * (a PUBREL's message counts until its PUBCOMP): the rest are resent as slots free.
    */
   resume(s: Session, conn: Connection): void {
     const now = Date.now();
+    const quota = this.sendQuota(conn);
+    let outstanding = 0;
+    let unsent: number[] | null = null;
     for (const [id, f] of s.inflight) {
       if (f.state === "pubrel") {
         conn.sendAck(PUBREL, id, 0);
+        outstanding++;
       } else if (remainingExpiry(f.msg, now) === -1) {
         s.inflight.delete(id);
         this.forget(s, f);
+      } else if (outstanding < quota) {
+        f.state = "publish";
+        if (conn.sendPublish(f, id, true)) outstanding++;
+        else {
+          // Over the client's Maximum Packet Size: discarded [MQTT-3.1.2-25].
+          s.inflight.delete(id);
+          this.forget(s, f);
+        }
       } else {
-        conn.sendPublish(f, id, true);
+        f.state = "unsent";
+        (unsent ??= []).push(id);
       }
     }
+    s.unsent = unsent;
     this.pump(s);
+  }
+
+  /** Resend held-back in-flight messages (see `resume`) while the window has room. */
+  #resendUnsent(s: Session, conn: Connection, quota: number, now: number): void {
+    const ids = s.unsent!;
+    while (ids.length && s.inflight.size - ids.length < quota) {
+      const id = ids.shift()!;
+      const f = s.inflight.get(id);
+      if (!f || f.state !== "unsent") continue;
+      f.state = "publish";
+      if (remainingExpiry(f.msg, now) === -1 || !conn.sendPublish(f, id, true)) {
+        s.inflight.delete(id);
+        this.forget(s, f);
+      }
+    }
+    if (ids.length === 0) s.unsent = null;
   }
 
   /**

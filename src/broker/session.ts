@@ -43,9 +43,10 @@ export interface Outgoing {
   seq: number | undefined;
   /**
    * In flight: "publish" while waiting for PUBACK/PUBREC, "pubrel" once PUBREL is sent and
-   * PUBCOMP is awaited. Queued: "publish".
+   * PUBCOMP is awaited, "unsent" when sent on an earlier connection and not yet again on this
+   * one (held back by the client's Receive Maximum, see `Session.unsent`). Queued: "publish".
    */
-  state: "publish" | "pubrel";
+  state: "publish" | "pubrel" | "unsent";
 }
 
 /** A QoS 1/2 message sent and not yet fully acknowledged. */
@@ -104,6 +105,13 @@ export class Session {
   /** Messages dropped because the queue was full. */
   dropped = 0;
   #nextId = 1;
+
+  /**
+   * Packet ids of in-flight messages to resend, oldest first, that did not fit in the window of
+   * the client that resumed the session (its Receive Maximum [MQTT-3.3.4-9 v5]); they go out as
+   * acknowledgements free slots. Null when there are none.
+   */
+  unsent: number[] | null = null;
 
   /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-9]. */
   incomingQos2: Set<number> | null = null;
@@ -171,6 +179,14 @@ export class Session {
   clearSubscriptions(): void {
     this.subscriptions = NO_SUBSCRIPTIONS;
     this.subscriptionBytes = 0;
+  }
+
+  /** An in-flight message is acknowledged by the client: if it was waiting to be resent, no more. */
+  settle(id: number, f: Inflight): void {
+    if (f.state !== "unsent" || this.unsent === null) return;
+    const i = this.unsent.indexOf(id);
+    if (i >= 0) this.unsent.splice(i, 1);
+    if (this.unsent.length === 0) this.unsent = null;
   }
 
   /** Record a message in flight (the map is made on the first one). */

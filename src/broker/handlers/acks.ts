@@ -12,6 +12,7 @@ export function handlePuback(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const f = s.inflight.get(p.messageId);
   if (f && f.qos === 1) {
+    s.settle(p.messageId, f);
     s.inflight.delete(p.messageId);
     conn.broker.forget(s, f);
     conn.broker.pump(s);
@@ -23,6 +24,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const f = s.inflight.get(p.messageId);
   if (f && f.qos === 2) {
+    s.settle(p.messageId, f);
     if ((p.reasonCode ?? 0) >= 0x80) {
       s.inflight.delete(p.messageId);
       conn.broker.forget(s, f);
@@ -62,6 +64,7 @@ export function handlePubcomp(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const f = s.inflight.get(p.messageId);
   if (f && f.qos === 2) {
+    s.settle(p.messageId, f);
     s.inflight.delete(p.messageId);
     conn.broker.forget(s, f);
     conn.broker.pump(s);
