@@ -49,6 +49,9 @@ export interface LogSink {
   close?(): void;
 }
 
+/** Receives each logged line before formatting: its type, text and time (ms since the epoch). */
+export type LogTap = (type: LogType, text: string, time: number) => void;
+
 /** Options of a Logger; every field may be changed later with `configure`. */
 export interface LoggerOptions {
   /** Prefix lines with the time (text: unix seconds; json: a "time" field). Default true. */
@@ -66,6 +69,8 @@ export class Logger {
   #timestamp = true;
   #format: LogFormat = "text";
   #sinks: LogSink[] = [stderrSink()];
+  /** Receivers of every logged line whatever the destinations (the console's log ring). */
+  #taps: LogTap[] = [];
 
   constructor(
     types: readonly string[] = ["error", "warning", "notice", "information"],
@@ -117,8 +122,25 @@ export class Logger {
     return this.#timestamp ? `${Math.floor(now / 1000)}: ${text}` : text;
   }
 
+  /** Also hand every logged line (unformatted) to `tap`; kept across `configure`. */
+  addTap(tap: LogTap): void {
+    if (!this.#taps.includes(tap)) this.#taps.push(tap);
+  }
+
+  /** Stop handing lines to `tap`. */
+  removeTap(tap: LogTap): void {
+    this.#taps = this.#taps.filter((t) => t !== tap);
+  }
+
   log(type: LogType, text: string): void {
     if (!this.#enabled.has(type)) return;
+    for (const t of this.#taps) {
+      try {
+        t(type, text, Date.now());
+      } catch {
+        // A failing receiver must not take the broker down.
+      }
+    }
     const line = this.format(type, text);
     for (const s of this.#sinks) {
       try {
