@@ -70,6 +70,13 @@ export function parseConfig(text: string, file: string): Config {
     hint: "listener settings belong in a [[listener]] table",
   });
 
+  if (global.http_certfile && !global.http_keyfile) {
+    report("http_certfile", "http_certfile needs http_keyfile too");
+  }
+  if (global.http_keyfile && !global.http_certfile) {
+    report("http_keyfile", "http_keyfile needs http_certfile too");
+  }
+
   let listeners: ListenerConfig[] = [defaults(LISTENER_KEYS)];
   if (Object.hasOwn(doc, "listener")) {
     if (!Array.isArray(listener)) {

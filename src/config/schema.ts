@@ -352,6 +352,12 @@ export const GLOBAL_KEYS = {
   log_format: key(oneOf(["text", "json"]), "text", "log line format: Mosquitto's text or JSON"),
   http_listener: key(str(300, checkHostPort), "", 'metrics and admin API address; "" = off'),
   admin_token: key(str(4096, checkToken), "", 'bearer token of the admin API; "" = API off'),
+  http_certfile: key(
+    str(4096),
+    "",
+    'PEM certificate (and chain) of http_listener; "" = plain HTTP',
+  ),
+  http_keyfile: key(str(4096), "", "PEM private key of http_certfile"),
 };
 
 /** Keys of a [[listener]] table. */

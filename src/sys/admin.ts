@@ -1,10 +1,16 @@
 /**
  * The read-only admin API (JSON over the HTTP listener, behind `admin_token`):
- *   GET /api/clients[?limit=N&offset=N]          clients: connected ones and offline sessions
+ *   GET /api/clients[?limit=N&offset=N&search=S&state=connected|offline]
+ *                                                clients: connected ones and offline sessions
+ *   GET /api/clients/<client id>                 one client in detail, with its subscriptions,
+ *                                                in-flight messages and queue (the first 100)
  *   GET /api/clients/<client id>/subscriptions   one client's subscriptions (id URL-encoded)
  *   GET /api/retained?filter=a/%23[&limit=N]     retained topics matching a filter, with sizes
- * Nothing here changes broker state.
+ *   GET /api/retained/message?topic=a/b          one retained message with its payload (base64)
+ * Nothing here changes broker state; the writes are in admin_write.ts. Authentication (Bearer
+ * token or console session) is checked by the HTTP layer (http.ts, console_auth.ts).
  */
+import { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Broker } from "../broker/broker.ts";
 import type { Session } from "../broker/session.ts";
@@ -38,7 +44,12 @@ export function tokenMatches(header: string | undefined, token: string): boolean
   return m !== null && same;
 }
 
-function error(status: number, message: string, headers?: Record<string, string>): ApiResponse {
+/** An error answer: `{"error": message}`. */
+export function apiError(
+  status: number,
+  message: string,
+  headers?: Record<string, string>,
+): ApiResponse {
   return { status, body: { error: message }, headers };
 }
 
@@ -58,39 +69,19 @@ function intParam(
   return Number(v);
 }
 
-/**
- * Answer one admin request. `authorization` is the request's Authorization header; with no
- * `admin_token` configured the API is off (404) and nothing is revealed.
- */
-export function adminRequest(
-  broker: Broker,
-  method: string,
-  pathname: string,
-  query: URLSearchParams,
-  authorization: string | undefined,
-): ApiResponse {
-  const token = broker.config.admin_token;
-  if (!token) return error(404, "the admin API is disabled (set admin_token to enable it)");
-  if (!tokenMatches(authorization, token)) {
-    return error(401, "a valid 'Authorization: Bearer <admin_token>' header is required", {
-      "WWW-Authenticate": 'Bearer realm="midge"',
-    });
-  }
-  if (method !== "GET" && method !== "HEAD") {
-    return error(405, "the admin API is read-only: GET only", { Allow: "GET, HEAD" });
-  }
-  let parts: string[];
-  try {
-    parts = pathname.split("/").slice(1).map(decodeURIComponent);
-  } catch {
-    return error(400, "malformed path");
-  }
+/** Answer one authenticated GET; `parts` is the decoded path (["api", …]). */
+export function adminRead(broker: Broker, parts: string[], query: URLSearchParams): ApiResponse {
+  const pathname = "/" + parts.join("/");
   if (parts.length === 2 && parts[1] === "clients") return listClients(broker, query);
+  if (parts.length === 3 && parts[1] === "clients") return clientDetail(broker, parts[2]);
+  if (parts.length === 3 && parts[1] === "retained" && parts[2] === "message") {
+    return retainedMessage(broker, query.get("topic") ?? "");
+  }
   if (parts.length === 4 && parts[1] === "clients" && parts[3] === "subscriptions") {
     return subscriptions(broker, parts[2]);
   }
   if (parts.length === 2 && parts[1] === "retained") return retained(broker, query);
-  return error(404, `no such endpoint: ${pathname}`);
+  return apiError(404, `no such endpoint: ${pathname}`);
 }
 
 /** One client as the API shows it. */
@@ -120,19 +111,45 @@ function clientInfo(s: Session) {
   };
 }
 
+/** Whether a session matches a client-list search (id, user name or address, any case). */
+function matches(s: Session, needle: string): boolean {
+  if (s.clientId.toLowerCase().includes(needle)) return true;
+  const u = s.connection?.username ?? s.username;
+  if (u !== undefined && u.toLowerCase().includes(needle)) return true;
+  const a = s.connection?.socket.remoteAddress;
+  return a !== undefined && a.includes(needle);
+}
+
 function listClients(broker: Broker, q: URLSearchParams): ApiResponse {
   const limit = intParam(q, "limit", DEFAULT_CLIENTS, 1, MAX_LIMIT);
-  if (typeof limit === "string") return error(400, limit);
+  if (typeof limit === "string") return apiError(400, limit);
   const offset = intParam(q, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
-  if (typeof offset === "string") return error(400, offset);
+  if (typeof offset === "string") return apiError(400, offset);
+  const needle = (q.get("search") ?? "").toLowerCase();
+  const state = q.get("state") ?? "";
+  if (!["", "connected", "offline"].includes(state)) {
+    return apiError(400, 'state: expected "connected" or "offline"');
+  }
   const clients = [];
   let i = 0;
-  for (const s of broker.sessions.values()) {
-    if (i++ < offset) continue;
-    if (clients.length >= limit) break;
-    clients.push(clientInfo(s));
+  let total = broker.sessions.size;
+  if (needle === "" && state === "") {
+    for (const s of broker.sessions.values()) {
+      if (i++ < offset) continue;
+      if (clients.length >= limit) break;
+      clients.push(clientInfo(s));
+    }
+  } else {
+    // One pass over every session (a substring test each: a few ms for 100k sessions).
+    total = 0;
+    for (const s of broker.sessions.values()) {
+      const on = s.connection !== null && s.connection.state === "open";
+      if (state === "connected" ? !on : state === "offline" ? on : false) continue;
+      if (needle && !matches(s, needle)) continue;
+      if (total++ < offset || clients.length >= limit) continue;
+      clients.push(clientInfo(s));
+    }
   }
-  const total = broker.sessions.size;
   return {
     status: 200,
     body: {
@@ -145,9 +162,81 @@ function listClients(broker: Broker, q: URLSearchParams): ApiResponse {
   };
 }
 
+/** Up to this many in-flight and queued messages are listed in a client's detail. */
+const DETAIL_MESSAGES = 100;
+
+function clientDetail(broker: Broker, id: string): ApiResponse {
+  const s = broker.sessions.get(id);
+  if (!s) return apiError(404, `no session for client id ${JSON.stringify(id)}`);
+  const c = s.connection && s.connection.state === "open" ? s.connection : null;
+  const l = c?.listener;
+  const proto = c?.socket.protocol ?? null;
+  const inflight = [];
+  for (const [packetId, f] of s.inflight) {
+    if (inflight.length >= DETAIL_MESSAGES) break;
+    inflight.push({
+      packet_id: packetId,
+      topic: f.msg.topic,
+      qos: f.qos,
+      bytes: f.msg.payload.length,
+      state: f.state,
+    });
+  }
+  const queue = s.queue.slice(0, DETAIL_MESSAGES).map((o) => ({
+    topic: o.msg.topic,
+    qos: o.qos,
+    bytes: o.msg.payload.length,
+  }));
+  return {
+    status: 200,
+    body: {
+      ...clientInfo(s),
+      username: c?.username ?? s.username ?? null,
+      listener: l
+        ? (l.unix_socket ? `unix:${l.unix_socket}` : `${l.bind_address}:${l.port}`) +
+          ` (${l.protocol})`
+        : null,
+      tls: proto === null ? null : proto === "mqtts" || proto === "wss",
+      subscription_list: (subscriptions(broker, id).body as { subscriptions: unknown[] })
+        .subscriptions,
+      inflight_list: inflight,
+      queue_list: queue,
+    },
+  };
+}
+
+function retainedMessage(broker: Broker, topic: string): ApiResponse {
+  const now = Date.now();
+  const m = topic && !/[+#]/.test(topic) ? broker.retained.match(topic, now)[0] : undefined;
+  if (!m) return apiError(404, `no retained message on ${JSON.stringify(topic)}`);
+  const p = m.properties;
+  return {
+    status: 200,
+    body: {
+      topic: m.topic,
+      qos: m.qos,
+      bytes: m.payload.length,
+      expires_in: m.expiresAt ? Math.max(0, Math.ceil((m.expiresAt - now) / 1000)) : null,
+      payload: Buffer.from(m.payload.subarray(0, MAX_PREVIEW)).toString("base64"),
+      truncated: m.payload.length > MAX_PREVIEW,
+      properties: p
+        ? {
+          payloadFormatIndicator: p.payloadFormatIndicator,
+          contentType: p.contentType,
+          responseTopic: p.responseTopic,
+          userProperties: p.userProperties,
+        }
+        : null,
+    },
+  };
+}
+
+/** Payload bytes a retained-message preview carries at most. */
+export const MAX_PREVIEW = 64 * 1024;
+
 function subscriptions(broker: Broker, id: string): ApiResponse {
   const s = broker.sessions.get(id);
-  if (!s) return error(404, `no session for client id ${JSON.stringify(id)}`);
+  if (!s) return apiError(404, `no session for client id ${JSON.stringify(id)}`);
   const subs = [...s.subscriptions.values()].map((e) => ({
     filter: e.filter,
     qos: e.qos,
@@ -163,10 +252,10 @@ function subscriptions(broker: Broker, id: string): ApiResponse {
 function retained(broker: Broker, q: URLSearchParams): ApiResponse {
   const filter = q.get("filter") ?? "#";
   if (!validTopicFilter(filter)) {
-    return error(400, `invalid topic filter ${JSON.stringify(filter)}`);
+    return apiError(400, `invalid topic filter ${JSON.stringify(filter)}`);
   }
   const limit = intParam(q, "limit", DEFAULT_RETAINED, 1, MAX_LIMIT);
-  if (typeof limit === "string") return error(400, limit);
+  if (typeof limit === "string") return apiError(400, limit);
   const now = Date.now();
   const all = broker.retained.match(filter, now);
   all.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));

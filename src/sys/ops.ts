@@ -5,6 +5,7 @@
  */
 import type { Broker } from "../broker/broker.ts";
 import { type Config, splitHostPort } from "../config/schema.ts";
+import { ConsoleState } from "./console_api.ts";
 import { type HttpListener, startHttp } from "./http.ts";
 import { type Logger, sinksFor } from "./log.ts";
 import { LagSampler } from "./metrics.ts";
@@ -38,23 +39,34 @@ export class Ops {
   readonly log: Logger;
   readonly sys: SysTree;
   readonly lag = new LagSampler();
+  /** The web console's state (history, log ring, topic counters, sign-ins). */
+  readonly console: ConsoleState;
   http: HttpListener | null = null;
 
   constructor(broker: Broker) {
     this.broker = broker;
     this.log = broker.log;
     this.sys = new SysTree(broker);
+    this.console = new ConsoleState(broker, this.lag);
   }
 
-  /** Start $SYS, the lag sampler and (when `http_listener` is set) the HTTP listener. */
+  /**
+   * Start $SYS, the lag sampler and (when `http_listener` is set) the HTTP listener with the
+   * web console.
+   */
   async start(): Promise<void> {
     this.lag.start();
     this.sys.start();
-    const addr = this.broker.config.http_listener;
+    const cfg = this.broker.config;
+    const addr = cfg.http_listener;
     if (addr) {
       const { host, port } = splitHostPort(addr)!;
+      const tls = cfg.http_certfile
+        ? { certfile: cfg.http_certfile, keyfile: cfg.http_keyfile }
+        : undefined;
       try {
-        this.http = await startHttp(this.broker, host, port, this.lag);
+        this.console.start();
+        this.http = await startHttp(this.broker, host, port, this.lag, this.console, tls);
       } catch (e) {
         this.stop();
         throw new Error(`http_listener ${addr}: ${(e as Error).message ?? e}`);
@@ -106,6 +118,7 @@ export class Ops {
   async stop(): Promise<void> {
     this.sys.stop();
     this.lag.stop();
+    this.console.stop();
     const h = this.http;
     this.http = null;
     if (h) await h.close();
