@@ -41,6 +41,14 @@ export function isLoopbackHost(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/** The warning logged when the listener serves plain HTTP on a non-loopback address. */
+export function plainHttpWarning(host: string, port: number, tls: boolean): string | undefined {
+  if (tls || isLoopbackHost(host)) return undefined;
+  return `http_listener ${host}:${port} serves plain HTTP on a non-loopback address: the admin ` +
+    `token and console sessions cross the network unencrypted (set http_certfile and ` +
+    `http_keyfile for HTTPS).`;
+}
+
 /**
  * Start the HTTP listener on `host:port` (port 0 = chosen by the OS). `state` is the console's
  * (made here when not given); `tls` serves HTTPS.
@@ -71,13 +79,8 @@ export function startHttp(
       server.off("error", reject);
       server.on("error", (e) => broker.log.error(`HTTP listener: ${e}`));
       const bound = (server.address() as AddressInfo).port;
-      if (!tls && !isLoopbackHost(host)) {
-        broker.log.warning(
-          `http_listener ${host}:${bound} serves plain HTTP on a non-loopback address: the admin ` +
-            `token and console sessions cross the network unencrypted (set http_certfile and ` +
-            `http_keyfile for HTTPS).`,
-        );
-      }
+      const warning = plainHttpWarning(host, bound, tls !== undefined);
+      if (warning) broker.log.warning(warning);
       resolve({
         host,
         port: bound,
