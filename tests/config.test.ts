@@ -69,6 +69,8 @@ const EXPECTED: Omit<Config, "file"> = {
   log_format: "text",
   http_listener: "",
   admin_token: "",
+  http_certfile: "",
+  http_keyfile: "",
 };
 
 /** Parses `text` expecting a ConfigError; returns it. */
