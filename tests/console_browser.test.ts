@@ -44,7 +44,7 @@ async function launchChromium(profile: string) {
 
 async function lastPoint(page: Page): Promise<{ t: number; msgIn: number; points: number }> {
   return await page.$eval("#chart-msg", (el) => {
-    const d = (el as HTMLElement).dataset;
+    const d = (el as unknown as { dataset: Record<string, string | undefined> }).dataset;
     return {
       t: Number(d.lastT || 0),
       msgIn: Number((d.last || "0").split(",")[0]),
@@ -99,9 +99,10 @@ test(
       // The message-rate chart moves while a client publishes.
       const before = await lastPoint(page);
       pump = setInterval(() => publisher.publish("plant/line1/temp", "21.5"), 20);
+      // (A function, not a string: the console's Content-Security-Policy forbids eval.)
       const moved = await page.waitForFunction(
         (t0) => {
-          const d = (document.querySelector("#chart-msg") as HTMLElement).dataset;
+          const d = (globalThis as any).document.querySelector("#chart-msg").dataset;
           return Number(d.lastT || 0) > t0 && Number((d.last || "0").split(",")[0]) > 0;
         },
         before.t,
@@ -111,7 +112,7 @@ test(
       const during = await lastPoint(page);
       assert.ok(during.msgIn > 0, `messages in per second plotted: ${during.msgIn}`);
       await page.waitForFunction(
-        (t1) => Number((document.querySelector("#chart-msg") as HTMLElement).dataset.lastT) > t1,
+        (t1) => Number((globalThis as any).document.querySelector("#chart-msg").dataset.lastT) > t1,
         during.t,
         { timeout: 30_000, polling: 200 },
       );
