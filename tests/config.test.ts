@@ -35,6 +35,7 @@ const EXPECTED: Omit<Config, "file"> = {
     allow_anonymous: "global",
   }],
   bridges: [],
+  cluster: null,
   max_inflight_messages: 20,
   max_queued_messages: 1000,
   max_queued_bytes: 0,

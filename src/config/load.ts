@@ -9,6 +9,8 @@ import { defaultConfigText } from "./default_config.generated.ts";
 import { keyLines, lineOf } from "./lines.ts";
 import {
   BRIDGE_KEYS,
+  CLUSTER_KEYS,
+  type ClusterConfig,
   type BridgeConfig,
   type Config,
   defaults,
@@ -64,7 +66,7 @@ export function parseConfig(text: string, file: string): Config {
     problems.push({ line: lineOf(lines, key), key, problem });
   };
 
-  const { listener, bridge, ...top } = doc;
+  const { listener, bridge, cluster: clusterTable, ...top } = doc;
   const global = readTable(GLOBAL_KEYS, top, "", report, {
     schema: LISTENER_KEYS,
     hint: "listener settings belong in a [[listener]] table",
@@ -129,13 +131,29 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
 
+  let cluster: ClusterConfig | null = null;
+  if (Object.hasOwn(doc, "cluster")) {
+    if (!isTable(clusterTable)) {
+      report("cluster", `expected a table ([cluster]), got ${show(clusterTable)}`);
+    } else {
+      cluster = readTable(CLUSTER_KEYS, clusterTable, "cluster.", report, {
+        schema: GLOBAL_KEYS,
+        hint: "a top-level setting: move it above the [cluster] table",
+      });
+      if (!cluster.node_id) report("cluster.node_id", "a cluster node needs a node_id");
+      if (cluster.servers.length === 0) {
+        report("cluster.servers", "a cluster node needs at least one NATS server URL");
+      }
+    }
+  }
+
   if (problems.length > 0) {
     // The first problem in file order; problems without a line come last.
     problems.sort((a, b) => (a.line || Infinity) - (b.line || Infinity));
     const { line, key, problem } = problems[0];
     throw new ConfigError(file, line, key, problem);
   }
-  return { file, ...global, listeners, bridges };
+  return { file, ...global, listeners, bridges, cluster };
 }
 
 /**

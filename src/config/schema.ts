@@ -472,6 +472,45 @@ export const BRIDGE_KEYS = {
   ),
 };
 
+/** Keys of the [cluster] table: this node's place in a cluster of Midge nodes over NATS. */
+export const CLUSTER_KEYS = {
+  node_id: key(str(64, checkNodeId), "", "this node's name, unique in the cluster (required)"),
+  servers: key<string[]>(list(str(2048, checkNatsUrl)), [], "NATS server URLs (required)"),
+  name: key(str(32, checkClusterName), "midge", "prefix of the cluster's subjects, streams, buckets"),
+  replicas: key(int(1, 5), 3, "JetStream replicas of the cluster's streams and buckets"),
+  user: key(str(1024), "", "NATS user name"),
+  password: key(str(1024), "", "NATS password"),
+  token: key(str(4096), "", "NATS authentication token"),
+  creds_file: key(str(4096), "", "NATS credentials file (JWT and NKey seed)"),
+  tls_ca: key(str(4096), "", "PEM CA file that NATS servers' certificates chain to"),
+  tls_cert: key(str(4096), "", "PEM client certificate for NATS"),
+  tls_key: key(str(4096), "", "PEM private key of tls_cert"),
+};
+
+/** A node id: letters, digits, '-' and '_' (it becomes part of NATS subjects). */
+function checkNodeId(s: string): string | undefined {
+  return /^[A-Za-z0-9_-]*$/.test(s) ? undefined : `expected letters, digits, "-" or "_", got ${
+    JSON.stringify(s)
+  }`;
+}
+
+/** A cluster name: a NATS subject token and a stream name (letters, digits, '-', '_'). */
+function checkClusterName(s: string): string | undefined {
+  return /^[A-Za-z0-9_-]+$/.test(s) ? undefined : `expected letters, digits, "-" or "_", got ${
+    JSON.stringify(s)
+  }`;
+}
+
+/** A NATS URL: nats://, tls://, or host:port. */
+function checkNatsUrl(s: string): string | undefined {
+  return /^((nats|tls):\/\/)?[^\s/]+(:\d{1,5})?$/.test(s)
+    ? undefined
+    : `expected a NATS URL such as "nats://10.0.0.5:4222", got ${JSON.stringify(s)}`;
+}
+
+/** The [cluster] table. */
+export type ClusterConfig = Values<typeof CLUSTER_KEYS>;
+
 /** One bridge, as in a [[bridge]] table. */
 export type BridgeConfig = Values<typeof BRIDGE_KEYS>;
 
@@ -486,6 +525,8 @@ export interface Config extends Values<typeof GLOBAL_KEYS> {
   file: string;
   listeners: ListenerConfig[];
   bridges: BridgeConfig[];
+  /** The [cluster] table, or null for a single node. */
+  cluster: ClusterConfig | null;
 }
 
 /** The defaults of a schema table (arrays copied, so callers may change them). */

@@ -28,6 +28,7 @@ export function testConfig(over: Partial<Config> = {}): Config {
     persistence: false,
     listeners: [{ ...defaults(LISTENER_KEYS), port: 0 }],
     bridges: [],
+    cluster: null,
     ...over,
   };
 }

@@ -1,0 +1,137 @@
+/**
+ * A message as it travels between nodes: a small binary envelope in the NATS payload, so that no
+ * NATS headers (slow to build and parse) are needed on the hot path.
+ *
+ * ```
+ * byte 0      flags: bits 0-1 QoS, 2 retain, 3 properties, 4 topic included, 5 expiry
+ * bytes 1-4   origin node (u32, random per process)
+ * bytes 5-8   sequence number of the origin node (u32, wraps)
+ * [expiry]    f64 absolute expiry time, ms since the epoch
+ * [topic]     u32 length + UTF-8 (only when the subject cannot carry it: overflow, KV values)
+ * [props]     u32 length + JSON of the forwarded v5 properties
+ * [origin id] u16 length + UTF-8 client id of the publisher (for No Local across nodes)
+ * payload     the rest
+ * ```
+ */
+import type { Properties, QoS } from "../codec/types.ts";
+import type { Message } from "../broker/message.ts";
+
+const F_RETAIN = 4;
+const F_PROPS = 8;
+const F_TOPIC = 16;
+const F_EXPIRY = 32;
+const HEADER = 9;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A decoded envelope: the message and where it came from. */
+export interface Envelope {
+  msg: Message;
+  /** The origin node's id. */
+  node: number;
+  /** The origin node's sequence number of this message. */
+  seq: number;
+}
+
+/** Forwarded properties as JSON (correlation data as base64). */
+function propsJson(p: Properties): string {
+  const o: Record<string, unknown> = {};
+  if (p.payloadFormatIndicator !== undefined) o.f = p.payloadFormatIndicator;
+  if (p.contentType !== undefined) o.c = p.contentType;
+  if (p.responseTopic !== undefined) o.r = p.responseTopic;
+  if (p.correlationData !== undefined) o.d = btoa(String.fromCharCode(...p.correlationData));
+  if (p.userProperties !== undefined) o.u = p.userProperties;
+  return JSON.stringify(o);
+}
+
+function propsFromJson(s: string): Properties {
+  const o = JSON.parse(s);
+  const p: Properties = {};
+  if (o.f !== undefined) p.payloadFormatIndicator = o.f;
+  if (o.c !== undefined) p.contentType = o.c;
+  if (o.r !== undefined) p.responseTopic = o.r;
+  if (o.d !== undefined) p.correlationData = Uint8Array.from(atob(o.d), (c) => c.charCodeAt(0));
+  if (o.u !== undefined) p.userProperties = o.u;
+  return p;
+}
+
+/**
+ * Encodes `msg` from node `node` (its `seq`-th message). `withTopic` puts the topic inside (when
+ * the subject cannot carry it, and always in KV values).
+ */
+export function encodeEnvelope(msg: Message, node: number, seq: number, withTopic: boolean): Uint8Array {
+  const topic = withTopic ? enc.encode(msg.topic) : null;
+  const props = msg.properties ? enc.encode(propsJson(msg.properties)) : null;
+  const origin = enc.encode(msg.origin);
+  const size = HEADER + (msg.expiresAt ? 8 : 0) + (topic ? 4 + topic.length : 0) +
+    (props ? 4 + props.length : 0) + 2 + origin.length + msg.payload.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out[0] = msg.qos | (msg.retain ? F_RETAIN : 0) | (props ? F_PROPS : 0) | (topic ? F_TOPIC : 0) |
+    (msg.expiresAt ? F_EXPIRY : 0);
+  view.setUint32(1, node >>> 0);
+  view.setUint32(5, seq >>> 0);
+  let at = HEADER;
+  if (msg.expiresAt) {
+    view.setFloat64(at, msg.expiresAt);
+    at += 8;
+  }
+  if (topic) {
+    view.setUint32(at, topic.length);
+    out.set(topic, at + 4);
+    at += 4 + topic.length;
+  }
+  if (props) {
+    view.setUint32(at, props.length);
+    out.set(props, at + 4);
+    at += 4 + props.length;
+  }
+  view.setUint16(at, origin.length);
+  out.set(origin, at + 2);
+  at += 2 + origin.length;
+  out.set(msg.payload, at);
+  return out;
+}
+
+/** Decodes an envelope; `topic` is used when the envelope does not carry one. Throws on garbage. */
+export function decodeEnvelope(data: Uint8Array, topic: string | null): Envelope {
+  if (data.length < HEADER + 2) throw new Error("cluster envelope too short");
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const flags = data[0];
+  let at = HEADER;
+  let expiresAt = 0;
+  if (flags & F_EXPIRY) {
+    expiresAt = view.getFloat64(at);
+    at += 8;
+  }
+  if (flags & F_TOPIC) {
+    const n = view.getUint32(at);
+    topic = dec.decode(data.subarray(at + 4, at + 4 + n));
+    at += 4 + n;
+  }
+  if (topic === null) throw new Error("cluster envelope without a topic");
+  let properties: Properties | undefined;
+  if (flags & F_PROPS) {
+    const n = view.getUint32(at);
+    properties = propsFromJson(dec.decode(data.subarray(at + 4, at + 4 + n)));
+    at += 4 + n;
+  }
+  const on = view.getUint16(at);
+  const origin = on ? dec.decode(data.subarray(at + 2, at + 2 + on)) : "";
+  at += 2 + on;
+  if (at > data.length) throw new Error("cluster envelope truncated");
+  return {
+    msg: {
+      topic,
+      payload: data.subarray(at),
+      qos: (flags & 3) as QoS,
+      retain: (flags & F_RETAIN) !== 0,
+      properties,
+      expiresAt,
+      origin,
+    },
+    node: view.getUint32(1),
+    seq: view.getUint32(5),
+  };
+}

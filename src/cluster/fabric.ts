@@ -1,0 +1,224 @@
+/**
+ * The cluster's fabric over NATS.
+ *
+ * - **Interest.** One NATS subscription per distinct filter this node's sessions hold
+ *   (reference-counted by the router), on the subscribing connection. `$share/g/f` becomes a
+ *   queue subscription, so NATS gives each message to one node with members of `g`, and that
+ *   node picks one local member. Filters too long for a subject are covered by the overflow
+ *   subscription, which every node holds.
+ * - **Forwarding.** A local publish is sent once, whatever the number of remote subscribers: QoS
+ *   0 as a core NATS message, QoS 1/2 through JetStream (stream `N_msgs`, de-duplicated by
+ *   message id), so it is stored with its replicas before the PUBACK/PUBREC leaves
+ *   (`afterDurable`). Many JetStream publishes are in flight at once; a failed one (no leader
+ *   during an election, a lost connection) is retried until it is stored.
+ * - **No echo.** A node ignores its own messages on plain subscriptions (the broker delivered
+ *   them locally already) but takes them on queue subscriptions (its members are in the draw).
+ * - **Once per node.** A message matching several filters of this node arrives once per NATS
+ *   subscription; only the first copy (by its origin's sequence number) is delivered.
+ * - **Barrier.** Before a SUBACK, `barrier()` makes sure every node's NATS server knows the new
+ *   subscriptions, so nothing published after the SUBACK misses them.
+ */
+import { createHash } from "node:crypto";
+import type { Msg, Subscription } from "@nats-io/nats-core";
+import { RetentionPolicy, StorageType } from "@nats-io/jetstream";
+import type { Fabric, FabricSink } from "../broker/fabric.ts";
+import type { Message } from "../broker/message.ts";
+import { topicMatches } from "../broker/topic.ts";
+import { DurableWrites } from "./durable.ts";
+import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
+import type { ClusterNode } from "./node.ts";
+import { filterSubject, topicSubject } from "./subject.ts";
+
+/** Messages kept in the stream (for recovery and offline sessions), at most this long. */
+const STREAM_MAX_AGE_NS = 24 * 3600 * 1e9;
+/** Room kept for the envelope beyond topic, properties and payload. */
+const ENVELOPE_SLACK = 64;
+
+/** One NATS subscription for a (group, filter) and how many local subscriptions share it. */
+interface Interest {
+  count: number;
+  sub: Subscription | null;
+}
+
+/** The fabric of a cluster node. */
+export class NatsFabric implements Fabric {
+  readonly distributed = true;
+  readonly #node: ClusterNode;
+  #sink: FabricSink | null = null;
+  readonly #interest = new Map<string, Interest>();
+  /** The last sequence delivered from each origin node (duplicate copies are skipped). */
+  readonly #lastSeq = new Map<number, number>();
+  readonly #durable = new DurableWrites();
+  #seq = 0;
+  /** Interest added since the last barrier. */
+  #dirty = false;
+  #stopped = false;
+  #overflow: Subscription | null = null;
+  /** Messages forwarded / received, for metrics. */
+  forwarded = 0;
+  received = 0;
+
+  constructor(node: ClusterNode) {
+    this.#node = node;
+  }
+
+  get maxMessageBytes(): number {
+    const max = this.#node.pub?.info?.max_payload ?? 1024 * 1024;
+    return max - ENVELOPE_SLACK;
+  }
+
+  /** The stream that holds QoS 1/2 messages. */
+  get streamName(): string {
+    return `${this.#node.cfg.name}_msgs`;
+  }
+
+  async start(sink: FabricSink): Promise<void> {
+    this.#sink = sink;
+    const node = this.#node;
+    await node.ensureStream({
+      name: this.streamName,
+      subjects: [`${node.data}.q.>`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      max_age: STREAM_MAX_AGE_NS,
+      duplicate_window: 120 * 1e9,
+    });
+    // Topics too long for a subject of their own, both kinds.
+    this.#overflow = node.sub.subscribe(`${node.data}.*.x`, {
+      callback: (_e, m) => this.#onPlain(m, null),
+    });
+    // Interest added before start (sessions restored from disk).
+    for (const [key, i] of this.#interest) if (!i.sub) i.sub = this.#subscribe(key);
+    await node.sub.flush();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#durable.stop();
+    for (const i of this.#interest.values()) i.sub?.unsubscribe();
+    this.#overflow?.unsubscribe();
+  }
+
+  forward(msg: Message): void {
+    const node = this.#node;
+    if (this.#stopped || !node.pub) return;
+    const seq = this.#seq = (this.#seq + 1) >>> 0;
+    const data = encodeEnvelope(msg, node.num, seq, true);
+    this.forwarded++;
+    if (msg.qos === 0) {
+      const subject = topicSubject(`${node.data}.m`, msg.topic) ?? `${node.data}.m.x`;
+      try {
+        node.pub.publish(subject, data);
+      } catch { /* QoS 0 while NATS is away: at most once */ }
+      return;
+    }
+    const subject = topicSubject(`${node.data}.q`, msg.topic) ?? `${node.data}.q.x`;
+    this.#durable.track(this.#store(subject, data, `${node.num.toString(36)}-${seq.toString(36)}`));
+  }
+
+  /** Publishes to the stream until it is stored (same message id on every try). */
+  async #store(subject: string, data: Uint8Array, msgID: string): Promise<void> {
+    let wait = 50;
+    for (let attempt = 1;; attempt++) {
+      if (this.#stopped) throw new Error("cluster stopped");
+      try {
+        await this.#node.js.publish(subject, data, { msgID, timeout: 5000 });
+        return;
+      } catch (e) {
+        if (attempt === 1 || attempt % 20 === 0) {
+          this.#node.log.warning(
+            `Cluster: storing a message in JetStream failed (${
+              (e as Error).message
+            }); retrying, its acknowledgement waits.`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, 1000);
+      }
+    }
+  }
+
+  addInterest(topicFilter: string, group: string): void {
+    const key = group + "\u0000" + topicFilter;
+    const i = this.#interest.get(key);
+    if (i) {
+      i.count++;
+      return;
+    }
+    this.#interest.set(key, { count: 1, sub: this.#node.sub ? this.#subscribe(key) : null });
+    this.#dirty = true;
+  }
+
+  removeInterest(topicFilter: string, group: string): void {
+    const key = group + "\u0000" + topicFilter;
+    const i = this.#interest.get(key);
+    if (!i) return;
+    if (--i.count > 0) return;
+    this.#interest.delete(key);
+    i.sub?.unsubscribe();
+  }
+
+  #subscribe(key: string): Subscription | null {
+    const node = this.#node;
+    const cut = key.indexOf("\u0000");
+    const group = key.slice(0, cut);
+    const topicFilter = key.slice(cut + 1);
+    const subject = filterSubject(`${node.data}.*`, topicFilter);
+    if (!group) {
+      // A filter too long for a subject: its topics all travel on the overflow subject.
+      if (subject === null) return null;
+      return node.sub.subscribe(subject, { callback: (_e, m) => this.#onPlain(m, null) });
+    }
+    const queue = "g" + createHash("sha256").update(key).digest("hex").slice(0, 24);
+    return node.sub.subscribe(subject ?? `${node.data}.*.x`, {
+      queue,
+      callback: (_e, m) => this.#onShared(m, group, topicFilter),
+    });
+  }
+
+  barrier(): Promise<void> | null {
+    if (!this.#dirty || !this.#node.sub) return null;
+    this.#dirty = false;
+    return this.#node.barrier();
+  }
+
+  afterDurable(cb: (ok: boolean) => void): boolean {
+    return this.#durable.after(cb);
+  }
+
+  #decode(m: Msg) {
+    try {
+      return decodeEnvelope(m.data, null);
+    } catch (e) {
+      this.#node.log.warning(`Cluster: malformed message on ${m.subject} dropped: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
+  #onPlain(m: Msg, _unused: null): void {
+    const env = this.#decode(m);
+    if (!env || env.node === this.#node.num) return;
+    // Several subscriptions of this node may match one message: deliver the first copy only.
+    const last = this.#lastSeq.get(env.node);
+    if (last !== undefined && ((env.seq - last) | 0) <= 0) return;
+    this.#lastSeq.set(env.node, env.seq);
+    this.received++;
+    try {
+      this.#sink?.fromRemote(env.msg);
+    } catch (e) {
+      this.#node.log.error(`Cluster: delivering a message on ${env.msg.topic} failed: ${e}`);
+    }
+  }
+
+  #onShared(m: Msg, group: string, topicFilter: string): void {
+    const env = this.#decode(m);
+    if (!env) return;
+    // The overflow subject carries every long topic: only those of this group's filter count.
+    if (m.subject.endsWith(".x") && !topicMatches(topicFilter, env.msg.topic)) return;
+    try {
+      this.#sink?.fromRemoteShared(group, topicFilter, env.msg);
+    } catch (e) {
+      this.#node.log.error(`Cluster: delivering a shared message on ${env.msg.topic} failed: ${e}`);
+    }
+  }
+}
