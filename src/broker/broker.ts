@@ -12,6 +12,7 @@ import { Connection } from "./connection.ts";
 import { PUBREL } from "../codec/encoder.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
+import { type Fabric, type FabricSink, LocalFabric } from "./fabric.ts";
 import { Router } from "./router.ts";
 import {
   NEVER_EXPIRES,
@@ -61,12 +62,25 @@ export interface BoundListener {
   listener: Listener;
 }
 
-export class Broker {
+/**
+ * The parts a broker is built from, given by the code that starts it. Left out, each is the
+ * single-node part: the local fabric and the in-memory retained store.
+ */
+export interface BrokerParts {
+  /** Carries publishes to other nodes and brings theirs in. */
+  fabric?: Fabric;
+  /** Retained messages; a shared one reports when its writes are durable. */
+  retained?: RetainedStore;
+}
+
+export class Broker implements FabricSink {
   readonly config: Config;
   readonly log: Logger;
   readonly sessions = new SessionTable<Session>();
-  readonly router = new Router();
-  readonly retained: RetainedStore = new MemoryRetained();
+  readonly router: Router;
+  readonly retained: RetainedStore;
+  /** Other nodes (a cluster), or nothing beyond this process. */
+  readonly fabric: Fabric;
   readonly connections = new ConnectionList<Connection>();
   /** Connections open through each listener, for its max_connections. */
   readonly #open = new Map<ListenerConfig, number>();
@@ -98,9 +112,12 @@ export class Broker {
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
   #autoId = 0;
 
-  constructor(config: Config, log: Logger = silentLogger) {
+  constructor(config: Config, log: Logger = silentLogger, parts: BrokerParts = {}) {
     this.config = config;
     this.log = log;
+    this.fabric = parts.fabric ?? new LocalFabric();
+    this.retained = parts.retained ?? new MemoryRetained();
+    this.router = new Router(this.fabric.distributed ? this.fabric : null);
     this.auth = new Auth(config, log);
     this.reloadHooks.push(() => this.auth.reload());
     // [[bridge]] tables: new ones start, removed ones stop, changed ones restart.
@@ -131,6 +148,8 @@ export class Broker {
   async start(): Promise<BoundListener[]> {
     await this.auth.load();
     this.openStore();
+    await this.retained.start?.();
+    await this.fabric.start(this);
     for (const l of this.config.listeners) {
       this.#open.set(l, 0);
       const max = l.max_connections;
@@ -171,6 +190,8 @@ export class Broker {
     this.#sweepTimer = null;
     await this.bridges.stop();
     for (const c of [...this.connections]) c.close(0x8b, "server shutting down");
+    await this.fabric.stop();
+    this.retained.stop?.();
     for (const s of this.sessions.values()) s.clearTimers();
     await Promise.all(this.listeners.map((l) => l.listener.close()));
     this.listeners.length = 0;
@@ -197,18 +218,52 @@ export class Broker {
     }`;
   }
 
-  /** Publish a message from a client (or the broker): retain it if flagged, route it. Returns receivers. */
+  /**
+   * Publish a message from a client (or the broker): retain it if flagged, deliver it here and
+   * hand it to the fabric for the other nodes. Returns the local receivers (at least 1 when it
+   * also went to other nodes, whose receivers are not counted).
+   */
   publish(msg: Message): number {
     if (msg.retain) {
       this.retained.set(msg);
       // $SYS topics are the broker's live status (only the broker publishes there): not stored.
-      if (this.store && !msg.topic.startsWith("$SYS/")) {
+      // A shared retained store keeps the rest itself.
+      if (this.store && !this.retained.durable && !msg.topic.startsWith("$SYS/")) {
         if (msg.payload.length) this.store.setRetained(msg);
         else this.store.deleteRetained(msg.topic);
       }
     }
+    const fabric = this.fabric;
+    if (!fabric.distributed) return this.#deliverAll(msg, true);
+    const n = this.#deliverAll(msg, false);
+    // $SYS is per node: the broker's own status does not travel.
+    if (msg.origin === "" && msg.topic.startsWith("$SYS/")) return n;
+    fabric.forward(msg);
+    return Math.max(n, 1);
+  }
+
+  /** FabricSink: a message from another node, for the subscribers on this one. */
+  fromRemote(msg: Message): void {
+    this.#deliverAll(msg, false);
+  }
+
+  /** FabricSink: a message the cluster gave to this node's members of a shared group. */
+  fromRemoteShared(group: string, topicFilter: string, msg: Message): void {
+    const t = this.router.pickShared(
+      group,
+      topicFilter,
+      msg.topic,
+      this.auth.aclActive ? this.auth : null,
+    );
+    if (!t) return;
+    const qos = (this.config.upgrade_outgoing_qos ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
+    this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
+  }
+
+  /** Delivers `msg` to every local subscriber (shared groups too when `shared`). */
+  #deliverAll(msg: Message, shared: boolean): number {
     const acl = this.auth.aclActive ? this.auth : null;
-    const targets = this.router.route(msg.topic, msg.origin, acl);
+    const targets = this.router.route(msg.topic, msg.origin, acl, shared);
     const upgrade = this.config.upgrade_outgoing_qos;
     let n = targets.length;
     for (let i = 0; i < targets.length; i++) {
@@ -445,11 +500,11 @@ export class Broker {
    * disconnected without an acknowledgement (they resend on reconnect).
    */
   ackAfterCommit(ack: () => void, fail: () => void): void {
-    if (!this.store) {
+    if (!this.store && !this.fabric.distributed) {
       ack();
       return;
     }
-    this.store.afterCommit((ok) => (ok ? ack() : fail()));
+    this.afterDurable((ok) => (ok ? ack() : fail()));
   }
 
   /**
@@ -464,14 +519,32 @@ export class Broker {
     rc: number,
     fail: ((conn: Connection, first: number, id: number) => void) | null,
   ): void {
-    if (!this.store) {
+    if (!this.store && !this.fabric.distributed) {
       conn.sendAck(first, id, rc);
       return;
     }
-    this.store.afterCommit((ok) => {
+    this.afterDurable((ok) => {
       if (ok) conn.sendAck(first, id, rc);
       else fail?.(conn, first, id);
     });
+  }
+
+  /**
+   * Runs `cb(true)` once everything written so far is durable: committed to the store, and (in a
+   * cluster) stored in JetStream with its replicas, retained messages included; `cb(false)` when
+   * one of them cannot be.
+   */
+  afterDurable(cb: (ok: boolean) => void): void {
+    const retained = (ok: boolean) => {
+      if (!ok) cb(false);
+      else if (!this.retained.afterDurable?.(cb)) cb(true);
+    };
+    const fabric = (ok: boolean) => {
+      if (!ok) cb(false);
+      else if (!this.fabric.afterDurable(retained)) retained(true);
+    };
+    if (this.store) this.store.afterCommit(fabric);
+    else fabric(true);
   }
 
   /** Called once when a connection is gone, whatever the cause. */

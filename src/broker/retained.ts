@@ -14,6 +14,21 @@ export interface RetainedStore {
   readonly size: number;
   /** Bytes held (payload and topic of each message), for $SYS and metrics. */
   readonly bytes: number;
+  /** True when the store keeps its messages durably itself (the broker's store need not). */
+  readonly durable?: boolean;
+  /** Loads what the store holds; the broker awaits it before listening. */
+  start?(): Promise<void>;
+  stop?(): void;
+  /**
+   * Runs `cb(true)` once every write so far is durable (`cb(false)` if it cannot be); returns
+   * false, without calling `cb`, when nothing is pending.
+   */
+  afterDurable?(cb: (ok: boolean) => void): boolean;
+  /**
+   * Resolves once this node's view includes every write acknowledged anywhere before the call
+   * (bounded in time); null when the view is always current (a local store).
+   */
+  sync?(): Promise<void> | null;
 }
 
 /** The in-memory retained store. */

@@ -31,13 +31,25 @@ export interface ReadCheck {
 
 type Slot = { kind: "sub"; entry: SubscriptionEntry } | { kind: "shared"; group: SharedGroup };
 
+/** Told when a filter gains its first local subscriber and loses its last (the fabric). */
+export interface InterestListener {
+  addInterest(topicFilter: string, group: string): void;
+  removeInterest(topicFilter: string, group: string): void;
+}
+
 export class Router {
+  readonly #interest: InterestListener | null;
   readonly #matcher = new TopicMatcher();
   #slots: (Slot | undefined)[] = [];
   #free: number[] = [];
   #ids = new Map<SubscriptionEntry, number>();
   #groups = new Map<string, { id: number; group: SharedGroup }>();
   #marks = new Map<Session, Target>();
+
+  /** `interest` hears of every filter added and removed (null: nobody beyond this process). */
+  constructor(interest: InterestListener | null = null) {
+    this.#interest = interest;
+  }
 
   /** Number of subscriptions (shared members counted one each). */
   count = 0;
@@ -71,6 +83,7 @@ export class Router {
         g = { id, group };
         this.#groups.set(key, g);
         this.#matcher.add(entry.topicFilter, id);
+        this.#interest?.addInterest(entry.topicFilter, entry.group);
       }
       g.group.members.push(entry);
       return;
@@ -78,6 +91,7 @@ export class Router {
     const id = this.#alloc({ kind: "sub", entry });
     this.#ids.set(entry, id);
     this.#matcher.add(entry.topicFilter, id);
+    this.#interest?.addInterest(entry.topicFilter, "");
   }
 
   /** Remove a subscription added with `add`. */
@@ -95,6 +109,7 @@ export class Router {
         this.#matcher.remove(entry.topicFilter, g.id);
         this.#release(g.id);
         this.#groups.delete(key);
+        this.#interest?.removeInterest(entry.topicFilter, entry.group);
       }
       return;
     }
@@ -104,6 +119,23 @@ export class Router {
     this.#ids.delete(entry);
     this.#matcher.remove(entry.topicFilter, id);
     this.#release(id);
+    this.#interest?.removeInterest(entry.topicFilter, "");
+  }
+
+  /**
+   * One member of this node's shared group `group` on `topicFilter`, for a message the cluster
+   * gave to this node (MQTT 5.0 §4.8.2); undefined when the group has no member here.
+   */
+  pickShared(
+    group: string,
+    topicFilter: string,
+    topic: string,
+    acl: ReadCheck | null,
+  ): Target | undefined {
+    const g = this.#groups.get(group + "\u0000" + topicFilter);
+    const e = g && pickMember(g.group, topic, acl);
+    if (!e) return undefined;
+    return { session: e.session, qos: e.qos, rap: e.rap, subIds: e.subId ? [e.subId] : undefined };
   }
 
   /**
@@ -111,9 +143,10 @@ export class Router {
    * the highest QoS of its matching subscriptions, with all their subscription identifiers
    * [MQTT-3.3.4-2][MQTT-3.3.4-3]; No Local subscriptions of the publisher skipped
    * [MQTT-3.8.3-3]; one member per shared group (MQTT 5.0 §4.8.2), chosen among the members
-   * `acl` lets read the topic.
+   * `acl` lets read the topic, unless `withShared` is false (in a cluster, where the fabric picks
+   * the node of each shared message).
    */
-  route(topic: string, origin: string, acl: ReadCheck | null = null): Target[] {
+  route(topic: string, origin: string, acl: ReadCheck | null = null, withShared = true): Target[] {
     const ids = this.#matcher.match(topic);
     const out: Target[] = [];
     if (ids.length === 0) return out;
@@ -124,6 +157,8 @@ export class Router {
       const slot = this.#slots[ids[i]];
       if (!slot) continue;
       if (slot.kind === "shared") {
+        // In a cluster the fabric chooses the node of each shared message (`pickShared`).
+        if (!withShared) continue;
         const e = pickMember(slot.group, topic, acl);
         if (e) {
           // A shared subscription's copy is a delivery of its own (MQTT 5.0 §4.8.2): never merged.

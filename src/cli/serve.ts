@@ -9,6 +9,7 @@ import type { Config } from "../config/schema.ts";
 import { Broker } from "../broker/broker.ts";
 import { Logger } from "../sys/log.ts";
 import { configureLog, Ops } from "../sys/ops.ts";
+import { type ClusterParts, joinCluster } from "../cluster/cluster.ts";
 import { installLastResort } from "../sys/last_resort.ts";
 
 export interface ServeOptions {
@@ -29,7 +30,17 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
   });
   // Nothing a client sends may take the process down: what escapes is logged and survived.
   installLastResort(log);
-  const broker = new Broker(config, log);
+  let cluster: ClusterParts | null = null;
+  if (config.cluster) {
+    try {
+      cluster = await joinCluster(config.cluster, log);
+    } catch (e) {
+      console.error(`midge: cluster: ${e instanceof Error ? e.message : String(e)}`);
+      process.exit(1);
+    }
+  }
+  const broker = new Broker(config, log, cluster ?? {});
+  if (cluster) cluster.node.clients = () => broker.connections.size;
   const ops = new Ops(broker);
   let bound;
   try {
@@ -77,6 +88,7 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
     await ops.stop();
     // Stops accepting, sends MQTT 5 clients DISCONNECT 0x8B, commits and closes the store.
     await broker.stop();
+    await cluster?.node.stop();
     log.notice("Shut down.");
     log.close();
     process.exit(0);

@@ -60,7 +60,12 @@ function propsFromJson(s: string): Properties {
  * Encodes `msg` from node `node` (its `seq`-th message). `withTopic` puts the topic inside (when
  * the subject cannot carry it, and always in KV values).
  */
-export function encodeEnvelope(msg: Message, node: number, seq: number, withTopic: boolean): Uint8Array {
+export function encodeEnvelope(
+  msg: Message,
+  node: number,
+  seq: number,
+  withTopic: boolean,
+): Uint8Array {
   const topic = withTopic ? enc.encode(msg.topic) : null;
   const props = msg.properties ? enc.encode(propsJson(msg.properties)) : null;
   const origin = enc.encode(msg.origin);

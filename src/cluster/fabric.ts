@@ -190,7 +190,9 @@ export class NatsFabric implements Fabric {
     try {
       return decodeEnvelope(m.data, null);
     } catch (e) {
-      this.#node.log.warning(`Cluster: malformed message on ${m.subject} dropped: ${(e as Error).message}`);
+      this.#node.log.warning(
+        `Cluster: malformed message on ${m.subject} dropped: ${(e as Error).message}`,
+      );
       return null;
     }
   }

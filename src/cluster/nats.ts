@@ -57,10 +57,13 @@ export async function connectNats(
 function watchStatus(nc: NatsConnection, role: string, log: Logger): void {
   (async () => {
     for await (const s of nc.status() as AsyncIterable<Status>) {
-      if (s.type === "disconnect") log.warning(`Cluster: NATS ${role} connection to ${s.server} lost.`);
-      else if (s.type === "reconnect") log.notice(`Cluster: NATS ${role} connection back on ${s.server}.`);
-      else if (s.type === "ldm") log.notice(`Cluster: NATS server ${s.server} is going away (lame duck).`);
-      else if (s.type === "error") log.warning(`Cluster: NATS ${role}: ${s.error.message}`);
+      if (s.type === "disconnect") {
+        log.warning(`Cluster: NATS ${role} connection to ${s.server} lost.`);
+      } else if (s.type === "reconnect") {
+        log.notice(`Cluster: NATS ${role} connection back on ${s.server}.`);
+      } else if (s.type === "ldm") {
+        log.notice(`Cluster: NATS server ${s.server} is going away (lame duck).`);
+      } else if (s.type === "error") log.warning(`Cluster: NATS ${role}: ${s.error.message}`);
     }
   })().catch(() => {});
 }

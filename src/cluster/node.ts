@@ -14,11 +14,11 @@ import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import {
   jetstream,
   type JetStreamClient,
-  jetstreamManager,
   type JetStreamManager,
+  jetstreamManager,
   type StreamConfig,
 } from "@nats-io/jetstream";
-import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
+import { type KV, Kvm, type KvOptions } from "@nats-io/kv";
 import type { ClusterConfig } from "../config/schema.ts";
 import type { Logger } from "../sys/log.ts";
 import { connectNats } from "./nats.ts";
@@ -128,7 +128,12 @@ export class ClusterNode {
     if (typeof hb?.id !== "string" || hb.id === this.id) return;
     const known = this.peers.get(hb.id);
     if (!known) this.log.notice(`Cluster: node ${hb.id} joined.`);
-    this.peers.set(hb.id, { id: hb.id, num: hb.num >>> 0, clients: hb.clients | 0, lastSeen: Date.now() });
+    this.peers.set(hb.id, {
+      id: hb.id,
+      num: hb.num >>> 0,
+      clients: hb.clients | 0,
+      lastSeen: Date.now(),
+    });
     if (hb.hello) this.#beat(false);
   }
 
@@ -149,15 +154,19 @@ export class ClusterNode {
   async barrier(): Promise<void> {
     const peers = this.livePeers();
     if (peers.length === 0) return;
-    await Promise.all(peers.map((p) =>
-      this.sub.request(`${this.control}.barrier.${p.id}`, undefined, { timeout: BARRIER_TIMEOUT_MS })
-        .then(
-          () => {},
-          (e) => {
-            if (this.log.on("debug")) this.log.debug(`Cluster: barrier to ${p.id}: ${e.message}`);
-          },
-        )
-    ));
+    await Promise.all(
+      peers.map((p) =>
+        this.sub.request(`${this.control}.barrier.${p.id}`, undefined, {
+          timeout: BARRIER_TIMEOUT_MS,
+        })
+          .then(
+            () => {},
+            (e) => {
+              if (this.log.on("debug")) this.log.debug(`Cluster: barrier to ${p.id}: ${e.message}`);
+            },
+          )
+      ),
+    );
   }
 
   /**

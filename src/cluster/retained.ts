@@ -16,6 +16,9 @@ import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
 import { keyTopic, MAX_SUBJECT, topicKey } from "./subject.ts";
 
+/** The longest a SUBSCRIBE waits for the retained index to catch up with the bucket. */
+const SYNC_MS = 500;
+
 /** The KV key of a topic: its subject form, or a hash for topics too long for a subject. */
 export function retainedKey(topic: string): string {
   const k = topicKey(topic);
@@ -24,7 +27,10 @@ export function retainedKey(topic: string): string {
 
 /** The cluster-wide retained store. */
 export class KvRetained implements RetainedStore {
+  readonly durable = true;
   readonly #node: ClusterNode;
+  /** The bucket revision the local index has reached through the watch. */
+  #revision = 0;
   readonly #index = new MemoryRetained();
   readonly #durable = new DurableWrites();
   #kv: KV | null = null;
@@ -70,6 +76,8 @@ export class KvRetained implements RetainedStore {
   }
 
   #apply(e: KvWatchEntry): void {
+    if (e.revision > this.#revision) this.#revision = e.revision;
+    this.#caughtUp();
     if (e.operation !== "PUT") {
       // A delete or purge carries no topic: remove whichever local entry has this key.
       const topic = this.#topicOfKey(e.key);
@@ -81,7 +89,9 @@ export class KvRetained implements RetainedStore {
       msg.payload = msg.payload.slice();
       this.#index.set(msg);
     } catch (err) {
-      this.#node.log.warning(`Cluster: retained entry ${e.key} unreadable: ${(err as Error).message}`);
+      this.#node.log.warning(
+        `Cluster: retained entry ${e.key} unreadable: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -100,7 +110,8 @@ export class KvRetained implements RetainedStore {
   set(msg: Message): void {
     this.#index.set(msg);
     const kv = this.#kv;
-    if (!kv || this.#stopped) return;
+    // $SYS is each node's own status: never shared.
+    if (!kv || this.#stopped || msg.topic.startsWith("$SYS/")) return;
     const key = retainedKey(msg.topic);
     if (key.startsWith("h.")) {
       if (msg.payload.length) this.#keyTopics.set(key, msg.topic);
@@ -119,7 +130,9 @@ export class KvRetained implements RetainedStore {
       } catch (e) {
         if (attempt === 1 || attempt % 20 === 0) {
           this.#node.log.warning(
-            `Cluster: retained write failed (${(e as Error).message}); retrying, its acknowledgement waits.`,
+            `Cluster: retained write failed (${
+              (e as Error).message
+            }); retrying, its acknowledgement waits.`,
           );
         }
         await new Promise((r) => setTimeout(r, wait));
@@ -130,6 +143,42 @@ export class KvRetained implements RetainedStore {
 
   match(filter: string, now: number): Message[] {
     return this.#index.match(filter, now);
+  }
+
+  /** Waiting for the watch to reach a revision: [revision, resolve]. */
+  #waiting: [number, () => void][] = [];
+
+  #caughtUp(): void {
+    if (this.#waiting.length === 0) return;
+    const rest: [number, () => void][] = [];
+    for (const w of this.#waiting) {
+      if (w[0] <= this.#revision) w[1]();
+      else rest.push(w);
+    }
+    this.#waiting = rest;
+  }
+
+  /**
+   * Resolves once the local index has every write the bucket had acknowledged when this was
+   * called (so a retained message whose PUBACK left on another node is seen by a SUBSCRIBE here).
+   * Asking the bucket is one JetStream request; when it does not answer within SYNC_MS (no leader
+   * during an election) the index is used as it is.
+   */
+  sync(): Promise<void> | null {
+    const kv = this.#kv;
+    if (!kv || this.#stopped) return null;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, SYNC_MS);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      kv.status().then((st) => {
+        const last = st.streamInfo.state.last_seq;
+        if (last <= this.#revision) done();
+        else this.#waiting.push([last, done]);
+      }, done);
+    });
   }
 
   /** Like the fabric's: runs `cb` once every retained write so far is stored. */

@@ -9,9 +9,9 @@ import { defaultConfigText } from "./default_config.generated.ts";
 import { keyLines, lineOf } from "./lines.ts";
 import {
   BRIDGE_KEYS,
+  type BridgeConfig,
   CLUSTER_KEYS,
   type ClusterConfig,
-  type BridgeConfig,
   type Config,
   defaults,
   GLOBAL_KEYS,

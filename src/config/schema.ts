@@ -476,7 +476,11 @@ export const BRIDGE_KEYS = {
 export const CLUSTER_KEYS = {
   node_id: key(str(64, checkNodeId), "", "this node's name, unique in the cluster (required)"),
   servers: key<string[]>(list(str(2048, checkNatsUrl)), [], "NATS server URLs (required)"),
-  name: key(str(32, checkClusterName), "midge", "prefix of the cluster's subjects, streams, buckets"),
+  name: key(
+    str(32, checkClusterName),
+    "midge",
+    "prefix of the cluster's subjects, streams, buckets",
+  ),
   replicas: key(int(1, 5), 3, "JetStream replicas of the cluster's streams and buckets"),
   user: key(str(1024), "", "NATS user name"),
   password: key(str(1024), "", "NATS password"),
@@ -489,16 +493,16 @@ export const CLUSTER_KEYS = {
 
 /** A node id: letters, digits, '-' and '_' (it becomes part of NATS subjects). */
 function checkNodeId(s: string): string | undefined {
-  return /^[A-Za-z0-9_-]*$/.test(s) ? undefined : `expected letters, digits, "-" or "_", got ${
-    JSON.stringify(s)
-  }`;
+  return /^[A-Za-z0-9_-]*$/.test(s)
+    ? undefined
+    : `expected letters, digits, "-" or "_", got ${JSON.stringify(s)}`;
 }
 
 /** A cluster name: a NATS subject token and a stream name (letters, digits, '-', '_'). */
 function checkClusterName(s: string): string | undefined {
-  return /^[A-Za-z0-9_-]+$/.test(s) ? undefined : `expected letters, digits, "-" or "_", got ${
-    JSON.stringify(s)
-  }`;
+  return /^[A-Za-z0-9_-]+$/.test(s)
+    ? undefined
+    : `expected letters, digits, "-" or "_", got ${JSON.stringify(s)}`;
 }
 
 /** A NATS URL: nats://, tls://, or host:port. */

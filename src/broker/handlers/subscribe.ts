@@ -27,7 +27,6 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   const retainedFor = new Map<string, SubscriptionEntry>();
   /** Filters this packet added that the session did not have before it (for rh 1). */
   const added = new Set<string>();
-  const now = Date.now();
   for (const sub of p.subscriptions) {
     const filter = sub.topic;
     let topicFilter = filter;
@@ -115,6 +114,28 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       retainedFor.set(filter, entry);
     }
   }
+  // In a cluster, the SUBACK waits until every node knows the new interest (so nothing
+  // published anywhere after it is missed) and this node has every retained message
+  // acknowledged anywhere; later packets of this client wait with it.
+  const fabric = broker.fabric.barrier();
+  const retained = retainedFor.size ? broker.retained.sync?.() ?? null : null;
+  if (fabric || retained) {
+    conn.hold(Promise.all([fabric, retained]).then(() => suback(conn, p, granted, retainedFor)));
+  } else {
+    suback(conn, p, granted, retainedFor);
+  }
+}
+
+/** Sends the SUBACK, then the retained messages of the subscriptions that asked for them. */
+function suback(
+  conn: Connection,
+  p: SubscribePacket,
+  granted: number[],
+  retainedFor: Map<string, SubscriptionEntry>,
+): void {
+  const broker = conn.broker;
+  const s = conn.session!;
+  const now = Date.now();
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
   for (const e of retainedFor.values()) {
     for (const m of broker.retained.match(e.topicFilter, now)) {
