@@ -92,11 +92,12 @@ export class NatsFabric implements Fabric {
     await node.sub.flush();
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.#stopped = true;
     this.#durable.stop();
     for (const i of this.#interest.values()) i.sub?.unsubscribe();
     this.#overflow?.unsubscribe();
+    return Promise.resolve();
   }
 
   forward(msg: Message): void {
