@@ -202,10 +202,20 @@ test("out-of-range and wrong-kind values are refused with the accepted range", (
   }
 });
 
-test("the first problem in file order is the one reported", () => {
-  const e = bad(`max_qos = 1\nsys_interval = "x"\n\n[[listener]]\nport = -1\n`);
+test("every problem is reported at once, in file order, one line each; the first is the error's key", () => {
+  const e = bad(`max_qos = 1\nsys_interval = "x"\nmax_qos2 = 1\n\n[[listener]]\nport = -1\n`);
   assert.equal(e.key, "sys_interval");
   assert.equal(e.line, 2);
+  assert.deepEqual(e.problems.map((p) => [p.line, p.key]), [
+    [2, "sys_interval"],
+    [3, "max_qos2"],
+    [6, "listener[0].port"],
+  ]);
+  const lines = e.message.split("\n");
+  assert.equal(lines.length, 3);
+  assert.ok(lines[0].startsWith('my.toml:2: key "sys_interval": '), lines[0]);
+  assert.ok(lines[1].startsWith('my.toml:3: key "max_qos2": unknown key'), lines[1]);
+  assert.ok(lines[2].startsWith('my.toml:6: key "listener[0].port": '), lines[2]);
 });
 
 test("TOML syntax errors come out with file and line", () => {

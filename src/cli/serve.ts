@@ -49,7 +49,8 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
     await ops.start();
   } catch (e) {
     // A corrupt store, a port in use, a log file that cannot be opened: one clear line, exit 1.
-    console.error(`midge: ${e instanceof Error ? e.message : String(e)}`);
+    const text = e instanceof Error ? e.message : String(e);
+    for (const line of text.split("\n")) console.error(`midge: ${line}`);
     await ops.stop().catch(() => {});
     await broker.stop().catch(() => {});
     process.exit(1);
@@ -73,7 +74,10 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
       try {
         next = await reread();
       } catch (e) {
-        log.error(`Reload failed, the running configuration stays: ${(e as Error).message ?? e}`);
+        // A ConfigError holds one line per problem: each is logged as a line of its own.
+        for (const line of String((e as Error).message ?? e).split("\n")) {
+          log.error(`Reload failed, the running configuration stays: ${line}`);
+        }
         return;
       }
       await ops.reload(next);

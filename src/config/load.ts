@@ -1,6 +1,7 @@
 /**
  * Reads config.toml-style text into a checked `Config`. Every unknown key, wrong type or
- * out-of-range value is a `ConfigError` naming the file, line and key at fault, e.g.
+ * out-of-range value is reported, all of them in one `ConfigError`, one line each naming the
+ * file, line and key at fault, e.g.
  * `my.toml:7: key "listener[1].port": expected an integer 0-65535, got "abc"`.
  */
 import { readFile } from "node:fs/promises";
@@ -26,20 +27,48 @@ import {
 
 export type { BridgeConfig, Config, ListenerConfig } from "./schema.ts";
 
-/** A bad configuration: `file:line: key "k": problem` (line 0 when no line applies, key "" for syntax). */
+/** One problem in a configuration file. */
+export interface ConfigProblem {
+  /** 0 when no line applies. */
+  line: number;
+  /** "" for a syntax error. */
+  key: string;
+  problem: string;
+}
+
+/** `file:line: key "k": problem` (without the line when it is 0, without the key when ""). */
+function problemLine(file: string, p: ConfigProblem): string {
+  const where = p.line > 0 ? `${file}:${p.line}` : file;
+  return p.key ? `${where}: key "${p.key}": ${p.problem}` : `${where}: ${p.problem}`;
+}
+
+/**
+ * A bad configuration: one line `file:line: key "k": problem` per problem, all of them in file
+ * order (line 0 when no line applies, key "" for syntax). `file`, `line`, `key` and `problem`
+ * are those of the first.
+ */
 export class ConfigError extends Error {
   file: string;
   line: number;
   key: string;
   problem: string;
-  constructor(file: string, line: number, key: string, problem: string) {
-    const where = line > 0 ? `${file}:${line}` : file;
-    super(key ? `${where}: key "${key}": ${problem}` : `${where}: ${problem}`);
+  /** Every problem found, in file order (those without a line last). */
+  problems: ConfigProblem[];
+  constructor(
+    file: string,
+    line: number,
+    key: string,
+    problem: string,
+    more: ConfigProblem[] = [],
+  ) {
+    const problems = [{ line, key, problem }, ...more];
+    super(problems.map((p) => problemLine(file, p)).join("\n"));
     this.name = "ConfigError";
     this.file = file;
     this.line = line;
     this.key = key;
     this.problem = problem;
+    this.problems = problems;
   }
 }
 
@@ -65,6 +94,11 @@ export function parseConfig(text: string, file: string): Config {
   const report = (key: string, problem: string) => {
     problems.push({ line: lineOf(lines, key), key, problem });
   };
+  /**
+   * Whether a key under `prefix` already has a problem: the checks across keys of that table
+   * then stay quiet, so a bad value is not reported again as what its default leads to.
+   */
+  const faulty = (prefix: string) => problems.some((p) => p.key.startsWith(prefix));
 
   const { listener, bridge, cluster: clusterTable, ...top } = doc;
   const global = readTable(GLOBAL_KEYS, top, "", report, {
@@ -96,7 +130,7 @@ export function parseConfig(text: string, file: string): Config {
           hint: "a top-level setting: move it above the first [[listener]] table",
         });
       });
-      checkListeners(listeners, report);
+      checkListeners(listeners, report, faulty);
     }
   }
 
@@ -115,6 +149,8 @@ export function parseConfig(text: string, file: string): Config {
           schema: GLOBAL_KEYS,
           hint: "a top-level setting: move it above the first [[bridge]] table",
         });
+        bridges.push(b);
+        if (faulty(`bridge[${i}].`)) return;
         if (!b.name) report(`bridge[${i}].name`, "a bridge needs a name");
         else if (names.has(b.name)) {
           report(`bridge[${i}].name`, `bridge name ${show(b.name)} is used twice`);
@@ -126,7 +162,6 @@ export function parseConfig(text: string, file: string): Config {
         if (b.topic.length === 0) {
           report(`bridge[${i}].topic`, "a bridge needs at least one topic line");
         }
-        bridges.push(b);
       });
     }
   }
@@ -148,10 +183,10 @@ export function parseConfig(text: string, file: string): Config {
   }
 
   if (problems.length > 0) {
-    // The first problem in file order; problems without a line come last.
+    // Every problem at once, in file order; problems without a line come last.
     problems.sort((a, b) => (a.line || Infinity) - (b.line || Infinity));
-    const { line, key, problem } = problems[0];
-    throw new ConfigError(file, line, key, problem);
+    const [{ line, key, problem }, ...more] = problems;
+    throw new ConfigError(file, line, key, problem, more);
   }
   return { file, ...global, listeners, bridges, cluster };
 }
@@ -233,10 +268,18 @@ function distance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** Two listeners may not claim the same address and port (port 0 is always free to repeat). */
-function checkListeners(listeners: ListenerConfig[], report: Report): void {
+/**
+ * Two listeners may not claim the same address and port (port 0 is always free to repeat). A
+ * listener with a `faulty` key is left out of these checks.
+ */
+function checkListeners(
+  listeners: ListenerConfig[],
+  report: Report,
+  faulty: (prefix: string) => boolean,
+): void {
   const seen = new Map<string, number>();
   listeners.forEach((l, i) => {
+    if (faulty(`listener[${i}].`)) return;
     checkListenerTls(l, `listener[${i}].`, report);
     if (l.websockets_origin.length > 0 && l.protocol !== "websockets") {
       report(
