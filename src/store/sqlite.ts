@@ -71,29 +71,54 @@ export class SqliteStore implements Store {
   /** Called with an error thrown by an `afterCommit` callback (logging); the others still run. */
   onCallbackError: (e: unknown) => void = () => {};
 
-  constructor(file: string, sync: SyncMode = "full") {
+  /** Opened with `readOnly`: only `load()` (a check), no writes, and tables may be missing. */
+  readonly #readOnly: boolean;
+  /** The tables an existing database has (read-only mode), or null. */
+  readonly #tables: Set<string> | null = null;
+
+  /**
+   * Opens (creating it when missing) the database `file`. With `readOnly` an existing database
+   * is only read, as a configuration check does: nothing is created, migrated or cleaned up.
+   * Throws StoreError.
+   */
+  constructor(file: string, sync: SyncMode = "full", opts: { readOnly?: boolean } = {}) {
     this.file = file;
+    this.#readOnly = opts.readOnly === true;
     try {
-      mkdirSync(dirname(file), { recursive: true });
-      this.#db = new DatabaseSync(file);
-      this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${sync.toUpperCase()};`);
-      this.#db.exec(SCHEMA);
-      this.#addMissingColumns();
-      const v = this.#db.prepare("SELECT value FROM meta WHERE key='schema'").get() as
-        | { value: string }
-        | undefined;
-      if (!v) {
+      if (this.#readOnly) {
+        this.#db = new DatabaseSync(file, { readOnly: true });
+        const names = this.#db.prepare("SELECT name FROM sqlite_master WHERE type='table'").all();
+        this.#tables = new Set(names.map((r) => String((r as Row).name)));
+      } else {
+        mkdirSync(dirname(file), { recursive: true });
+        this.#db = new DatabaseSync(file);
+        this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${sync.toUpperCase()};`);
+        this.#db.exec(SCHEMA);
+        this.#addMissingColumns();
+      }
+      const hasMeta = this.#tables === null || this.#tables.has("meta");
+      const v = hasMeta
+        ? this.#db.prepare("SELECT value FROM meta WHERE key='schema'").get() as
+          | { value: string }
+          | undefined
+        : undefined;
+      if (v && Number(v.value) !== SCHEMA_VERSION) {
+        throw new Error(`schema version ${v.value}, expected ${SCHEMA_VERSION}`);
+      }
+      if (!v && !this.#readOnly) {
         this.#db.prepare("INSERT INTO meta(key, value) VALUES ('schema', ?)").run(
           String(SCHEMA_VERSION),
         );
-      } else if (Number(v.value) !== SCHEMA_VERSION) {
-        throw new Error(`schema version ${v.value}, expected ${SCHEMA_VERSION}`);
       }
       const check = this.#db.prepare("PRAGMA quick_check").get() as Record<string, string>;
       const verdict = Object.values(check)[0];
       if (verdict !== "ok") throw new Error(`integrity check failed: ${verdict}`);
     } catch (e) {
       throw new StoreError(`${file}: cannot open the persistence database: ${errText(e)}`);
+    }
+    if (this.#readOnly) {
+      this.#s = {};
+      return;
     }
     const p = (sql: string) => this.#db.prepare(sql);
     this.#s = {
@@ -220,6 +245,7 @@ export class SqliteStore implements Store {
     });
     // Bodies no queue refers to any more (a crash between the two deletes).
     for (const [id, m] of bodies) {
+      if (this.#readOnly) break;
       if (this.#refs.has(id)) continue;
       this.#s.delBody.run(id);
       this.#bodies.delete(id);
@@ -233,6 +259,7 @@ export class SqliteStore implements Store {
    * naming the file, the table and (with `key`) the row.
    */
   #each(table: string, key: (r: Row) => string, fn: (r: Row) => void, order = ""): void {
+    if (this.#tables && !this.#tables.has(table)) return;
     let rows: Row[];
     try {
       rows = this.#db.prepare(`SELECT * FROM ${table}${order}`).all() as Row[];
