@@ -40,7 +40,9 @@ Options:
                       which listens on 127.0.0.1:1883
   -p, --port PORT     Listen on PORT instead of the first listener's port (0 = any free port)
   -v, --verbose       Log everything (log_type = ["all"])
-      --test-config   Check the configuration and exit: 0 if it is valid, 1 if not
+      --test-config   Check the configuration and every file it names (certificates, keys,
+                      password and ACL files, the persistence directory and database) and
+                      exit: 0 if all is valid, 1 if not, with every problem found
   -h, --help          Show this help
 `,
     options: {
@@ -213,6 +215,12 @@ async function runServe(values: Values): Promise<number> {
   const verbose = values.verbose === true;
   if (verbose) config.log_type = ["all"];
 
+  // Every file the configuration names, opened and parsed: the check and the start refuse the
+  // same things with the same lines. (`serve` reads the database's rows when it opens it.)
+  const { checkFiles } = await import("./cli/check_files.ts");
+  const problems = checkFiles(config, { readStore: values["test-config"] === true });
+  if (problems.length > 0) return fail(problems.join("\n"));
+
   if (values["test-config"]) {
     const listeners = config.listeners.map((l) => {
       const host = l.bind_address.includes(":") ? `[${l.bind_address}]` : l.bind_address;
@@ -234,9 +242,13 @@ function out(text: string): void {
   process.stdout.write(text);
 }
 
-/** Prints `midge: <message>` (and optionally usage) to stderr; returns exit code 1. */
+/**
+ * Prints `midge: <message>` (each line of a message of several lines so prefixed, and
+ * optionally usage) to stderr; returns exit code 1.
+ */
 function fail(message: string, help?: string): number {
-  process.stderr.write(`midge: ${message}\n${help ? `\n${help}` : ""}`);
+  const lines = message.split("\n").map((l) => `midge: ${l}\n`).join("");
+  process.stderr.write(`${lines}${help ? `\n${help}` : ""}`);
   return 1;
 }
 

@@ -1,12 +1,14 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { DatabaseSync } from "node:sqlite";
+import { makeCerts } from "./helpers/certs.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
@@ -115,6 +117,147 @@ test("a bad config file prints one line midge: <file>:<line>: key ... and exits 
   r = midge("serve", "-c", missing, "--test-config");
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `midge: ${missing}: cannot read the configuration file: no such file\n`);
+});
+
+test("every problem in the configuration file is reported at once, one line each, in file order", () => {
+  const many = file(
+    "many.toml",
+    `max_inflite = 1\nmax_qos = 7\n\n[[listener]]\nport = "x"\nprotocl = "mqtt"\n`,
+  );
+  for (const args of [["--test-config"], []]) {
+    const r = midge("serve", "-c", many, ...args);
+    assert.equal(r.status, 1);
+    assert.equal(
+      r.stderr,
+      [
+        `midge: ${many}:1: key "max_inflite": unknown key`,
+        `midge: ${many}:2: key "max_qos": expected an integer 0-2, got 7`,
+        `midge: ${many}:5: key "listener[0].port": expected an integer 0-65535, got "x"`,
+        `midge: ${many}:6: key "listener[0].protocl": unknown key (did you mean "protocol"?)`,
+        "",
+      ].join("\n"),
+    );
+  }
+});
+
+test("--test-config opens and parses every file the configuration names and reports every problem; serve refuses the same with the same lines", () => {
+  const certs = makeCerts();
+  try {
+    const passwd = file("plain-passwd", "alice:secret\nbob:hunter2\n");
+    const acl = file("typo-acl", "topic wirte x\nuser\ntopic read a/#\n");
+    const notDir = file("not-a-dir", "");
+    const cfg = file(
+      "files.toml",
+      `password_file = "${passwd}"
+acl_file = "${acl}"
+persistence_location = "${notDir}"
+
+[[listener]]
+port = 0
+certfile = "${join(dir, "missing-cert.pem")}"
+keyfile = "${join(dir, "missing-key.pem")}"
+
+[[listener]]
+port = 0
+certfile = "${certs.serverCert}"
+keyfile = "${certs.server2Key}"
+cafile = "${certs.caCert}"
+crlfile = "${passwd}"
+
+[[bridge]]
+name = "b"
+addresses = ["127.0.0.1:1"]
+topic = ["# out"]
+bridge_cafile = "${acl}"
+bridge_certfile = "${certs.clientCert}"
+bridge_keyfile = "${join(dir, "missing-bridge-key.pem")}"
+`,
+    );
+    const want = [
+      `${cfg}: key "listener[0].certfile": cannot read ${
+        join(dir, "missing-cert.pem")
+      }: no such file`,
+      `${cfg}: key "listener[0].keyfile": cannot read ${
+        join(dir, "missing-key.pem")
+      }: no such file`,
+      `${cfg}: key "listener[1].keyfile": ${certs.server2Key} is not the private key of certfile ${certs.serverCert}`,
+      `${cfg}: key "listener[1].crlfile": ${passwd}: not a certificate revocation list`,
+      `${cfg}: key "bridge[0].bridge_cafile": ${acl}: no PEM certificate`,
+      `${cfg}: key "bridge[0].bridge_keyfile": cannot read ${
+        join(dir, "missing-bridge-key.pem")
+      }: no such file`,
+      `${passwd}:1: user "alice": the password is not hashed`,
+      `${passwd}:2: user "bob": the password is not hashed`,
+      `${acl}:1: unknown access "wirte"`,
+      `${acl}:2: \`user\` needs a user name`,
+      `${cfg}: key "persistence_location": ${notDir} is not a directory`,
+    ];
+    const check = midge("serve", "-c", cfg, "--test-config");
+    const start = midge("serve", "-c", cfg, "-p", "0");
+    for (const r of [check, start]) {
+      assert.equal(r.status, 1, r.stdout);
+      const lines = r.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, want.length, r.stderr);
+      want.forEach((w, i) =>
+        assert.ok(lines[i].startsWith(`midge: ${w}`), `${lines[i]}\n  lacks ${w}`)
+      );
+    }
+    assert.equal(start.stderr, check.stderr, "serve refuses with the same lines");
+
+    // The same files made right pass.
+    const hashed = join(dir, "hashed-passwd");
+    assert.equal(midge("passwd", "-c", "-b", hashed, "alice", "secret").status, 0);
+    const good = file(
+      "files-good.toml",
+      `password_file = "${hashed}"
+acl_file = "${file("good-acl", "topic read a/#\n")}"
+persistence_location = "${join(dir, "data-good")}"
+
+[[listener]]
+port = 0
+certfile = "${certs.serverCert}"
+keyfile = "${certs.serverKey}"
+cafile = "${certs.caCert}"
+crlfile = "${certs.crl}"
+
+[[bridge]]
+name = "b"
+addresses = ["127.0.0.1:1"]
+topic = ["# out"]
+bridge_cafile = "${certs.caCert}"
+bridge_certfile = "${certs.clientCert}"
+bridge_keyfile = "${certs.clientKey}"
+`,
+    );
+    const ok = midge("serve", "-c", good, "--test-config");
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /configuration OK/);
+  } finally {
+    certs.cleanup();
+  }
+});
+
+test("--test-config reads every row of an existing database; serve refuses it with the same line", () => {
+  const data = join(dir, "data-badrow");
+  const cfg = file("badrow.toml", `persistence_location = "${data}"\n\n[[listener]]\nport = 0\n`);
+  assert.equal(midge("serve", "-c", cfg, "--test-config").status, 0, "no database yet: fine");
+  // A database with a row the broker cannot read.
+  mkdirSync(data, { recursive: true });
+  const db = new DatabaseSync(join(data, "midge.db"));
+  db.exec(
+    "CREATE TABLE retained(topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL, props TEXT, expires_at INTEGER NOT NULL, origin TEXT NOT NULL)",
+  );
+  db.exec(`INSERT INTO retained VALUES ('r/t', x'00', 0, '{"a":', 0, 'c')`);
+  db.close();
+  const check = midge("serve", "-c", cfg, "--test-config");
+  assert.equal(check.status, 1);
+  assert.match(
+    check.stderr,
+    /^midge: \S+midge\.db: malformed row in table retained \(topic "r\/t"\): props: [^\n]+\n$/,
+  );
+  const start = midge("serve", "-c", cfg, "-p", "0");
+  assert.equal(start.status, 1);
+  assert.equal(start.stderr, check.stderr);
 });
 
 test("unknown commands, unknown flags and bad values print usage on stderr and exit 1", () => {

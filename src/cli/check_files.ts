@@ -1,0 +1,238 @@
+/**
+ * The files a configuration names, opened and parsed as the broker would: listener and bridge
+ * certificates, keys, CA files and CRLs; password_file and acl_file (every problem in them);
+ * the persistence directory (writable) and an existing database (every table read); log files
+ * and Unix socket directories (writable). `midge serve --test-config` reports what this finds,
+ * and `midge serve` refuses to start on the same findings with the same lines.
+ */
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { dirname, join, resolve } from "node:path";
+import { parsePasswordFile } from "../auth/password.ts";
+import { parseAcl } from "../auth/acl.ts";
+import type { Config } from "../config/schema.ts";
+import { ConfigError } from "../config/load.ts";
+import { pemBlocks, RevocationList } from "../transport/x509.ts";
+import { SqliteStore, StoreError } from "../store/sqlite.ts";
+
+/** What to check beyond the files themselves. */
+export interface CheckOptions {
+  /**
+   * Read every row of an existing persistence database (default true). `serve` leaves this to
+   * the store it opens next, which fails with the same line.
+   */
+  readStore?: boolean;
+}
+
+/**
+ * Checks every file `config` names. Returns one line per problem (empty when all is well); each
+ * names the file at fault and, for a file named by a key, the configuration file and key.
+ */
+export function checkFiles(config: Config, opts: CheckOptions = {}): string[] {
+  const out: string[] = [];
+  /** A problem with the file named by `key`: `config.toml: key "k": problem`. */
+  const bad = (key: string, problem: string) =>
+    out.push(new ConfigError(config.file, 0, key, problem).message);
+
+  config.listeners.forEach((l, i) => {
+    const at = `listener[${i}].`;
+    if (l.certfile) {
+      const cert = readCert(l.certfile, at + "certfile", bad);
+      const key = readKey(l.keyfile, at + "keyfile", bad);
+      if (cert && key && !cert.checkPrivateKey(key)) {
+        bad(at + "keyfile", `${l.keyfile} is not the private key of certfile ${l.certfile}`);
+      }
+      if (l.cafile) readCerts(l.cafile, at + "cafile", bad);
+      if (l.crlfile) {
+        const data = readBytes(l.crlfile, at + "crlfile", bad);
+        if (data) {
+          try {
+            new RevocationList(data);
+          } catch (e) {
+            bad(at + "crlfile", `${l.crlfile}: not a certificate revocation list (${msg(e)})`);
+          }
+        }
+      }
+    }
+    if (l.unix_socket) writableDir(dirname(resolve(l.unix_socket)), at + "unix_socket", bad);
+  });
+
+  (config.bridges ?? []).forEach((b, i) => {
+    const at = `bridge[${i}].`;
+    if (b.bridge_cafile) readCerts(b.bridge_cafile, at + "bridge_cafile", bad);
+    const cert = b.bridge_certfile
+      ? readCert(b.bridge_certfile, at + "bridge_certfile", bad)
+      : null;
+    const key = b.bridge_keyfile ? readKey(b.bridge_keyfile, at + "bridge_keyfile", bad) : null;
+    if (cert && key && !cert.checkPrivateKey(key)) {
+      bad(
+        at + "bridge_keyfile",
+        `${b.bridge_keyfile} is not the private key of bridge_certfile ${b.bridge_certfile}`,
+      );
+    }
+  });
+
+  if (config.password_file) {
+    const text = readText(config.password_file, "password_file", bad);
+    if (text !== null) {
+      for (const p of parsePasswordFile(text).problems) out.push(at(config.password_file, p));
+    }
+  }
+  if (config.acl_file) {
+    const text = readText(config.acl_file, "acl_file", bad);
+    if (text !== null) {
+      for (const p of parseAcl(text).problems) out.push(at(config.acl_file, p));
+    }
+  }
+
+  for (const d of config.log_dest) {
+    if (d.startsWith("file ")) writableFile(d.slice(5), "log_dest", bad);
+  }
+
+  if (config.persistence) {
+    const dir = config.persistence_location;
+    const file = join(dir, config.persistence_file);
+    if (writableDir(dir, "persistence_location", bad) && exists(file)) {
+      try {
+        accessSync(file, constants.R_OK | constants.W_OK);
+        if (opts.readStore !== false) {
+          const store = new SqliteStore(file, "full", { readOnly: true });
+          try {
+            store.load();
+          } finally {
+            store.close();
+          }
+        }
+      } catch (e) {
+        if (e instanceof StoreError) out.push(e.message);
+        else bad("persistence_file", `cannot open ${file}: ${msg(e)}`);
+      }
+    }
+  }
+  return out;
+}
+
+type Bad = (key: string, problem: string) => void;
+
+/** `file:line: message`, as AuthFileError writes it. */
+function at(file: string, p: { line: number; message: string }): string {
+  return p.line > 0 ? `${file}:${p.line}: ${p.message}` : `${file}: ${p.message}`;
+}
+
+function msg(e: unknown): string {
+  const code = (e as { code?: string }).code;
+  if (code === "ENOENT") return "no such file";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EISDIR") return "is a directory";
+  if (code === "ENOTDIR") return "a part of the path is not a directory";
+  return String((e as Error)?.message ?? e).split("\n")[0];
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readBytes(path: string, key: string, bad: Bad): Uint8Array | null {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    bad(key, `cannot read ${path}: ${msg(e)}`);
+    return null;
+  }
+}
+
+function readText(path: string, key: string, bad: Bad): string | null {
+  const b = readBytes(path, key, bad);
+  return b === null ? null : new TextDecoder().decode(b);
+}
+
+/** The first certificate of a PEM file (a server or client certificate, then its chain). */
+function readCert(path: string, key: string, bad: Bad): X509Certificate | null {
+  const certs = readCerts(path, key, bad);
+  return certs?.[0] ?? null;
+}
+
+/** Every certificate in a PEM file; at least one. */
+function readCerts(path: string, key: string, bad: Bad): X509Certificate[] | null {
+  const text = readText(path, key, bad);
+  if (text === null) return null;
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    bad(key, `${path}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it`);
+    return null;
+  }
+  const certs: X509Certificate[] = [];
+  const blocks = pemBlocks(text, "CERTIFICATE");
+  for (let i = 0; i < blocks.length; i++) {
+    try {
+      certs.push(new X509Certificate(blocks[i]));
+    } catch (e) {
+      bad(key, `${path}: certificate ${i + 1} cannot be parsed (${msg(e)})`);
+      return null;
+    }
+  }
+  return certs;
+}
+
+function readKey(path: string, key: string, bad: Bad): KeyObject | null {
+  const text = readText(path, key, bad);
+  if (text === null) return null;
+  try {
+    return createPrivateKey(text);
+  } catch (e) {
+    bad(key, `${path}: not a PEM private key (${msg(e)})`);
+    return null;
+  }
+}
+
+/** `dir` is a writable directory, or can be made as one (its nearest existing parent is). */
+function writableDir(dir: string, key: string, bad: Bad): boolean {
+  let d = resolve(dir);
+  for (;;) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(d).isDirectory();
+    } catch {
+      const up = dirname(d);
+      if (up === d) break;
+      d = up;
+      continue;
+    }
+    if (!isDir) {
+      bad(key, `${d} is not a directory`);
+      return false;
+    }
+    try {
+      accessSync(d, constants.W_OK | constants.X_OK);
+      return true;
+    } catch (e) {
+      bad(
+        key,
+        d === resolve(dir)
+          ? `${dir} is not writable: ${msg(e)}`
+          : `cannot create ${dir}: ${d} is not writable (${msg(e)})`,
+      );
+      return false;
+    }
+  }
+  bad(key, `cannot create ${dir}`);
+  return false;
+}
+
+/** `path` can be appended to, or created in a writable directory. */
+function writableFile(path: string, key: string, bad: Bad): void {
+  if (!exists(path)) {
+    writableDir(dirname(resolve(path)), key, bad);
+    return;
+  }
+  try {
+    if (statSync(path).isDirectory()) throw Object.assign(new Error(), { code: "EISDIR" });
+    accessSync(path, constants.W_OK);
+  } catch (e) {
+    bad(key, `cannot write ${path}: ${msg(e)}`);
+  }
+}
