@@ -151,6 +151,9 @@ test("--test-config opens and parses every file the configuration names and repo
       `password_file = "${passwd}"
 acl_file = "${acl}"
 persistence_location = "${notDir}"
+http_listener = "127.0.0.1:0"
+http_certfile = "${join(dir, "missing-http-cert.pem")}"
+http_keyfile = "${certs.serverKey}"
 
 [[listener]]
 port = 0
@@ -185,6 +188,9 @@ bridge_keyfile = "${join(dir, "missing-bridge-key.pem")}"
       `${cfg}: key "bridge[0].bridge_cafile": ${acl}: no PEM certificate`,
       `${cfg}: key "bridge[0].bridge_keyfile": cannot read ${
         join(dir, "missing-bridge-key.pem")
+      }: no such file`,
+      `${cfg}: key "http_certfile": cannot read ${
+        join(dir, "missing-http-cert.pem")
       }: no such file`,
       `${passwd}:1: user "alice": the password is not hashed`,
       `${passwd}:2: user "bob": the password is not hashed`,

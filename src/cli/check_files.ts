@@ -1,6 +1,7 @@
 /**
- * The files a configuration names, opened and parsed as the broker would: listener and bridge
- * certificates, keys, CA files and CRLs; password_file and acl_file (every problem in them);
+ * The files a configuration names, opened and parsed as the broker would: certificates, keys
+ * (and that each key is its certificate's), CA files and CRLs of listeners, bridges, the HTTP
+ * listener and the cluster's NATS connection; password_file and acl_file (every problem in them);
  * the persistence directory (writable) and an existing database (every table read); log files
  * and Unix socket directories (writable). `midge serve --test-config` reports what this finds,
  * and `midge serve` refuses to start on the same findings with the same lines.
@@ -34,14 +35,19 @@ export function checkFiles(config: Config, opts: CheckOptions = {}): string[] {
   const bad = (key: string, problem: string) =>
     out.push(new ConfigError(config.file, 0, key, problem).message);
 
+  /** A certificate and its key, each set or not: both read, and paired when both are. */
+  const pair = (certKey: string, cert: string, keyKey: string, key: string) => {
+    const c = cert ? readCert(cert, certKey, bad) : null;
+    const k = key ? readKey(key, keyKey, bad) : null;
+    if (c && k && !c.checkPrivateKey(k)) {
+      bad(keyKey, `${key} is not the private key of ${certKey.replace(/^.*\./, "")} ${cert}`);
+    }
+  };
+
   config.listeners.forEach((l, i) => {
     const at = `listener[${i}].`;
     if (l.certfile) {
-      const cert = readCert(l.certfile, at + "certfile", bad);
-      const key = readKey(l.keyfile, at + "keyfile", bad);
-      if (cert && key && !cert.checkPrivateKey(key)) {
-        bad(at + "keyfile", `${l.keyfile} is not the private key of certfile ${l.certfile}`);
-      }
+      pair(at + "certfile", l.certfile, at + "keyfile", l.keyfile);
       if (l.cafile) readCerts(l.cafile, at + "cafile", bad);
       if (l.crlfile) {
         const data = readBytes(l.crlfile, at + "crlfile", bad);
@@ -60,17 +66,16 @@ export function checkFiles(config: Config, opts: CheckOptions = {}): string[] {
   (config.bridges ?? []).forEach((b, i) => {
     const at = `bridge[${i}].`;
     if (b.bridge_cafile) readCerts(b.bridge_cafile, at + "bridge_cafile", bad);
-    const cert = b.bridge_certfile
-      ? readCert(b.bridge_certfile, at + "bridge_certfile", bad)
-      : null;
-    const key = b.bridge_keyfile ? readKey(b.bridge_keyfile, at + "bridge_keyfile", bad) : null;
-    if (cert && key && !cert.checkPrivateKey(key)) {
-      bad(
-        at + "bridge_keyfile",
-        `${b.bridge_keyfile} is not the private key of bridge_certfile ${b.bridge_certfile}`,
-      );
-    }
+    pair(at + "bridge_certfile", b.bridge_certfile, at + "bridge_keyfile", b.bridge_keyfile);
   });
+
+  pair("http_certfile", config.http_certfile, "http_keyfile", config.http_keyfile);
+  const cluster = config.cluster;
+  if (cluster) {
+    if (cluster.tls_ca) readCerts(cluster.tls_ca, "cluster.tls_ca", bad);
+    pair("cluster.tls_cert", cluster.tls_cert, "cluster.tls_key", cluster.tls_key);
+    if (cluster.creds_file) readText(cluster.creds_file, "cluster.creds_file", bad);
+  }
 
   if (config.password_file) {
     const text = readText(config.password_file, "password_file", bad);
