@@ -2,6 +2,10 @@
  * MQTT over WebSocket with `Bun.serve` (plain `ws://`, TCP or Unix socket). TLS and PROXY
  * listeners use node.ts instead: Bun.serve cannot change its certificate while running, shows
  * no client certificate, and reads HTTP from the first byte.
+ *
+ * Bun's `sendBinary` drops a message outright once the socket holds more than its
+ * backpressure limit (it returns 0). What it refuses is kept here, in order, and sent again on
+ * drain, so a slow reader loses nothing and `bufferedAmount` counts it.
  */
 import { LINGER_MS } from "./types.ts";
 import type {
@@ -20,8 +24,87 @@ type BunWebSocket = any;
 interface WsData {
   address: string;
   port: number;
-  h: SocketHandlers | null;
-  closed: boolean;
+  /** The broker's side, once the socket is open. */
+  sock: WsSocket | null;
+}
+
+/** Bytes Bun holds for a WebSocket before `sendBinary` starts refusing (Bun's default). */
+const BACKPRESSURE_LIMIT = 16 * 1024 * 1024;
+
+/**
+ * One open WebSocket as the broker sees it: methods on the prototype, so an idle connection
+ * carries no closures.
+ */
+class WsSocket implements TransportSocket {
+  readonly ws: BunWebSocket;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  h: SocketHandlers | null = null;
+  closed = false;
+  /** Messages Bun refused (over its backpressure limit), to send on drain; null when none. */
+  pending: Uint8Array[] | null = null;
+  pendingBytes = 0;
+  /** `end()` was called while messages were pending: close once they are out. */
+  ending = false;
+
+  constructor(ws: BunWebSocket, address: string, port: number) {
+    this.ws = ws;
+    this.remoteAddress = address;
+    this.remotePort = port;
+  }
+
+  get protocol(): string {
+    return "ws";
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.closed) return;
+    // sendBinary: > 0 sent, -1 queued by Bun (backpressure), 0 refused (over its limit).
+    if (this.pending === null) {
+      if (this.ws.sendBinary(bytes) !== 0) return;
+      this.pending = [bytes];
+    } else {
+      this.pending.push(bytes);
+    }
+    this.pendingBytes += bytes.length;
+  }
+
+  /** Send what Bun refused before, in order, until it refuses again; true when none is left. */
+  flushPending(): boolean {
+    const pending = this.pending;
+    if (pending === null) return true;
+    let i = 0;
+    while (i < pending.length && !this.closed) {
+      if (this.ws.sendBinary(pending[i]) === 0) break;
+      this.pendingBytes -= pending[i].length;
+      i++;
+    }
+    if (i === pending.length) {
+      this.pending = null;
+      this.pendingBytes = 0;
+      return true;
+    }
+    pending.splice(0, i);
+    return false;
+  }
+
+  get bufferedAmount(): number {
+    return this.closed ? 0 : this.ws.getBufferedAmount() + this.pendingBytes;
+  }
+
+  end(): void {
+    if (this.closed || this.ending) return;
+    this.ending = true;
+    // What is pending goes first (see drain); the close frame follows it.
+    if (this.pending === null) this.ws.close(1000);
+    setTimeout(() => {
+      if (!this.closed) this.ws.terminate();
+    }, LINGER_MS);
+  }
+
+  destroy(): void {
+    this.ws.terminate();
+  }
 }
 
 const DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024;
@@ -58,7 +141,7 @@ export function listenBunWebSocket(opts: ListenOptions, accept: AcceptFn): Promi
         opts.onRefused?.(`${address}:${port}`, `WebSocket upgrade refused: ${check.reason}`);
         return new Response(null, { status: check.code, headers: { Connection: "close" } });
       }
-      const data: WsData = { address, port, h: null, closed: false };
+      const data: WsData = { address, port, sock: null };
       const headers = check.protocol ? { "Sec-WebSocket-Protocol": check.protocol } : undefined;
       if (srv.upgrade(req, { headers, data })) return undefined;
       return new Response(null, { status: 400, headers: { Connection: "close" } });
@@ -69,56 +152,47 @@ export function listenBunWebSocket(opts: ListenOptions, accept: AcceptFn): Promi
       // MQTT keep-alive decides when an idle client is gone, not the WebSocket layer.
       idleTimeout: 0,
       sendPings: false,
+      // A slow reader is the broker's to handle (its inflight window and slow-reader bound see
+      // `bufferedAmount`): past the limit, messages wait in WsSocket rather than close the socket.
+      backpressureLimit: BACKPRESSURE_LIMIT,
+      closeOnBackpressureLimit: false,
       open(ws: BunWebSocket) {
         open.add(ws);
         const d: WsData = ws.data;
-        const ts: TransportSocket = {
-          write(bytes: Uint8Array) {
-            if (!d.closed) ws.sendBinary(bytes);
-          },
-          get bufferedAmount() {
-            return d.closed ? 0 : ws.getBufferedAmount();
-          },
-          end() {
-            ws.close(1000);
-            setTimeout(() => {
-              if (!d.closed) ws.terminate();
-            }, LINGER_MS);
-          },
-          destroy() {
-            ws.terminate();
-          },
-          remoteAddress: d.address,
-          remotePort: d.port,
-          protocol: "ws",
-        };
+        const sock = new WsSocket(ws, d.address, d.port);
+        d.sock = sock;
         try {
-          d.h = accept(ts);
+          sock.h = accept(sock);
         } catch {
-          d.h = null;
+          sock.h = null;
         }
-        if (!d.h) ws.terminate();
+        if (!sock.h) ws.terminate();
       },
       message(ws: BunWebSocket, msg: string | Uint8Array) {
-        const d: WsData = ws.data;
-        if (d.closed) return;
+        const sock = (ws.data as WsData).sock;
+        if (!sock || sock.closed) return;
         if (typeof msg === "string") {
           // [MQTT-6.0.0-1] MQTT travels in binary frames; any other data frame closes the connection.
-          opts.onRefused?.(`${d.address}:${d.port}`, "WebSocket text frame");
+          opts.onRefused?.(`${sock.remoteAddress}:${sock.remotePort}`, "WebSocket text frame");
           ws.terminate();
           return;
         }
-        d.h?.onData(msg);
+        sock.h?.onData(msg);
       },
       drain(ws: BunWebSocket) {
-        (ws.data as WsData).h?.onDrain?.();
+        const sock = (ws.data as WsData).sock;
+        if (!sock || sock.closed) return;
+        if (sock.flushPending() && sock.ending) ws.close(1000);
+        sock.h?.onDrain?.();
       },
       close(ws: BunWebSocket) {
         open.delete(ws);
-        const d: WsData = ws.data;
-        if (d.closed) return;
-        d.closed = true;
-        d.h?.onClose();
+        const sock = (ws.data as WsData).sock;
+        if (!sock || sock.closed) return;
+        sock.closed = true;
+        sock.pending = null;
+        sock.pendingBytes = 0;
+        sock.h?.onClose();
       },
     },
   });
