@@ -36,6 +36,7 @@ const EXPECTED: Omit<Config, "file"> = {
   }],
   bridges: [],
   cluster: null,
+  plugins: [],
   max_inflight_messages: 20,
   max_queued_messages: 1000,
   max_queued_bytes: 0,

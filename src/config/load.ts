@@ -19,13 +19,15 @@ import {
   LISTENER_KEYS,
   type ListenerConfig,
   MOSQUITTO_ONLY,
+  PLUGIN_KEYS,
+  type PluginConfig,
   Problem,
   type Schema,
   show,
   type Values,
 } from "./schema.ts";
 
-export type { BridgeConfig, Config, ListenerConfig } from "./schema.ts";
+export type { BridgeConfig, Config, ListenerConfig, PluginConfig } from "./schema.ts";
 
 /** One problem in a configuration file. */
 export interface ConfigProblem {
@@ -100,7 +102,7 @@ export function parseConfig(text: string, file: string): Config {
    */
   const faulty = (prefix: string) => problems.some((p) => p.key.startsWith(prefix));
 
-  const { listener, bridge, cluster: clusterTable, ...top } = doc;
+  const { listener, bridge, cluster: clusterTable, plugins: pluginTables, ...top } = doc;
   const global = readTable(GLOBAL_KEYS, top, "", report, {
     schema: LISTENER_KEYS,
     hint: "listener settings belong in a [[listener]] table",
@@ -182,13 +184,40 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
 
+  const plugins: PluginConfig[] = [];
+  if (Object.hasOwn(doc, "plugins")) {
+    if (!Array.isArray(pluginTables)) {
+      report("plugins", `expected an array of tables ([[plugins]]), got ${show(pluginTables)}`);
+    } else {
+      pluginTables.forEach((t, i) => {
+        if (!isTable(t)) {
+          report(`plugins[${i}]`, `expected a table, got ${show(t)}`);
+          return;
+        }
+        const p = readTable(PLUGIN_KEYS, t, `plugins[${i}].`, report, {
+          schema: GLOBAL_KEYS,
+          hint: "a top-level setting: move it above the first [[plugins]] table",
+        });
+        if (!Object.hasOwn(t, "name")) report(`plugins[${i}].name`, "a plugin needs a name");
+        else if (plugins.some((q) => q.name === p.name)) {
+          // Mosquitto: "Dynamic security plugin can currently only be loaded once."
+          report(`plugins[${i}].name`, `plugin ${show(p.name)} is configured twice`);
+        }
+        if (p.name === "dynamic-security" && !p.config_file) {
+          report(`plugins[${i}].config_file`, "dynamic-security needs config_file");
+        }
+        plugins.push(p);
+      });
+    }
+  }
+
   if (problems.length > 0) {
     // Every problem at once, in file order; problems without a line come last.
     problems.sort((a, b) => (a.line || Infinity) - (b.line || Infinity));
     const [{ line, key, problem }, ...more] = problems;
     throw new ConfigError(file, line, key, problem, more);
   }
-  return { file, ...global, listeners, bridges, cluster };
+  return { file, ...global, listeners, bridges, cluster, plugins };
 }
 
 /**

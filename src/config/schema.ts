@@ -518,6 +518,18 @@ export type ClusterConfig = Values<typeof CLUSTER_KEYS>;
 /** One bridge, as in a [[bridge]] table. */
 export type BridgeConfig = Values<typeof BRIDGE_KEYS>;
 
+/** Plugins built into Midge, by the name a [[plugins]] table gives. */
+export const PLUGIN_NAMES = ["dynamic-security"] as const;
+
+/** Keys of a [[plugins]] table: a built-in plugin and its options. */
+export const PLUGIN_KEYS = {
+  name: key<string>(oneOf(PLUGIN_NAMES), "", "which built-in plugin (required)"),
+  config_file: key(str(4096), "", "the plugin's file (Mosquitto's plugin_opt_config_file)"),
+};
+
+/** One plugin, as in a [[plugins]] table. */
+export type PluginConfig = Values<typeof PLUGIN_KEYS>;
+
 /** A schema table: key name to entry. */
 export type Schema = Record<string, Entry<unknown>>;
 
@@ -531,6 +543,8 @@ export interface Config extends Values<typeof GLOBAL_KEYS> {
   bridges: BridgeConfig[];
   /** The [cluster] table, or null for a single node. */
   cluster: ClusterConfig | null;
+  /** [[plugins]] tables; absent is the same as none. */
+  plugins?: PluginConfig[];
 }
 
 /** The defaults of a schema table (arrays copied, so callers may change them). */
