@@ -1,17 +1,25 @@
 /**
  * Authentication and authorization state of a broker: the password file, the ACL file,
- * `allow_anonymous`, the slow-down of repeated failed logins, and per-session ACL views. The
- * broker asks it `checkLogin` on CONNECT, `canPublish` / `canSubscribe` / `canRead` on PUBLISH,
- * SUBSCRIBE and each delivery; `reload()` re-reads both files (SIGHUP).
+ * `allow_anonymous`, dynamic security (a `[[plugins]]` table), the slow-down of repeated failed
+ * logins, and per-session ACL views. The broker asks it `checkLogin` on CONNECT, `canPublish` /
+ * `canSubscribe` / `canUnsubscribe` / `canRead` on PUBLISH, SUBSCRIBE, UNSUBSCRIBE and each
+ * delivery; `reload()` re-reads the files (SIGHUP).
+ *
+ * With dynamic security, it is asked first, as Mosquitto asks its plugins: its "allow" or
+ * "deny" decides; on "next" the password file and ACL file decide, and when neither is set the
+ * answer is a refusal (except that clients without a user name follow allow_anonymous).
  */
 import { readFile } from "node:fs/promises";
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { Config, ListenerConfig } from "../config/schema.ts";
+import type { LoginAnswer } from "./chain_types.ts";
 import type { Logger } from "../sys/log.ts";
 import type { Outgoing, Session } from "../broker/session.ts";
 import { messageBytes } from "../broker/message.ts";
 import { type Acl, AclView, parseAcl, READ, WRITE } from "./acl.ts";
+import { type Access, ACCESS_SUBSCRIBE, ACCESS_UNSUBSCRIBE } from "./chain_types.ts";
+import { DynamicSecurity } from "./dynsec/dynsec.ts";
 import {
   cheapToVerify,
   type FileProblem,
@@ -109,15 +117,22 @@ export class Auth {
   readonly #verified = new Map<string, { hash: PasswordHash; mac: Uint8Array }>();
   /** A hash with the cost of a real entry, checked for unknown users so timing tells nothing. */
   #decoy: PasswordHash | null = null;
+  /** Dynamic security, when a [[plugins]] table names it. */
+  readonly dynsec: DynamicSecurity | null = null;
 
   constructor(config: Config, log: Logger) {
     this.#config = config;
     this.#log = log;
+    const ds = (config.plugins ?? []).find((p) => p.name === "dynamic-security");
+    if (ds) this.dynsec = new DynamicSecurity(ds.config_file, log);
   }
 
-  /** Whether an acl_file is in force (false: every topic is allowed, checks can be skipped). */
+  /**
+   * Whether an acl_file or dynamic security is in force (false: every topic is allowed, checks
+   * can be skipped).
+   */
   get aclActive(): boolean {
-    return this.#acl !== null;
+    return this.#acl !== null || this.dynsec !== null;
   }
 
   /** Number of users in the password file (0 when there is none). */
@@ -128,10 +143,11 @@ export class Auth {
   /** Reads password_file and acl_file. Throws `AuthFileError` if either cannot be used. */
   async load(): Promise<void> {
     const [users, acl] = await Promise.all([this.#readUsers(), this.#readAcl()]);
+    await this.dynsec?.load();
     this.#install(users, acl);
     const listeners = this.#config.listeners;
     for (const l of listeners) {
-      if (!this.anonymousAllowed(l) && users === null) {
+      if (!this.anonymousAllowed(l) && users === null && this.dynsec === null) {
         this.#log.warning(
           `Listener ${l.bind_address}:${l.port} refuses every client: allow_anonymous is off there and no password_file is set.`,
         );
@@ -161,6 +177,7 @@ export class Auth {
       this.#logFileError(e, "acl_file");
     }
     this.#install(users, acl);
+    await this.dynsec?.reload();
     return ok;
   }
 
@@ -227,6 +244,38 @@ export class Auth {
    * to wait before answering (repeated failures from one address).
    */
   checkLogin(
+    listener: ListenerConfig | undefined,
+    address: string,
+    username: string | undefined,
+    password: Uint8Array | undefined,
+    clientId = "",
+  ): LoginResult | Promise<LoginResult> {
+    const ds = this.dynsec;
+    if (ds === null) return this.#checkFile(listener, address, username, password);
+    const r = ds.authenticate({
+      listener,
+      address,
+      clientId,
+      username,
+      password,
+      protocolVersion: 0,
+    });
+    const then = (a: LoginAnswer): LoginResult | Promise<LoginResult> => {
+      if (a.verdict === "allow") return OK;
+      if (a.verdict === "deny") {
+        return this.#fail(address, a.reason ?? "refused by dynamic security");
+      }
+      if (username !== undefined && this.#users === null) {
+        // Mosquitto: when every plugin defers, only a client without a user name may go on.
+        return this.#fail(address, `user "${username}" is not known to dynamic security`);
+      }
+      return this.#checkFile(listener, address, username, password);
+    };
+    return r instanceof Promise ? r.then(then) : then(r);
+  }
+
+  /** The password file's and allow_anonymous's answer. */
+  #checkFile(
     listener: ListenerConfig | undefined,
     address: string,
     username: string | undefined,
@@ -331,11 +380,27 @@ export class Auth {
     return b;
   }
 
-  /** May the session publish to `topic`? (Always true without an acl_file.) */
+  /** May the session publish to `topic`? (Always true without an acl_file or dynamic security.) */
   canPublish(session: AclHolder, topic: string): boolean {
-    if (this.#acl === null) return true;
+    if (!this.aclActive) return true;
     const b = this.#boundOf(session);
-    return b !== undefined && this.#check(b, topic, WRITE);
+    return b !== undefined && this.#decide(b, topic, WRITE);
+  }
+
+  /**
+   * Dynamic security's answer, then (on "next") the acl_file's; no acl_file: refused.
+   * `access` is READ or WRITE (topic names) or ACCESS_SUBSCRIBE / ACCESS_UNSUBSCRIBE (filters).
+   */
+  #decide(b: Bound, topic: string, access: number): boolean {
+    const ds = this.dynsec;
+    if (ds !== null) {
+      const v = ds.check(b, access as Access, topic);
+      if (v !== "next") return v === "allow";
+      if (this.#acl === null) return false;
+    }
+    if (access === ACCESS_UNSUBSCRIBE) return true;
+    if (access === ACCESS_SUBSCRIBE) return this.#view(b).canSubscribe(topic);
+    return this.#check(b, topic, access);
   }
 
   /**
@@ -343,9 +408,9 @@ export class Auth {
    * deferred (true) for a session not bound yet: see `dropUnreadable`.
    */
   canRead(session: AclHolder, topic: string): boolean {
-    if (this.#acl === null) return true;
+    if (!this.aclActive) return true;
     const b = this.#boundOf(session);
-    return b === undefined || this.#check(b, topic, READ);
+    return b === undefined || this.#decide(b, topic, READ);
   }
 
   /**
@@ -355,12 +420,12 @@ export class Auth {
    * so their stored copies can be deleted.
    */
   dropUnreadable(session: Session): Outgoing[] {
-    if (this.#acl === null) return [];
+    if (!this.aclActive) return [];
     const b = this.#boundOf(session);
     if (b === undefined) return [];
     const dropped: Outgoing[] = [];
     const keep = (o: Outgoing) => {
-      if (this.#check(b, o.msg.topic, READ)) return true;
+      if (this.#decide(b, o.msg.topic, READ)) return true;
       dropped.push(o);
       return false;
     };
@@ -377,9 +442,19 @@ export class Auth {
    * `AclView.canSubscribe`: refused when nothing it matches is readable.
    */
   canSubscribe(session: AclHolder, filter: string): boolean {
-    if (this.#acl === null) return true;
+    if (!this.aclActive) return true;
     const b = this.#boundOf(session);
-    return b !== undefined && this.#view(b).canSubscribe(filter);
+    return b !== undefined && this.#decide(b, filter, ACCESS_SUBSCRIBE);
+  }
+
+  /**
+   * May the session unsubscribe from `filter` (shared-subscription prefix removed)? Only
+   * dynamic security has unsubscribe rules; the acl_file allows every unsubscribe.
+   */
+  canUnsubscribe(session: AclHolder, filter: string): boolean {
+    if (this.dynsec === null) return true;
+    const b = this.#boundOf(session);
+    return b !== undefined && this.#decide(b, filter, ACCESS_UNSUBSCRIBE);
   }
 
   /** The bound client's rules, rebuilt (and its cache emptied) after a reload. */

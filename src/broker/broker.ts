@@ -4,6 +4,7 @@
  */
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import { Auth } from "../auth/auth.ts";
+import type { ControlHandler } from "../auth/chain_types.ts";
 import type { QoS } from "../codec/types.ts";
 import { listen, listenerOptions } from "../transport/listen.ts";
 import type { Listener, TransportSocket } from "../transport/types.ts";
@@ -107,6 +108,12 @@ export class Broker implements FabricSink {
   store: Store | null = null;
   /** Password file, ACL and allow_anonymous: who may connect, publish, subscribe, read. */
   readonly auth: Auth;
+  /**
+   * Control topics (`$CONTROL/…`, e.g. dynamic security's) → their handlers. A PUBLISH to one
+   * that passes the sender's ACL check goes to the handler instead of subscribers, and the
+   * handler's answer is published on `<topic>/response`. Empty unless a plugin is configured.
+   */
+  readonly controls = new Map<string, ControlHandler>();
   /** Run by `reload()` (SIGHUP): each re-reads what it owns and keeps the old state on error. */
   readonly reloadHooks: (() => unknown)[] = [];
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
@@ -120,6 +127,11 @@ export class Broker implements FabricSink {
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
     this.auth = new Auth(config, log);
     this.reloadHooks.push(() => this.auth.reload());
+    const ds = this.auth.dynsec;
+    if (ds) {
+      this.controls.set(ds.topic, ds);
+      ds.kick = (username) => this.kick(username);
+    }
     // [[bridge]] tables: new ones start, removed ones stop, changed ones restart.
     this.reloadHooks.push(() => this.bridges.apply(this.config.bridges ?? []));
   }
@@ -197,6 +209,44 @@ export class Broker implements FabricSink {
     this.listeners.length = 0;
     this.store?.close();
     this.store = null;
+  }
+
+  /**
+   * Close the connections of `username` (null: of every client without a user name) with v5
+   * reason 0x98 Administrative action and without their wills, as Mosquitto's
+   * kick_client_by_username does when dynamic security changes a client's rights.
+   */
+  kick(username: string | null): number {
+    let n = 0;
+    for (const c of [...this.connections]) {
+      if (c.state !== "open" || c.terms.bridgeMode) continue;
+      if (username === null ? c.username !== undefined : c.username !== username) continue;
+      const s = c.session;
+      if (s && s.connection === c) s.will = null;
+      c.close(0x98, "administrative action (dynamic security)");
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Hand a PUBLISH to a control topic's handler (the sender's ACL check has passed) and publish
+   * its answer on `<topic>/response` at QoS 0, as Mosquitto does.
+   */
+  control(handler: ControlHandler, payload: Uint8Array, conn: Connection): void {
+    const from = { clientId: conn.clientId, username: conn.username, listener: conn.listener };
+    handler.control(payload.slice(), from).then(
+      (answer) =>
+        this.publish({
+          topic: `${handler.topic}/response`,
+          payload: answer,
+          qos: 0,
+          retain: false,
+          expiresAt: 0,
+          origin: "",
+        }),
+      (e) => this.log.error(`Control ${handler.topic}: request from ${conn.clientId} failed: ${e}`),
+    );
   }
 
   /** Accept a socket from any transport; null refuses it (global max_connections). */

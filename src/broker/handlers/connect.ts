@@ -215,6 +215,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     conn.socket.remoteAddress,
     p.username,
     p.password,
+    clientId,
   );
   if (login instanceof Promise) {
     conn.hold(login.then((r) => settle(conn, p, a, r)));

@@ -115,19 +115,11 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (broker.log.on("debug")) {
       broker.log.debug(`Denied PUBLISH from ${conn.clientId} to ${topic}.`);
     }
-  } else {
-    const expiry = p.properties?.messageExpiryInterval;
-    const msg: Message = {
-      topic,
-      payload: p.payload,
-      qos: p.qos,
-      retain: p.retain,
-      properties: forwardedProperties(p.properties),
-      expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
-      origin: conn.clientId,
-    };
-    const n = broker.publish(msg);
-    if (n === 0) rc = ReasonCode.NoMatchingSubscribers;
+  } else if (broker.controls.size !== 0 && broker.controls.has(topic)) {
+    // A control topic (dynamic security's): a command for its handler, not for subscribers.
+    broker.control(broker.controls.get(topic)!, p.payload, conn);
+  } else if (broker.publish(message(p, topic, conn.clientId)) === 0) {
+    rc = ReasonCode.NoMatchingSubscribers;
   }
 
   if (p.qos === 0) return;
@@ -138,6 +130,20 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
   // What this message changed must be on disk before it is acknowledged [MQTT-4.3.2-2][MQTT-4.3.3-2].
   broker.ackAfter(conn, ack, id, rc, notStored);
+}
+
+/** The message a PUBLISH carries, for the broker to route. */
+function message(p: PublishPacket, topic: string, origin: string): Message {
+  const expiry = p.properties?.messageExpiryInterval;
+  return {
+    topic,
+    payload: p.payload,
+    qos: p.qos,
+    retain: p.retain,
+    properties: forwardedProperties(p.properties),
+    expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
+    origin,
+  };
 }
 
 /** The store could not commit: v5 gets 0x80, v3 is disconnected unacknowledged (it resends). */
