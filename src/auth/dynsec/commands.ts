@@ -7,9 +7,11 @@
  * `error` (Mosquitto's own texts) when it failed, `data` for get and list commands, and the
  * command's `correlationData` echoed. Command names are matched ignoring case, as Mosquitto does.
  *
- * Each command either changes nothing or makes its whole change; `runCommands` reports whether
- * anything changed (the caller saves before answering) and whose connections Mosquitto would
- * close so that the change is enforced (its `kick` list).
+ * Each command either changes nothing or makes its whole change, and a change is saved (the
+ * caller's `save`) before the next command runs and before the answer goes out. When the save
+ * fails, the change is undone and that command answers "Internal error: the configuration could
+ * not be saved". `runCommands` also reports whose connections Mosquitto would close so that the
+ * changes are enforced (its `kick` list).
  */
 import { DEFAULT_ITERATIONS, hashPassword, parseHash, type PasswordHash } from "../password.ts";
 import {
@@ -22,10 +24,12 @@ import {
   DEFAULT_ACCESS_TYPES,
   type DynsecData,
   field,
+  formatDynsec,
   type Group,
   groupJson,
   insertAcl,
   isObject,
+  parseDynsec,
   type Ref,
   removeMember,
   type Role,
@@ -48,7 +52,7 @@ export type Response = Record<string, unknown>;
 /** What a request did. */
 export interface Outcome {
   responses: Response[];
-  /** Something changed: save before answering. */
+  /** Something changed (and was saved). */
   changed: boolean;
   /** User names whose connections to close; null stands for every client without one. */
   kicks: Set<string | null>;
@@ -59,6 +63,8 @@ type Obj = Record<string, unknown>;
 /** A command's own view: its arguments, its reply, and the request's outcome. */
 class Cmd {
   response: Response | null = null;
+  didChange = false;
+  readonly kicks = new Set<string | null>();
   constructor(
     readonly name: string,
     readonly args: Obj,
@@ -122,11 +128,11 @@ class Cmd {
   }
 
   changed(): void {
-    this.out.changed = true;
+    this.didChange = true;
   }
 
   kick(username: string | null): void {
-    this.out.kicks.add(username);
+    this.kicks.add(username);
   }
 }
 
@@ -144,8 +150,22 @@ function validUtf8(s: string): boolean {
   return true;
 }
 
+/** What `runCommands` needs of its caller. */
+export interface CommandHooks {
+  /** Writes `data` to the file (durably); rejects when it cannot. */
+  save(): Promise<void>;
+  /** `data` changed in memory (a command, or an undo): drop what was derived from it. */
+  changed(): void;
+  /** A save failed (the change has been undone). */
+  saveFailed?(e: unknown): void;
+}
+
 /** Runs every command of a request payload against `data` (changed in place). */
-export async function runCommands(data: DynsecData, payload: Uint8Array): Promise<Outcome> {
+export async function runCommands(
+  data: DynsecData,
+  payload: Uint8Array,
+  hooks: CommandHooks,
+): Promise<Outcome> {
   const out: Outcome = { responses: [], changed: false, kicks: new Set() };
   let tree: unknown;
   try {
@@ -188,10 +208,35 @@ export async function runCommands(data: DynsecData, payload: Uint8Array): Promis
     const handler = HANDLERS.get(name.toLowerCase());
     const cmd = new Cmd(handler ? handler[0] : name, c, corr, out);
     if (!handler) cmd.reply("Unknown command");
-    else await handler[1](cmd, data);
+    else {
+      const before = /^(get|list)/i.test(name) ? "" : formatDynsec(data);
+      await handler[1](cmd, data);
+      if (cmd.didChange) await commit(cmd, data, before, hooks);
+    }
     out.responses.push(cmd.response ?? { command: cmd.name, error: "Internal error" });
   }
   return out;
+}
+
+/** Saves a command's change, or undoes it (back to `before`) when the save fails. */
+async function commit(cmd: Cmd, data: DynsecData, before: string, hooks: CommandHooks) {
+  hooks.changed();
+  try {
+    await hooks.save();
+  } catch (e) {
+    const old = parseDynsec(before).data;
+    data.defaultACLAccess = old.defaultACLAccess;
+    data.clients = old.clients;
+    data.groups = old.groups;
+    data.roles = old.roles;
+    data.anonymousGroup = old.anonymousGroup;
+    hooks.changed();
+    hooks.saveFailed?.(e);
+    cmd.reply("Internal error: the configuration could not be saved");
+    return;
+  }
+  cmd.out.changed = true;
+  for (const k of cmd.kicks) cmd.out.kicks.add(k);
 }
 
 type Handler = (cmd: Cmd, d: DynsecData) => void | Promise<void>;
@@ -325,7 +370,10 @@ on("setDefaultACLAccess", (cmd, d) => {
   for (const a of acls) {
     if (!isObject(a)) continue;
     const t = field(a, "acltype");
-    const allow = field(a, "allow");
+    // mosquitto_ctrl 2.0.11 and older send "access": "allow" | "deny" instead of "allow": bool.
+    const access = field(a, "access");
+    const allow = field(a, "allow") ??
+      (access === "allow" ? true : access === "deny" ? false : null);
     if (typeof t !== "string" || typeof allow !== "boolean") continue;
     const type = DEFAULT_ACCESS_TYPES.find((x) => x.toLowerCase() === t.toLowerCase());
     if (type) d.defaultACLAccess[type] = allow;

@@ -8,9 +8,9 @@
  * without a password: "next" (another link, or allow_anonymous, decides); a disabled client, a
  * client id other than the one the client is bound to, or a wrong password: "deny".
  *
- * Control requests run one at a time. A request that changed anything is saved (atomically,
- * see store.ts) before its answer is returned; when the save fails, the change is undone and
- * every command that made one answers with an error. The connections of clients whose rights
+ * Control requests run one at a time. Each change is saved (atomically, see store.ts) before
+ * the next command runs and before the answer is returned; when a save fails, that change is
+ * undone and its command answers with an error (see commands.ts). The connections of clients whose rights
  * changed are closed after the answer is out, through the `kick` callback the broker sets.
  */
 import {
@@ -28,7 +28,7 @@ import {
 import { cheapToVerify, verifyPassword, verifyPasswordSync } from "../password.ts";
 import { DynsecAcl, type Who } from "./acl.ts";
 import { runCommands } from "./commands.ts";
-import { type DynsecData, emptyData, formatDynsec, parseDynsec } from "./model.ts";
+import { type DynsecData, emptyData } from "./model.ts";
 import { readDynsecFile, saveDynsecFile } from "./store.ts";
 
 /** The control topic; responses go to `<topic>/response`. */
@@ -137,25 +137,13 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
   }
 
   async #control(payload: Uint8Array, from: Principal): Promise<Uint8Array> {
-    const before = formatDynsec(this.#data);
-    const out = await runCommands(this.#data, payload);
-    if (out.changed) {
-      this.#acl.changed();
-      try {
-        await saveDynsecFile(this.file, this.#data);
-      } catch (e) {
-        this.log.error(`Dynamic security: saving ${this.file} failed: ${e}; change undone.`);
-        this.#install(parseDynsec(before).data);
-        out.kicks.clear();
-        for (const r of out.responses) {
-          if (r.error === undefined && !isQuery(String(r.command))) {
-            delete r.data;
-            r.error = "Internal error: the configuration could not be saved";
-          }
-        }
-      }
-      this.onChange?.();
-    }
+    const out = await runCommands(this.#data, payload, {
+      save: () => saveDynsecFile(this.file, this.#data),
+      changed: () => this.#acl.changed(),
+      saveFailed: (e) =>
+        this.log.error(`Dynamic security: saving ${this.file} failed: ${e}; change undone.`),
+    });
+    if (out.changed) this.onChange?.();
     const cmds = out.responses.map((r) => `${r.command}${r.error ? " (" + r.error + ")" : ""}`);
     this.log.info(
       `dynsec: ${from.clientId}/${from.username ?? ""} | ${cmds.join(", ").slice(0, 1000)}`,
@@ -170,8 +158,4 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
     }
     return new TextEncoder().encode(JSON.stringify({ responses: out.responses }));
   }
-}
-
-function isQuery(command: string): boolean {
-  return /^(get|list)/.test(command);
 }
