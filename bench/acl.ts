@@ -22,6 +22,7 @@ const config = (acl: string) => ({
   listeners: [defaults(LISTENER_KEYS)],
   acl_file: acl,
   bridges: [],
+  cluster: null,
 });
 const quiet = new Logger(["none"]);
 const withAcl = new Auth(config(file), quiet);
