@@ -30,11 +30,45 @@ export async function listen(opts: ListenOptions, accept: AcceptFn): Promise<Lis
     }
     await prepareUnixPath(opts.unixPath);
   }
-  if (process.env.MIDGE_TRANSPORT !== "node" && !opts.tls) {
-    if (!opts.websocket && hasBunListen()) return listenBun(opts, accept);
-    if (opts.websocket && !opts.proxy && hasBunServe()) return listenBunWebSocket(opts, accept);
+  try {
+    if (process.env.MIDGE_TRANSPORT !== "node" && !opts.tls) {
+      if (!opts.websocket && hasBunListen()) return await listenBun(opts, accept);
+      if (opts.websocket && !opts.proxy && hasBunServe()) {
+        return await listenBunWebSocket(opts, accept);
+      }
+    }
+    return await listenNode(opts, accept);
+  } catch (e) {
+    throw bindError(opts, e);
   }
-  return listenNode(opts, accept);
+}
+
+/** The causes a bind fails with, by error code, in the words Node and Deno use. */
+const BIND_CAUSES: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "address not available",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENOENT: "no such file or directory",
+  ENOTDIR: "not a directory",
+  ENAMETOOLONG: "name too long",
+  EAFNOSUPPORT: "address family not supported",
+  EINVAL: "invalid argument",
+};
+
+/**
+ * A failed bind as one line naming the address, the port and the cause, the same on every
+ * runtime: `cannot listen on 127.0.0.1:1883: address already in use` (Bun itself says only
+ * "Failed to listen at 127.0.0.1"). Errors that are not the operating system's (a certificate
+ * that cannot be read) pass unchanged.
+ */
+export function bindError(opts: ListenOptions, e: unknown): unknown {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !/^E[A-Z]+$/.test(code)) return e;
+  const host = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  const where = opts.unixPath ?? `${host}:${opts.port}`;
+  const cause = BIND_CAUSES[code] ?? `${code} (${(e as Error).message})`;
+  return new Error(`cannot listen on ${where}: ${cause}`, { cause: e });
 }
 
 /** Start a plain MQTT-over-TCP listener (kept for callers that need nothing else). */
