@@ -487,3 +487,78 @@ test("a bridge topic line whose prefix and pattern exceed 65,535 bytes is refuse
   );
   assert.equal(bridgeTopicProblem(`${long(65528)} in 0 local/ ""`), undefined);
 });
+
+// --- Sessions belong to their mount point -------------------------------------------------------
+
+test("a session belongs to its listener's mount point: the same client id elsewhere neither resumes nor takes it over", async () => {
+  const tb = await startEdged();
+  try {
+    const persistent = { clean: false, properties: { sessionExpiryInterval: 60 } };
+    const plain = await rawOpen(tb.port, 5, { clientId: "same", ...persistent });
+    plain.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "x/#", qos: 1 }] });
+    await plain.next("suback");
+    plain.close();
+    await until(() => !tb.broker.sessions.get("same")?.connection, 3000, "the disconnect");
+    const pub = await connect(tb);
+    await pub.publishAsync("x/1", "queued", { qos: 1 });
+
+    // The same id on the mount-point listener starts a session of its own.
+    const mounted = await rawConnect(tb.mountPort, 5);
+    mounted.send(connectPacket("same", 5, persistent));
+    const ack = await mounted.next("connack");
+    assert.equal(ack.reasonCode, 0);
+    assert.equal(ack.sessionPresent, false);
+    mounted.send({ cmd: "pingreq" });
+    await mounted.next("pingresp");
+    assert.deepEqual(mounted.packets.filter((p) => p.cmd === "publish"), []);
+
+    // The plain session is still there, with its message, and the mounted client was not
+    // taken over by its return.
+    const back = await rawConnect(tb.port, 5);
+    back.send(connectPacket("same", 5, persistent));
+    const ack2 = await back.next("connack");
+    assert.equal(ack2.sessionPresent, true);
+    const m = await back.next("publish");
+    assert.equal(m.topic, "x/1");
+    assert.equal(String(m.payload), "queued");
+    mounted.send({ cmd: "pingreq" });
+    await mounted.next("pingresp");
+    assert.equal(mounted.socket.destroyed, false);
+    assert.equal(tb.broker.sessions.size, 3); // "same" twice and the publisher
+    for (const c of [mounted, back]) c.close();
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("sessions of the same client id on two mount points are both kept across a restart", async () => {
+  const loc = mkdtempSync(join(dir, "store-"));
+  const persistent = { clean: false, properties: { sessionExpiryInterval: 600 } };
+  let tb = await startEdged({ persistence: true, persistence_location: loc });
+  try {
+    for (const port of [tb.port, tb.mountPort]) {
+      const rc = await rawOpen(port, 5, { clientId: "twin", ...persistent });
+      rc.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t/#", qos: 1 }] });
+      await rc.next("suback");
+      rc.close();
+    }
+    await until(() => tb.broker.connections.size === 0, 3000, "the disconnects");
+    await tb.stop();
+    tb = await startEdged({ persistence: true, persistence_location: loc });
+    assert.equal(tb.broker.sessions.size, 2);
+    const pub = await connect(tb);
+    await pub.publishAsync("t/plain", "1", { qos: 1 });
+    await pub.publishAsync("tenant/t/mounted", "2", { qos: 1 });
+    for (const [port, topic] of [[tb.port, "t/plain"], [tb.mountPort, "t/mounted"]] as const) {
+      const rc = await rawConnect(port, 5);
+      rc.send(connectPacket("twin", 5, persistent));
+      assert.equal((await rc.next("connack")).sessionPresent, true);
+      assert.equal((await rc.next("publish")).topic, topic);
+      rc.close();
+    }
+    await endAll(pub);
+  } finally {
+    await tb.stop();
+  }
+});

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Broker } from "../src/broker/broker.ts";
+import { sessionKey } from "../src/broker/session.ts";
 import { StoreError } from "../src/store/sqlite.ts";
 import { silentLogger } from "../src/sys/log.ts";
 import {
@@ -277,7 +278,9 @@ test("a session's subscriptions keep the listener's mount_point across a restart
     const [m] = await r.got.next(1);
     assert.equal(m.topic, "t/x");
     assert.equal(
-      tb.broker.sessions.get("mounted")?.subscriptions.get("t/#")?.topicFilter,
+      // Sessions are kept per mount point (see sessionKey).
+      tb.broker.sessions.get(sessionKey("tenant/", "mounted"))?.subscriptions.get("t/#")
+        ?.topicFilter,
       "tenant/t/#",
     );
     await endAll(sub, pub);

@@ -355,7 +355,7 @@ export class Broker implements FabricSink {
       return;
     }
     if (this.store && s.persistent) {
-      o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 0, packetId: 0 });
+      o.seq = this.store.addClientMessage(s.key, { ...o, state: 0, packetId: 0 });
     }
   }
 
@@ -408,16 +408,16 @@ export class Broker implements FabricSink {
     s.setInflight(id, o);
     if (this.store && s.persistent) {
       if (o.seq === undefined) {
-        o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 1, packetId: id });
+        o.seq = this.store.addClientMessage(s.key, { ...o, state: 1, packetId: id });
       } else {
-        this.store.updateClientMessage(s.clientId, o.seq, 1, id);
+        this.store.updateClientMessage(s.key, o.seq, 1, id);
       }
     }
   }
 
   /** A message is done with (acknowledged, expired or discarded): drop its stored copy. */
   forget(s: Session, o: Outgoing): void {
-    if (o.seq !== undefined && this.store) this.store.deleteClientMessage(s.clientId, o.seq, o.msg);
+    if (o.seq !== undefined && this.store) this.store.deleteClientMessage(s.key, o.seq, o.msg);
     o.seq = undefined;
   }
 
@@ -513,7 +513,7 @@ export class Broker implements FabricSink {
     if (old) this.router.remove(old);
     s.addSubscription(entry.filter, entry);
     this.router.add(entry);
-    if (this.store && s.persistent) this.store.saveSubscription(s.clientId, entry);
+    if (this.store && s.persistent) this.store.saveSubscription(s.key, entry);
     return old;
   }
 
@@ -522,7 +522,7 @@ export class Broker implements FabricSink {
     const e = s.removeSubscription(filter);
     if (!e) return false;
     this.router.remove(e);
-    if (this.store && s.persistent) this.store.deleteSubscription(s.clientId, filter);
+    if (this.store && s.persistent) this.store.deleteSubscription(s.key, filter);
     return true;
   }
 
@@ -530,11 +530,11 @@ export class Broker implements FabricSink {
   saveSession(s: Session): void {
     if (!this.store) return;
     if (!s.persistent) {
-      this.store.deleteSession(s.clientId);
+      this.store.deleteSession(s.key);
       return;
     }
     this.store.saveSession({
-      clientId: s.clientId,
+      clientId: s.key,
       version: s.protocolVersion,
       expiryInterval: s.expiryInterval,
       disconnectedAt: s.connection ? 0 : s.disconnectedAt,
@@ -609,7 +609,7 @@ export class Broker implements FabricSink {
       this.log.notice(`Client ${conn.clientId} closed its connection.`);
     }
     this.goOffline(s);
-    if (this.sessions.get(s.clientId) === s) this.saveSession(s);
+    if (this.sessions.get(s.key) === s) this.saveSession(s);
   }
 
   /**
@@ -685,7 +685,7 @@ export class Broker implements FabricSink {
         retain: w.retain,
         properties: forwardedProperties(w.properties),
         expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
-        origin: s.clientId,
+        origin: s.key,
       });
     } catch (e) {
       this.log.error(`Will of ${s.clientId} not sent: ${errorText(e)}`);
@@ -695,12 +695,12 @@ export class Broker implements FabricSink {
   /** Drop a session and its subscriptions. */
   endSession(s: Session): void {
     s.clearTimers();
-    if (this.store && this.sessions.get(s.clientId) === s) this.store.deleteSession(s.clientId);
+    if (this.store && this.sessions.get(s.key) === s) this.store.deleteSession(s.key);
     for (const e of s.subscriptions.values()) this.router.remove(e);
     s.clearSubscriptions();
     s.clearQueue();
     s.inflight.clear();
-    if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
+    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
   }
 
   /** Keep-alive [MQTT-3.1.2-24] and CONNECT time-out checks. */

@@ -410,13 +410,18 @@ export class Connection implements SocketHandlers {
   /**
    * Queue a PUBLISH of `o` with packet id `id` (0 for QoS 0). The encoding is shared by every
    * receiver that gets the same bytes. Returns false when the packet exceeds the client's
-   * Maximum Packet Size and was not sent [MQTT-3.1.2-25].
+   * Maximum Packet Size [MQTT-3.1.2-25], or its topic is outside the listener's mount point, and
+   * it was not sent.
    */
   sendPublish(o: Outgoing, id: number, dup = false): boolean {
     if (this.state === "closed") return true;
     const expiry = remainingExpiry(o.msg, Date.now());
     let prep: PreparedPublish;
     const v = this.version === 5 ? 5 : 4;
+    const mount = this.mountPoint;
+    // The mount point is stripped only where it is: a topic outside it is not this client's to
+    // see (nor can it be shown without it), and is discarded like an oversized one.
+    if (mount && !o.msg.topic.startsWith(mount)) return false;
     const terms = this.terms;
     const aliases = this.#aliases?.out?.size ?? 0;
     if (!dup && !o.subIds && expiry === undefined && terms.aliasMaxOut === 0 && !this.mountPoint) {

@@ -14,7 +14,7 @@ export interface Message {
   properties?: Properties;
   /** Absolute time (ms since epoch) after which the message is dropped [MQTT-3.3.2-5]; 0 = never. */
   expiresAt: number;
-  /** Client id of the publisher (for no-local), "" for the broker itself. */
+  /** Session key of the publisher (for No Local; see `sessionKey`), "" for the broker itself. */
   origin: string;
 }
 

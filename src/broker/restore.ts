@@ -4,7 +4,7 @@
  * on counting from the times stored, so a restart does not extend anyone's lifetime.
  */
 import type { Broker } from "./broker.ts";
-import { outgoing, Session, type SubscriptionEntry } from "./session.ts";
+import { outgoing, Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
 import { parseShared, validTopicFilter, validTopicName } from "./topic.ts";
 import type { Snapshot } from "../store/types.ts";
 
@@ -33,7 +33,9 @@ export function restore(
   }
   let messages = 0;
   for (const { session: st, subscriptions, messages: msgs, incomingQos2 } of snap.sessions) {
-    const s = new Session(st.clientId);
+    // The stored id is the session key: mount point and client id (see sessionKey).
+    const { mountPoint, clientId } = splitSessionKey(st.clientId);
+    const s = new Session(clientId, mountPoint);
     s.protocolVersion = st.version;
     s.expiryInterval = st.expiryInterval;
     // A session that was connected when the broker stopped was disconnected then; the store
@@ -41,12 +43,12 @@ export function restore(
     s.disconnectedAt = st.disconnectedAt || now;
     s.will = st.will;
     if (s.will && !validTopicName(s.will.topic)) {
-      log.warning(`Persistence: will of ${st.clientId} on an invalid topic dropped.`);
+      log.warning(`Persistence: will of ${clientId} on an invalid topic dropped.`);
       s.will = null;
     }
     s.willDelay = st.willDelay;
     s.username = st.username;
-    broker.sessions.set(s.clientId, s);
+    broker.sessions.set(s.key, s);
     broker.auth.bind(s);
     let dropped = 0;
     for (const sub of subscriptions) {
@@ -88,7 +90,7 @@ export function restore(
     }
     if (dropped) {
       log.warning(
-        `Persistence: ${dropped} subscriptions or messages of ${st.clientId} on invalid topics dropped.`,
+        `Persistence: ${dropped} subscriptions or messages of ${clientId} on invalid topics dropped.`,
       );
     }
     if (incomingQos2.length) s.incomingQos2 = new Set(incomingQos2);

@@ -172,7 +172,7 @@ export class Router {
         continue;
       }
       const e = slot.entry;
-      if (e.nl && e.session.clientId === origin) continue;
+      if (e.nl && e.session.key === origin) continue;
       // Few matches (the usual case) are looked up in `out` itself: no Map entry per message.
       const t = few ? findTarget(out, e.session) : marks.get(e.session);
       if (!t) {

@@ -77,6 +77,24 @@ const NO_SUBSCRIPTIONS: Map<string, SubscriptionEntry> = new NoEntries();
 const NO_INFLIGHT: Map<number, Inflight> = new NoEntries();
 const NO_QUEUE: Outgoing[] = Object.freeze([]) as unknown as Outgoing[];
 
+/**
+ * The key of a session: its client id, preceded by its listener's mount point and a NUL when it
+ * has one. A session belongs to its mount point: a client on one listener cannot resume or take
+ * over a session made on another. (NUL cannot occur in a client id [MQTT-1.5.4-2] nor in a
+ * mount point, so keys cannot collide.)
+ */
+export function sessionKey(mountPoint: string, clientId: string): string {
+  return mountPoint ? mountPoint + "\u0000" + clientId : clientId;
+}
+
+/** The mount point and client id of a session key (see `sessionKey`). */
+export function splitSessionKey(key: string): { mountPoint: string; clientId: string } {
+  const i = key.indexOf("\u0000");
+  return i < 0
+    ? { mountPoint: "", clientId: key }
+    : { mountPoint: key.slice(0, i), clientId: key.slice(i + 1) };
+}
+
 /** Session expiry value meaning "never". */
 export const NEVER_EXPIRES = 0xffffffff;
 
@@ -125,8 +143,15 @@ export class Session {
   willDelay = 0;
   willTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(clientId: string) {
+  /** The mount point of the listener the session was made on ("" for none). */
+  readonly mountPoint: string;
+  /** Its key in the broker's session table and in the store: see `sessionKey`. */
+  readonly key: string;
+
+  constructor(clientId: string, mountPoint = "") {
     this.clientId = clientId;
+    this.mountPoint = mountPoint;
+    this.key = sessionKey(mountPoint, clientId);
   }
 
   /** A packet id not in use by an outgoing message [MQTT-2.2.1-3]; 0 when all 65535 are busy. */

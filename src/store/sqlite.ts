@@ -195,7 +195,7 @@ export class SqliteStore implements Store {
     const byId = new Map<string, Snapshot["sessions"][number]>();
     this.#each("sessions", (r) => `client_id ${quote(r.client_id)}`, (r) => {
       const s: StoredSession = {
-        clientId: String(r.client_id),
+        clientId: clientKey(r),
         version: Number(r.version) as ProtocolVersion,
         expiryInterval: Number(r.expiry),
         disconnectedAt: Number(r.disconnected_at),
@@ -209,7 +209,7 @@ export class SqliteStore implements Store {
     });
     const subKey = (r: Row) => `client_id ${quote(r.client_id)}, filter ${quote(r.filter)}`;
     this.#each("subscriptions", subKey, (r) => {
-      byId.get(String(r.client_id))?.subscriptions.push({
+      byId.get(clientKey(r))?.subscriptions.push({
         filter: String(r.filter),
         qos: qosOf(r.qos),
         nl: !!r.nl,
@@ -225,7 +225,7 @@ export class SqliteStore implements Store {
       this.#nextSeq = Math.max(this.#nextSeq, seq + 1);
       const msgId = Number(r.msg_id);
       const msg = bodies.get(msgId);
-      const owner = byId.get(String(r.client_id));
+      const owner = byId.get(clientKey(r));
       if (!msg || !owner) return;
       const m = {
         seq,
@@ -241,7 +241,7 @@ export class SqliteStore implements Store {
     }, " ORDER BY seq");
     const q2Key = (r: Row) => `client_id ${quote(r.client_id)}, packet_id ${r.packet_id}`;
     this.#each("incoming_qos2", q2Key, (r) => {
-      byId.get(String(r.client_id))?.incomingQos2.push(Number(r.packet_id));
+      byId.get(clientKey(r))?.incomingQos2.push(Number(r.packet_id));
     });
     // Bodies no queue refers to any more (a crash between the two deletes).
     for (const [id, m] of bodies) {
@@ -261,8 +261,13 @@ export class SqliteStore implements Store {
   #each(table: string, key: (r: Row) => string, fn: (r: Row) => void, order = ""): void {
     if (this.#tables && !this.#tables.has(table)) return;
     let rows: Row[];
+    // client_id is also read as bytes: a session key may hold a NUL (see `sessionKey`), where
+    // Deno's node:sqlite cuts a text value short.
+    const cols = table === "retained" || table === "messages"
+      ? "*"
+      : "*, CAST(client_id AS BLOB) AS client_key";
     try {
-      rows = this.#db.prepare(`SELECT * FROM ${table}${order}`).all() as Row[];
+      rows = this.#db.prepare(`SELECT ${cols} FROM ${table}${order}`).all() as Row[];
     } catch (e) {
       throw new StoreError(`${this.file}: cannot read table ${table}: ${oneLine(e)}`);
     }
@@ -471,6 +476,14 @@ export class SqliteStore implements Store {
 }
 
 type Row = Record<string, unknown>;
+
+const utf8 = new TextDecoder();
+
+/** A row's client_id, whole (read as bytes: it may hold a NUL, see `#each`). */
+function clientKey(r: Row): string {
+  const b = r.client_key;
+  return b instanceof Uint8Array ? utf8.decode(b) : String(r.client_id);
+}
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

@@ -11,6 +11,10 @@ import type { Message } from "../broker/message.ts";
 
 /** A persistent session as stored. */
 export interface StoredSession {
+  /**
+   * The session key: the client id, after its listener's mount point and a NUL when it has one
+   * (see `sessionKey` in src/broker/session.ts). The other methods' `clientId` is this key too.
+   */
   clientId: string;
   version: ProtocolVersion;
   expiryInterval: number;

@@ -7,6 +7,8 @@
  *   GET /api/clients/<client id>/subscriptions   one client's subscriptions (id URL-encoded)
  *   GET /api/retained?filter=a/%23[&limit=N]     retained topics matching a filter, with sizes
  *   GET /api/retained/message?topic=a/b          one retained message with its payload (base64)
+ * A client on a listener with a mount_point is found with ?mount_point=<prefix> added: sessions
+ * are kept per mount point, so one client id may be listed once for each.
  * Nothing here changes broker state; the writes are in admin_write.ts. Authentication (Bearer
  * token or console session) is checked by the HTTP layer (http.ts, console_auth.ts).
  */
@@ -14,7 +16,7 @@ import { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Broker } from "../broker/broker.ts";
 import type { Session } from "../broker/session.ts";
-import { NEVER_EXPIRES } from "../broker/session.ts";
+import { NEVER_EXPIRES, sessionKey } from "../broker/session.ts";
 import { validTopicFilter } from "../broker/topic.ts";
 
 /** An answer: HTTP status and a JSON-serialisable body. */
@@ -73,12 +75,14 @@ function intParam(
 export function adminRead(broker: Broker, parts: string[], query: URLSearchParams): ApiResponse {
   const pathname = "/" + parts.join("/");
   if (parts.length === 2 && parts[1] === "clients") return listClients(broker, query);
-  if (parts.length === 3 && parts[1] === "clients") return clientDetail(broker, parts[2]);
+  if (parts.length === 3 && parts[1] === "clients") {
+    return clientDetail(broker, parts[2], query);
+  }
   if (parts.length === 3 && parts[1] === "retained" && parts[2] === "message") {
     return retainedMessage(broker, query.get("topic") ?? "");
   }
   if (parts.length === 4 && parts[1] === "clients" && parts[3] === "subscriptions") {
-    return subscriptions(broker, parts[2]);
+    return subscriptions(broker, parts[2], query);
   }
   if (parts.length === 2 && parts[1] === "retained") return retained(broker, query);
   return apiError(404, `no such endpoint: ${pathname}`);
@@ -90,6 +94,7 @@ function clientInfo(s: Session) {
   const sock = c?.socket;
   return {
     id: s.clientId,
+    mount_point: s.mountPoint,
     connected: c !== null,
     address: sock
       ? `${
@@ -165,8 +170,8 @@ function listClients(broker: Broker, q: URLSearchParams): ApiResponse {
 /** Up to this many in-flight and queued messages are listed in a client's detail. */
 const DETAIL_MESSAGES = 100;
 
-function clientDetail(broker: Broker, id: string): ApiResponse {
-  const s = broker.sessions.get(id);
+function clientDetail(broker: Broker, id: string, query: URLSearchParams): ApiResponse {
+  const s = findSession(broker, id, query);
   if (!s) return apiError(404, `no session for client id ${JSON.stringify(id)}`);
   const c = s.connection && s.connection.state === "open" ? s.connection : null;
   const l = c?.listener;
@@ -197,7 +202,7 @@ function clientDetail(broker: Broker, id: string): ApiResponse {
           ` (${l.protocol})`
         : null,
       tls: proto === null ? null : proto === "mqtts" || proto === "wss",
-      subscription_list: (subscriptions(broker, id).body as { subscriptions: unknown[] })
+      subscription_list: (subscriptions(broker, id, query).body as { subscriptions: unknown[] })
         .subscriptions,
       inflight_list: inflight,
       queue_list: queue,
@@ -234,8 +239,8 @@ function retainedMessage(broker: Broker, topic: string): ApiResponse {
 /** Payload bytes a retained-message preview carries at most. */
 export const MAX_PREVIEW = 64 * 1024;
 
-function subscriptions(broker: Broker, id: string): ApiResponse {
-  const s = broker.sessions.get(id);
+function subscriptions(broker: Broker, id: string, query: URLSearchParams): ApiResponse {
+  const s = findSession(broker, id, query);
   if (!s) return apiError(404, `no session for client id ${JSON.stringify(id)}`);
   const subs = [...s.subscriptions.values()].map((e) => ({
     filter: e.filter,
@@ -275,4 +280,13 @@ function retained(broker: Broker, q: URLSearchParams): ApiResponse {
       messages,
     },
   };
+}
+
+/** The session of client `id` under the query's `mount_point` (none by default). */
+export function findSession(
+  broker: Broker,
+  id: string,
+  query: URLSearchParams,
+): Session | undefined {
+  return broker.sessions.get(sessionKey(query.get("mount_point") ?? "", id));
 }

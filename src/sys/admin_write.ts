@@ -13,7 +13,7 @@ import type { Message } from "../broker/message.ts";
 import { validTopicName } from "../broker/topic.ts";
 import type { ControlHandler, Principal } from "../auth/chain_types.ts";
 import type { Properties, QoS } from "../codec/types.ts";
-import type { ApiResponse } from "./admin.ts";
+import { type ApiResponse, findSession } from "./admin.ts";
 
 /** The dynamic-security plugin's control topic. */
 export const DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1";
@@ -58,7 +58,7 @@ export async function adminWrite(
   const log = (what: string) => broker.log.notice(`Admin API: ${by}: ${what}.`);
   if (method === "POST" && parts.length === 4 && parts[1] === "clients" && parts[3] === "kick") {
     const id = parts[2];
-    const s = broker.sessions.get(id);
+    const s = findSession(broker, id, query);
     const c = s?.connection;
     if (!c || c.state !== "open") {
       return error(404, `client ${JSON.stringify(id)} is not connected`);
@@ -69,7 +69,7 @@ export async function adminWrite(
   }
   if (method === "DELETE" && parts.length === 3 && parts[1] === "clients") {
     const id = parts[2];
-    const s = broker.sessions.get(id);
+    const s = findSession(broker, id, query);
     if (!s) return error(404, `no session for client id ${JSON.stringify(id)}`);
     if (s.connection && s.connection.state === "open") {
       return error(409, `client ${JSON.stringify(id)} is connected: disconnect it first`);

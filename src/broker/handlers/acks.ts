@@ -33,7 +33,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
     }
     f.state = "pubrel";
     if (f.seq !== undefined) {
-      conn.broker.store?.updateClientMessage(s.clientId, f.seq, 2, p.messageId);
+      conn.broker.store?.updateClientMessage(s.key, f.seq, 2, p.messageId);
     }
     // PUBREL only once the new state is on disk: after a crash the broker must not send the
     // PUBLISH again for a message the client has already been told to release.
@@ -49,7 +49,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
 export function handlePubrel(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const known = s.incomingQos2?.delete(p.messageId) ?? false;
-  if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.clientId, p.messageId);
+  if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.key, p.messageId);
   // PUBCOMP once the id is released on disk too: the client may reuse it right away.
   const rc = known ? 0 : ReasonCode.PacketIdentifierNotFound;
   conn.broker.ackAfter(conn, PUBCOMP, p.messageId, rc, notReleased);

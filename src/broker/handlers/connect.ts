@@ -8,7 +8,7 @@ import type { LoginResult } from "../../auth/auth.ts";
 import type { ConnectPacket, Properties } from "../../codec/types.ts";
 import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
 import { type Connection, sharedTerms } from "../connection.ts";
-import { NEVER_EXPIRES, Session } from "../session.ts";
+import { NEVER_EXPIRES, Session, sessionKey } from "../session.ts";
 import { fitsWithPrefix, validTopicName } from "../topic.ts";
 
 /** Send a refusing CONNACK and close [MQTT-3.2.2-6]. */
@@ -242,13 +242,15 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
     expiry = cfg.persistent_client_expiration;
   }
 
-  // Take-over [MQTT-3.1.4-2]: the existing connection of this client id is closed.
-  let session = broker.sessions.get(clientId);
+  // Take-over [MQTT-3.1.4-2]: the existing connection of this client id is closed. Sessions are
+  // per mount point: a listener's clients never reach another mount point's sessions.
+  const key = sessionKey(conn.mountPoint, clientId);
+  let session = broker.sessions.get(key);
   if (session?.connection) {
     const old = session.connection;
     // v5 §3.1.3.2.2: the old will is sent unless the new connection resumes the session and has a will delay.
     old.close(ReasonCode.SessionTakenOver, "session taken over");
-    session = broker.sessions.get(clientId);
+    session = broker.sessions.get(key);
   }
   let sessionPresent = false;
   if (session && (p.clean || session.expiryInterval === 0)) {
@@ -263,8 +265,8 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
     // A reconnect before the will delay ends cancels the will [MQTT-3.1.3-9].
     session.will = null;
   } else {
-    session = new Session(clientId);
-    broker.sessions.set(clientId, session);
+    session = new Session(clientId, conn.mountPoint);
+    broker.sessions.set(key, session);
   }
   session.protocolVersion = p.protocolVersion;
   session.expiryInterval = expiry;

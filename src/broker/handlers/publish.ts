@@ -118,7 +118,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   } else if (broker.controls.size !== 0 && broker.controls.has(topic)) {
     // A control topic (dynamic security's): a command for its handler, not for subscribers.
     broker.control(broker.controls.get(topic)!, p.payload, conn);
-  } else if (broker.publish(message(p, topic, conn.clientId)) === 0) {
+  } else if (broker.publish(message(p, topic, s.key)) === 0) {
     rc = ReasonCode.NoMatchingSubscribers;
   }
 
@@ -126,7 +126,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const ack = p.qos === 1 ? PUBACK : PUBREC;
   if (p.qos === 2 && rc < 0x80) {
     (s.incomingQos2 ??= new Set()).add(id);
-    if (s.persistent) broker.store?.addIncomingQos2(s.clientId, id);
+    if (s.persistent) broker.store?.addIncomingQos2(s.key, id);
   }
   // What this message changed must be on disk before it is acknowledged [MQTT-4.3.2-2][MQTT-4.3.3-2].
   broker.ackAfter(conn, ack, id, rc, notStored);
