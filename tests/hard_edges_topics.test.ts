@@ -19,6 +19,7 @@ import { bridgeTopicProblem, type Config } from "../src/config/schema.ts";
 import { Logger } from "../src/sys/log.ts";
 import { hashPassword } from "../src/auth/password.ts";
 import { SqliteStore } from "../src/store/sqlite.ts";
+import { adminRead } from "../src/sys/admin.ts";
 import {
   bridgeTo,
   collect,
@@ -525,6 +526,16 @@ test("a session belongs to its listener's mount point: the same client id elsewh
     await mounted.next("pingresp");
     assert.equal(mounted.socket.destroyed, false);
     assert.equal(tb.broker.sessions.size, 3); // "same" twice and the publisher
+    // The admin API tells them apart.
+    const api = (path: string, q = "") =>
+      adminRead(tb.broker, path.split("/").slice(1), new URLSearchParams(q));
+    const listed = (api("/api/clients").body as { clients: { id: string; mount_point: string }[] })
+      .clients.filter((c) => c.id === "same").map((c) => c.mount_point).sort();
+    assert.deepEqual(listed, ["", MOUNT]);
+    const subs = (q: string) =>
+      (api("/api/clients/same/subscriptions", q).body as { count: number }).count;
+    assert.equal(subs(""), 1);
+    assert.equal(subs(`mount_point=${MOUNT}`), 0);
     for (const c of [mounted, back]) c.close();
     await endAll(pub);
   } finally {
