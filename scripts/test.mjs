@@ -1,12 +1,15 @@
-// The project's test command: builds the WASM, runs every tests/*.test.ts under `deno test` and
-// under `bun test`, and prints one closing line for both runtimes together:
+// The project's test command: provisions the Debian packages the tests use (scripts/provision.mjs),
+// builds the WASM, runs the static checks (`npm run check`: deno check, lint, fmt; one test in
+// the count) when the whole suite runs, then every tests/*.test.ts under `deno test` and under
+// `bun test`, and prints one closing line for all of it:
 //   tests: N passed, N failed, N skipped
-// Exits non-zero when any test failed or a runtime could not run the suite.
+// Exits non-zero when any test or the static checks failed, or a runtime could not run the suite.
 // Usage: node scripts/test.mjs [deno|bun] [file filter...]
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { provision } from "./provision.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(root, "node_modules", ".bin", name);
@@ -16,10 +19,41 @@ const runtimes = ["deno", "bun"].filter((r) =>
 );
 const filters = args.filter((a) => a !== "deno" && a !== "bun");
 
+provision();
+
 const build = spawnSync("node", [join(root, "scripts", "build-wasm.mjs")], { stdio: "inherit" });
 if (build.status !== 0) {
   console.log("tests: 0 passed, 1 failed, 0 skipped");
   process.exit(1);
+}
+
+const totals = { passed: 0, failed: 0, skipped: 0 };
+
+// The static checks of `npm run check` (the WASM is built above), counted as one test. Only for
+// the whole suite: a run of chosen test files is a developer's quick loop.
+if (filters.length === 0) {
+  const started = Date.now();
+  // The deno steps of package.json's "check" script, so the two cannot drift apart.
+  const steps = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts.check
+    .split("&&").map((c) => c.trim().split(/\s+/)).filter(([cmd]) => cmd === "deno")
+    .map(([, ...rest]) => rest);
+  let failed = null;
+  for (const step of steps) {
+    const r = spawnSync(bin("deno"), step, { cwd: root, encoding: "utf8" });
+    if (r.status !== 0) {
+      failed = step;
+      process.stdout.write(`${r.stdout}${r.stderr}`);
+      break;
+    }
+  }
+  const took = ((Date.now() - started) / 1000).toFixed(1);
+  if (failed) {
+    totals.failed++;
+    console.log(`static checks: deno ${failed.join(" ")} failed (${took} s)`);
+  } else {
+    totals.passed++;
+    console.log(`static checks: ${steps.map((a) => `deno ${a[0]}`).join(", ")} passed (${took} s)`);
+  }
 }
 
 // The compiled executable (tests/compiled_binary.test.ts) is built once here, for this machine's
@@ -41,7 +75,6 @@ const outDir = join(root, ".test-out");
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
 const targets = filters.length ? filters : ["tests/"];
-const totals = { passed: 0, failed: 0, skipped: 0 };
 let broken = false;
 
 for (const rt of runtimes) {
