@@ -15,6 +15,7 @@ import type { MqttClient } from "mqtt";
 import { connect, endAll, freePort, sleep, startBroker, until } from "./helpers/broker.ts";
 import type { TestBroker } from "./helpers/broker.ts";
 import { parseConfig } from "../src/config/load.ts";
+import { checkFiles } from "../src/cli/check_files.ts";
 import { DynamicSecurity, DYNSEC_TOPIC } from "../src/auth/dynsec/dynsec.ts";
 import { formatDynsec, parseDynsec } from "../src/auth/dynsec/model.ts";
 import { DynsecAcl, filterCovered, topicMatches } from "../src/auth/dynsec/acl.ts";
@@ -742,6 +743,28 @@ test("config: [[plugins]] dynamic-security with config_file; a missing file or u
     /p\.toml:2: key "plugins\[0\]\.name": expected "dynamic-security"/,
   );
   assert.throws(() => parseConfig(`plugins = 1\n`, "p.toml"), /expected an array of tables/);
+});
+
+test("config check (serve --test-config): dynamic security's file is read and a corrupted one reported", async () => {
+  const good = fresh();
+  await init(good);
+  const bad = fresh();
+  writeFileSync(bad, '{"clients": [{"username": 7}]}');
+  const conf = (file: string) =>
+    parseConfig(
+      `persistence = false\n[[plugins]]\nname = "dynamic-security"\nconfig_file = ${
+        JSON.stringify(file)
+      }\n`,
+      "p.toml",
+    );
+  assert.deepEqual(checkFiles(conf(good)), []);
+  assert.deepEqual(checkFiles(conf(bad)), [
+    `${bad}: clients[0]: username is missing or not a string`,
+  ]);
+  const missing = join(dir, "none.json");
+  assert.deepEqual(checkFiles(conf(missing)), [
+    `p.toml: key "plugins[0].config_file": cannot read ${missing}: no such file`,
+  ]);
 });
 
 // ---------------------------------------------------------------- real Mosquitto

@@ -1,9 +1,9 @@
 /**
  * The files a configuration names, opened and parsed as the broker would: certificates, keys
  * (and that each key is its certificate's), CA files and CRLs of listeners, bridges, the HTTP
- * listener and the cluster's NATS connection; password_file and acl_file (every problem in them);
- * the persistence directory (writable) and an existing database (every table read); log files
- * and Unix socket directories (writable). `midge serve --test-config` reports what this finds,
+ * listener and the cluster's NATS connection; password_file and acl_file (every problem in them)
+ * and dynamic security's file; the persistence directory (writable) and an existing database
+ * (every table read); log files and Unix socket directories (writable). `midge serve --test-config` reports what this finds,
  * and `midge serve` refuses to start on the same findings with the same lines.
  */
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
@@ -11,6 +11,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import { parsePasswordFile } from "../auth/password.ts";
 import { parseAcl } from "../auth/acl.ts";
+import { parseDynsec } from "../auth/dynsec/model.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { pemBlocks, RevocationList } from "../transport/x509.ts";
@@ -89,6 +90,17 @@ export function checkFiles(config: Config, opts: CheckOptions = {}): string[] {
       for (const p of parseAcl(text).problems) out.push(at(config.acl_file, p));
     }
   }
+
+  (config.plugins ?? []).forEach((p, i) => {
+    if (p.name !== "dynamic-security" || !p.config_file) return;
+    const text = readText(p.config_file, `plugins[${i}].config_file`, bad);
+    if (text === null) return;
+    try {
+      parseDynsec(text);
+    } catch (e) {
+      out.push(`${p.config_file}: ${msg(e)}`);
+    }
+  });
 
   for (const d of config.log_dest) {
     if (d.startsWith("file ")) writableFile(d.slice(5), "log_dest", bad);
