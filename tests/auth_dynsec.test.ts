@@ -16,6 +16,7 @@ import { connect, endAll, freePort, sleep, startBroker, until } from "./helpers/
 import type { TestBroker } from "./helpers/broker.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { checkFiles } from "../src/cli/check_files.ts";
+import { ConsoleState } from "../src/sys/console_api.ts";
 import { DynamicSecurity, DYNSEC_TOPIC } from "../src/auth/dynsec/dynsec.ts";
 import { formatDynsec, parseDynsec } from "../src/auth/dynsec/model.ts";
 import { DynsecAcl, filterCovered, topicMatches } from "../src/auth/dynsec/acl.ts";
@@ -693,6 +694,25 @@ test("JSON API: modifyClient/Group/Role, verbose lists with paging, correlationD
     assert.deepEqual(r, [{ command: "setClientPassword", error: "Empty password is not allowed" }]);
   } finally {
     await endAll(admin);
+    await tb.stop();
+  }
+});
+
+test("console: dynamic-security admins (clients that may send it commands) sign in by password", async () => {
+  const file = fresh();
+  await init(file);
+  const tb = await withDynsec(file);
+  try {
+    await ok(tb, "createClient", "user", "-p", "userpw");
+    const st = new ConsoleState(tb.broker);
+    const signIn = st.sessions.passwordSignIn!;
+    assert.equal(await signIn("admin", "adminpw"), "admin");
+    assert.equal(await signIn("admin", "wrong"), null);
+    assert.equal(await signIn("user", "userpw"), null, "not allowed to send to $CONTROL");
+    assert.equal(await signIn("nobody", "x"), null);
+    await ok(tb, "disableClient", "admin");
+    assert.equal(await signIn("admin", "adminpw"), null, "disabled");
+  } finally {
     await tb.stop();
   }
 });

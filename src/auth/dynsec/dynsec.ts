@@ -15,6 +15,7 @@
  */
 import {
   type Access,
+  ACCESS_WRITE,
   type AccessRequest,
   type Authenticator,
   type Authorizer,
@@ -127,6 +128,24 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
   /** `authorize` without the request object: `who` needs only a client id and a user name. */
   check(who: Who, access: Access, topic: string): Verdict {
     return this.#acl.check(who, access, topic);
+  }
+
+  /**
+   * Signing in to the web console as a dynamic-security admin: an enabled client with this
+   * password whose roles let it send to the control topic (what `mosquitto_ctrl` needs).
+   */
+  async adminSignIn(username: string, password: string): Promise<boolean> {
+    const clientId = this.#data.clients.get(username)?.clientid ?? "";
+    const a = await this.authenticate({
+      listener: undefined,
+      address: "console",
+      clientId,
+      username,
+      password: new TextEncoder().encode(password),
+      protocolVersion: 5,
+    });
+    if (a.verdict !== "allow") return false;
+    return this.check({ clientId, username }, ACCESS_WRITE, this.topic) === "allow";
   }
 
   /** One request in, one response payload out (see the module comment). */
