@@ -33,6 +33,9 @@ const EXPECTED: Omit<Config, "file"> = {
     ciphers: "",
     tls_version: "tlsv1.2",
     allow_anonymous: "global",
+    password_file: "",
+    acl_file: "",
+    use_username_as_clientid: false,
   }],
   bridges: [],
   cluster: null,
@@ -73,6 +76,11 @@ const EXPECTED: Omit<Config, "file"> = {
   admin_token: "",
   http_certfile: "",
   http_keyfile: "",
+  per_listener_settings: false,
+  pid_file: "",
+  user: "",
+  log_timestamp_format: "",
+  clientid_prefixes: "",
 };
 
 /** Parses `text` expecting a ConfigError; returns it. */

@@ -5,6 +5,7 @@
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import { Auth } from "../auth/auth.ts";
 import type { ControlHandler } from "../auth/chain_types.ts";
+import { PerListenerAuth } from "../auth/per_listener.ts";
 import type { QoS } from "../codec/types.ts";
 import { listen, listenerOptions } from "../transport/listen.ts";
 import type { Listener, TransportSocket } from "../transport/types.ts";
@@ -106,8 +107,11 @@ export class Broker implements FabricSink {
   readonly bridges: BridgeManager = new BridgeManager(this);
   /** The persistent store, or null when `persistence = false`. */
   store: Store | null = null;
-  /** Password file, ACL and allow_anonymous: who may connect, publish, subscribe, read. */
-  readonly auth: Auth;
+  /**
+   * Password file, ACL and allow_anonymous: who may connect, publish, subscribe, read. With
+   * per_listener_settings, one state per listener behind the same methods.
+   */
+  readonly auth: Auth | PerListenerAuth;
   /**
    * Control topics (`$CONTROL/…`, e.g. dynamic security's) → their handlers. A PUBLISH to one
    * that passes the sender's ACL check goes to the handler instead of subscribers, and the
@@ -125,7 +129,9 @@ export class Broker implements FabricSink {
     this.fabric = parts.fabric ?? new LocalFabric();
     this.retained = parts.retained ?? new MemoryRetained();
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
-    this.auth = new Auth(config, log);
+    this.auth = config.per_listener_settings
+      ? new PerListenerAuth(config, log)
+      : new Auth(config, log);
     this.reloadHooks.push(() => this.auth.reload());
     const ds = this.auth.dynsec;
     if (ds) {

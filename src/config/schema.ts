@@ -358,6 +358,15 @@ export const GLOBAL_KEYS = {
     'PEM certificate (and chain) of http_listener; "" = plain HTTP',
   ),
   http_keyfile: key(str(4096), "", "PEM private key of http_certfile"),
+  per_listener_settings: key(
+    bool(),
+    false,
+    "each listener uses its own password_file, acl_file and allow_anonymous",
+  ),
+  pid_file: key(str(4096), "", 'file the process id is written to; "" = none'),
+  user: key(str(256), "", 'user to switch to after binding, when started as root; "" = stay'),
+  log_timestamp_format: key(str(256), "", 'strftime format of log timestamps; "" = unix seconds'),
+  clientid_prefixes: key(str(65535), "", 'only client ids starting with this connect; "" = any'),
 };
 
 /** Keys of a [[listener]] table. */
@@ -392,6 +401,9 @@ export const LISTENER_KEYS = {
     "global",
     "accept clients without a user name here",
   ),
+  password_file: key(str(4096), "", "this listener's password file (per_listener_settings)"),
+  acl_file: key(str(4096), "", "this listener's ACL file (per_listener_settings)"),
+  use_username_as_clientid: key(bool(), false, "the user name replaces the client id"),
 };
 
 /** A bridge topic line, Mosquitto's form: `pattern [in|out|both [qos [local-prefix remote-prefix]]]`. */
@@ -561,8 +573,6 @@ export function defaults<S extends Schema>(schema: S): Values<S> {
  * than "unknown key". A key that gains an entry above simply stops being looked up here.
  */
 export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
-  "user",
-  "pid_file",
   "include_dir",
   "max_inflight_bytes",
   "memory_limit",
@@ -577,14 +587,12 @@ export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
   "http_dir",
   "accept_protocol_versions",
   "listener_allow_anonymous",
-  "use_username_as_clientid",
   "proxy_protocol_v2_require_tls",
   "packet_buffer_size",
   "websockets_headers_size",
   "websockets_log_level",
   "autosave_interval",
   "autosave_on_changes",
-  "log_timestamp_format",
   "log_facility",
   "allow_anonymous",
   "password_file",
@@ -592,10 +600,8 @@ export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
   "psk_file",
   "plugin",
   "global_plugin",
-  "per_listener_settings",
   "auth_plugin_deny_special_chars",
   "check_retain_source",
-  "clientid_prefixes",
   "capath",
   "dhparamfile",
   "psk_hint",

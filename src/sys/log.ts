@@ -5,6 +5,7 @@
  * "json"` writes one JSON object per line instead: {"time", "type", "message"}.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
+import { strftime } from "./strftime.ts";
 
 export type LogType =
   | "error"
@@ -56,6 +57,8 @@ export type LogTap = (type: LogType, text: string, time: number) => void;
 export interface LoggerOptions {
   /** Prefix lines with the time (text: unix seconds; json: a "time" field). Default true. */
   timestamp?: boolean;
+  /** strftime format of text timestamps (`log_timestamp_format`); "" = Unix seconds. */
+  timestampFormat?: string;
   format?: LogFormat;
   /** Where lines go. Default: stderr. */
   sinks?: LogSink[];
@@ -67,6 +70,7 @@ export interface LoggerOptions {
 export class Logger {
   #enabled = new Set<LogType>();
   #timestamp = true;
+  #timestampFormat = "";
   #format: LogFormat = "text";
   #sinks: LogSink[] = [stderrSink()];
   /** Receivers of every logged line whatever the destinations (the console's log ring). */
@@ -92,6 +96,7 @@ export class Logger {
   /** Change the format, timestamps or destinations; replaced sinks are closed. */
   configure(opts: LoggerOptions): void {
     if (opts.timestamp !== undefined) this.#timestamp = opts.timestamp;
+    if (opts.timestampFormat !== undefined) this.#timestampFormat = opts.timestampFormat;
     if (opts.format !== undefined) this.#format = opts.format;
     const sinks = opts.sinks ?? (opts.sink ? [{ write: opts.sink }] : undefined);
     if (sinks) {
@@ -119,7 +124,9 @@ export class Logger {
       o.message = text;
       return JSON.stringify(o);
     }
-    return this.#timestamp ? `${Math.floor(now / 1000)}: ${text}` : text;
+    if (!this.#timestamp) return text;
+    if (this.#timestampFormat) return `${strftime(this.#timestampFormat, now)}: ${text}`;
+    return `${Math.floor(now / 1000)}: ${text}`;
   }
 
   /** Also hand every logged line (unformatted) to `tap`; kept across `configure`. */

@@ -31,7 +31,12 @@ export function logPublisher(broker: Broker): (topic: string, line: string) => v
 export function configureLog(log: Logger, broker: Broker, config: Config): void {
   const sinks = sinksFor(config.log_dest, logPublisher(broker));
   log.setTypes(config.log_type);
-  log.configure({ sinks, timestamp: config.log_timestamp, format: config.log_format });
+  log.configure({
+    sinks,
+    timestamp: config.log_timestamp,
+    timestampFormat: config.log_timestamp_format,
+    format: config.log_format,
+  });
 }
 
 export class Ops {

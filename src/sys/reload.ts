@@ -37,6 +37,8 @@ export const RELOADABLE_KEYS: Set<string> = new Set([
   "log_type",
   "log_dest",
   "log_timestamp",
+  "log_timestamp_format",
+  "clientid_prefixes",
   "log_format",
   "connection_messages",
   "admin_token",

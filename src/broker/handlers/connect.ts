@@ -144,6 +144,30 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     clientId = broker.assignClientId();
     assigned = true;
   }
+  // Mosquitto's clientid_prefixes: other client ids are refused as not authorized.
+  if (cfg.clientid_prefixes !== "" && !clientId.startsWith(cfg.clientid_prefixes)) {
+    refuse(
+      conn,
+      ConnackCodeV3.NotAuthorized,
+      ReasonCode.NotAuthorized,
+      `client id does not start with ${JSON.stringify(cfg.clientid_prefixes)}`,
+    );
+    return;
+  }
+  // use_username_as_clientid: the user name replaces the client id; none given is refused.
+  if (conn.listener?.use_username_as_clientid) {
+    if (p.username === undefined) {
+      refuse(
+        conn,
+        ConnackCodeV3.NotAuthorized,
+        ReasonCode.NotAuthorized,
+        "no user name to use as client id (use_username_as_clientid)",
+      );
+      return;
+    }
+    clientId = p.username;
+    assigned = false;
+  }
   conn.clientId = clientId;
   conn.username = p.username;
 
