@@ -31,13 +31,15 @@ const HELP = { help: { type: "boolean", short: "h" } } as const;
 const COMMANDS: Record<string, Command> = {
   serve: {
     summary: "Run the MQTT broker",
-    usage: `Usage: midge serve [-c FILE] [-p PORT] [-v] [--test-config]
+    usage: `Usage: midge serve [-c FILE] [-p PORT] [-v] [-d] [--test-config]
 
 Run the MQTT broker.
 
 Options:
-  -c, --config FILE   Configuration file (TOML, see config.toml). Default: the built-in one,
-                      which listens on 127.0.0.1:1883
+  -c, --config FILE   Configuration file: TOML (see config.toml) or Mosquitto's mosquitto.conf
+                      (recognised by its content). Default: the built-in one, which listens on
+                      127.0.0.1:1883
+  -d, --daemon        Run in the background (like mosquitto -d); returns once it listens
   -p, --port PORT     Listen on PORT instead of the first listener's port (0 = any free port)
   -v, --verbose       Log everything (log_type = ["all"])
       --test-config   Check the configuration and every file it names (certificates, keys,
@@ -49,6 +51,7 @@ Options:
       config: { type: "string", short: "c" },
       port: { type: "string", short: "p" },
       verbose: { type: "boolean", short: "v" },
+      daemon: { type: "boolean", short: "d" },
       "test-config": { type: "boolean" },
       ...HELP,
     },
@@ -94,6 +97,16 @@ Options:
     raw: async (args) => (await import("./cli/import_mosquitto.ts")).runImportMosquitto(args),
     run: async () => {
       process.stdout.write((await import("./cli/import_mosquitto.ts")).IMPORT_MOSQUITTO_USAGE);
+      return 0;
+    },
+  },
+  convert: {
+    summary: "Print the Midge TOML equivalent of a Mosquitto mosquitto.conf",
+    usage: `Usage: midge convert MOSQUITTO_CONF  (see "midge convert --help")\n`,
+    options: {},
+    raw: async (args) => (await import("./cli/convert.ts")).runConvert(args),
+    run: async () => {
+      process.stdout.write((await import("./cli/convert.ts")).CONVERT_USAGE);
       return 0;
     },
   },
@@ -222,12 +235,25 @@ async function runServe(values: Values): Promise<number> {
   if (problems.length > 0) return fail(problems.join("\n"));
 
   if (values["test-config"]) {
+    const { conversionMessages } = await import("./config/mosquitto_conf.ts");
+    const { warnings, notes } = conversionMessages(config);
+    for (const w of warnings) process.stderr.write(`midge: warning: ${w}\n`);
+    for (const n of notes) process.stderr.write(`midge: note: ${n}\n`);
     const listeners = config.listeners.map((l) => {
       const host = l.bind_address.includes(":") ? `[${l.bind_address}]` : l.bind_address;
       return `${l.protocol} ${host}:${l.port}`;
     });
     out(`${config.file}: configuration OK (listeners: ${listeners.join(", ")})\n`);
     return 0;
+  }
+
+  if (values.daemon) {
+    const { daemonize } = await import("./cli/daemon.ts");
+    const args: string[] = [];
+    if (values.config !== undefined) args.push("-c", String(values.config));
+    if (values.port !== undefined) args.push("-p", String(values.port));
+    if (verbose) args.push("-v");
+    return await daemonize(args);
   }
 
   const { serve } = await import("./cli/serve.ts");

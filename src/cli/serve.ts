@@ -11,6 +11,9 @@ import { Logger } from "../sys/log.ts";
 import { configureLog, Ops } from "../sys/ops.ts";
 import { type ClusterParts, joinCluster } from "../cluster/cluster.ts";
 import { installLastResort } from "../sys/last_resort.ts";
+import { conversionMessages } from "../config/mosquitto_conf.ts";
+import { dropPrivileges, removePidFile, writePidFile } from "../sys/process.ts";
+import { openStartReport, reportStart } from "./daemon.ts";
 
 export interface ServeOptions {
   verbose: boolean;
@@ -23,9 +26,11 @@ export interface ServeOptions {
  * `listening http on ...` for `http_listener`).
  */
 export async function serve(config: Config, opts: ServeOptions): Promise<Broker> {
+  openStartReport();
   if (opts.verbose) config.log_type = ["all"];
   const log = new Logger(config.log_type, {
     timestamp: config.log_timestamp,
+    timestampFormat: config.log_timestamp_format,
     format: config.log_format,
   });
   // Nothing a client sends may take the process down: what escapes is logged and survived.
@@ -36,6 +41,7 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
       cluster = await joinCluster(config.cluster, log);
     } catch (e) {
       console.error(`midge: cluster: ${e instanceof Error ? e.message : String(e)}`);
+      reportStart(`midge: cluster: ${e instanceof Error ? e.message : String(e)}\n`, false);
       process.exit(1);
     }
   }
@@ -45,19 +51,29 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
   let bound;
   try {
     configureLog(log, broker, config);
+    // A mosquitto.conf: the options Midge does not honour, and recommendations.
+    const { warnings, notes } = conversionMessages(config);
+    for (const w of warnings) log.warning(`Warning: ${w}`);
+    for (const n of notes) log.notice(`Note: ${n}`);
+    if (config.pid_file) writePidFile(config.pid_file);
     bound = await broker.start();
     await ops.start();
+    dropPrivileges(config.user, log);
   } catch (e) {
     // A corrupt store, a port in use, a log file that cannot be opened: one clear line, exit 1.
     const text = e instanceof Error ? e.message : String(e);
     for (const line of text.split("\n")) console.error(`midge: ${line}`);
+    reportStart(`midge: ${text}\n`, false);
     await ops.stop().catch(() => {});
     await broker.stop().catch(() => {});
+    if (config.pid_file) removePidFile(config.pid_file);
     process.exit(1);
   }
   const show = (h: string) => (h.includes(":") ? `[${h}]` : h);
-  for (const l of bound) console.log(`listening ${l.protocol} on ${show(l.host)}:${l.port}`);
-  if (ops.http) console.log(`listening http on ${show(ops.http.host)}:${ops.http.port}`);
+  const lines = bound.map((l) => `listening ${l.protocol} on ${show(l.host)}:${l.port}`);
+  if (ops.http) lines.push(`listening http on ${show(ops.http.host)}:${ops.http.port}`);
+  for (const l of lines) console.log(l);
+  reportStart(lines.map((l) => l + "\n").join(""), true);
 
   /** The configuration file again, with the same command-line overrides. */
   const reread = async (): Promise<Config> => {
@@ -93,6 +109,7 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
     // Stops accepting, sends MQTT 5 clients DISCONNECT 0x8B, commits and closes the store.
     await broker.stop();
     await cluster?.node.stop();
+    if (config.pid_file) removePidFile(config.pid_file);
     log.notice("Shut down.");
     log.close();
     process.exit(0);

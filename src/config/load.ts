@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import { defaultConfigText } from "./default_config.generated.ts";
 import { keyLines, lineOf } from "./lines.ts";
+import { type ConfMessage, isMosquittoConf, readMosquittoConf } from "./mosquitto_conf.ts";
 import {
   BRIDGE_KEYS,
   type BridgeConfig,
@@ -133,6 +134,18 @@ export function parseConfig(text: string, file: string): Config {
         });
       });
       checkListeners(listeners, report, faulty);
+      if (!global.per_listener_settings) {
+        listeners.forEach((l, i) => {
+          for (const k of ["password_file", "acl_file"] as const) {
+            if (l[k]) {
+              report(
+                `listener[${i}].${k}`,
+                `needs per_listener_settings = true (or a top-level ${k})`,
+              );
+            }
+          }
+        });
+      }
     }
   }
 
@@ -240,7 +253,20 @@ export async function loadConfig(path?: string): Promise<Config> {
       : String((e as Error).message ?? e);
     throw new ConfigError(path, 0, "", `cannot read the configuration file: ${reason}`);
   }
+  if (isMosquittoConf(text, path)) {
+    return readMosquittoConf(text, path, parseConfig, mosquittoError);
+  }
   return parseConfig(text, path);
+}
+
+/** Every malformed line of a mosquitto.conf, one `file:line: problem` per line. */
+function mosquittoError(messages: ConfMessage[]): ConfigError {
+  const [first] = messages;
+  const e = new ConfigError(first.file, first.line, "", first.message);
+  e.message = messages.map((m) => new ConfigError(m.file, m.line, "", m.message).message).join(
+    "\n",
+  );
+  return e;
 }
 
 type Report = (key: string, problem: string) => void;
@@ -275,12 +301,13 @@ function readTable<S extends Schema>(
 
 function unknownKey(k: string, schema: Schema, other: { schema: Schema; hint: string }): string {
   if (Object.hasOwn(other.schema, k)) return `unknown key here (${other.hint})`;
+  // An exact Mosquitto option name says more than a near miss ("psk_file" is not "pid_file").
+  if (MOSQUITTO_ONLY.has(k)) return "unknown key (a Mosquitto option that Midge does not support)";
   const near = Object.keys(schema)
     .map((name) => ({ name, d: distance(k, name) }))
     .filter(({ name, d }) => d <= Math.max(2, Math.floor(name.length / 4)))
     .sort((a, b) => a.d - b.d)[0];
   if (near) return `unknown key (did you mean "${near.name}"?)`;
-  if (MOSQUITTO_ONLY.has(k)) return "unknown key (a Mosquitto option that Midge does not support)";
   return "unknown key";
 }
 
