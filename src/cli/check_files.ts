@@ -78,17 +78,27 @@ export function checkFiles(config: Config, opts: CheckOptions = {}): string[] {
     if (cluster.creds_file) readText(cluster.creds_file, "cluster.creds_file", bad);
   }
 
-  if (config.password_file) {
-    const text = readText(config.password_file, "password_file", bad);
-    if (text !== null) {
-      for (const p of parsePasswordFile(text).problems) out.push(at(config.password_file, p));
-    }
+  // The top-level files, and each listener's own with per_listener_settings (each file once).
+  const security: [string, string, string][] = [
+    ["password_file", config.password_file, "password_file"],
+    ["acl_file", config.acl_file, "acl_file"],
+  ];
+  if (config.per_listener_settings) {
+    config.listeners.forEach((l, i) => {
+      security.push(["password_file", l.password_file, `listener[${i}].password_file`]);
+      security.push(["acl_file", l.acl_file, `listener[${i}].acl_file`]);
+    });
   }
-  if (config.acl_file) {
-    const text = readText(config.acl_file, "acl_file", bad);
-    if (text !== null) {
-      for (const p of parseAcl(text).problems) out.push(at(config.acl_file, p));
-    }
+  const seen = new Set<string>();
+  for (const [kind, path, key] of security) {
+    if (!path || seen.has(path)) continue;
+    seen.add(path);
+    const text = readText(path, key, bad);
+    if (text === null) continue;
+    const problems = kind === "password_file"
+      ? parsePasswordFile(text).problems
+      : parseAcl(text).problems;
+    for (const p of problems) out.push(at(path, p));
   }
 
   (config.plugins ?? []).forEach((p, i) => {

@@ -1021,6 +1021,18 @@ export function formatMessage(m: ConfMessage): string {
   return m.line > 0 ? `${m.file}:${m.line}: ${m.message}` : `${m.file}: ${m.message}`;
 }
 
+/** The Mosquitto line a TOML key came from ("listener[1].certfile" → its `certfile` line). */
+function sourceOf(t: Translation, key: string, file: string): Where {
+  for (let k = key; k;) {
+    const where = t.sources.get(k);
+    if (where) return where;
+    const parent = k.replace(/(?:\[\d+\]|\.[^.[\]]*)$/, "");
+    if (parent === k) break;
+    k = parent;
+  }
+  return { file, line: 0 };
+}
+
 /** Translations of configurations read from Mosquitto files: their warnings and notes. */
 const translations = new WeakMap<object, Translation>();
 
@@ -1036,10 +1048,11 @@ export function conversionMessages(config: object): { warnings: string[]; notes:
   };
 }
 
-/** The problem of a TOML check, as the loader's ConfigError carries it. */
+/** The problems of a TOML check, as the loader's ConfigError carries them. */
 interface KeyedError {
   key: string;
   problem: string;
+  problems?: { key: string; problem: string }[];
 }
 
 /**
@@ -1062,14 +1075,10 @@ export function readMosquittoConf<C extends object>(
   } catch (e) {
     const k = e as Partial<KeyedError>;
     if (typeof k.key !== "string" || typeof k.problem !== "string") throw e;
-    let where: Where | undefined;
-    for (let key = k.key; key && !where;) {
-      where = t.sources.get(key);
-      const parent = key.replace(/(?:\[\d+\]|\.[^.[\]]*)$/, "");
-      if (parent === key) break;
-      key = parent;
-    }
-    throw fail([{ ...(where ?? { file, line: 0 }), message: `${k.key}: ${k.problem}` }]);
+    const all = k.problems ?? [{ key: k.key, problem: k.problem }];
+    throw fail(
+      all.map((p) => ({ ...sourceOf(t, p.key, file), message: `${p.key}: ${p.problem}` })),
+    );
   }
   translations.set(config, t);
   return config;
