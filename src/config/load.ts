@@ -224,6 +224,10 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
 
+  if (plugins.length > 0 && global.per_listener_settings) {
+    report("plugins", "plugins apply to every listener: not available with per_listener_settings");
+  }
+
   if (problems.length > 0) {
     // Every problem at once, in file order; problems without a line come last.
     problems.sort((a, b) => (a.line || Infinity) - (b.line || Infinity));

@@ -788,8 +788,11 @@ function option(
         r.plugins.push(r.plugin);
         item.comments.push(`# ${original.trim()}    (Midge's built-in dynamic security)`);
         to(r.global);
-        if (r.perListener && r.listeners.length > 1) {
-          r.warn(where, `${name}: Midge's plugins apply to every listener`);
+        if (r.perListener) {
+          r.error(
+            where,
+            `${name}: Midge's dynamic security applies to every listener; it is not available with per_listener_settings true`,
+          );
         }
         return;
       }
