@@ -1,8 +1,8 @@
 /**
- * Backpressure on every listener kind (TCP, TLS, WebSocket, secure WebSocket) on both runtimes:
- * a subscriber that stops reading is sent more QoS 1 bytes than its socket takes, and every
- * message acknowledged to the publisher must still reach it, complete and in order, once it
- * reads again. Meanwhile the broker holds back what is beyond the inflight window in the
+ * Backpressure on every listener kind (TCP, TLS, WebSocket, secure WebSocket, each also behind a
+ * PROXY header) on both runtimes: a subscriber that stops reading is sent more QoS 1 bytes than
+ * its socket takes, and every message acknowledged to the publisher must still reach it,
+ * complete and in order, once it reads again. Meanwhile the broker holds back what is beyond the inflight window in the
  * session's queue, and sees the socket as congested (QoS 0 to it is dropped).
  */
 import { test } from "node:test";
@@ -39,6 +39,8 @@ const LISTENERS: Record<Kind, Partial<ListenerConfig>> = {
   ws: { protocol: "websockets" },
   wss: { protocol: "websockets", ...tlsKeys },
 };
+/** The same behind a PROXY header (other code paths: TLS and WebSocket over a stream). */
+const PROXY_HEADER = Buffer.from("PROXY TCP4 203.0.113.7 127.0.0.1 40000 1883\r\n", "latin1");
 
 const MESSAGES = 20;
 const SIZE = 1536 * 1024;
@@ -60,11 +62,12 @@ function open(kind: Kind, port: number): Promise<Socket> {
  * reader. (Pausing the client socket itself is not enough: Deno's TLS client goes on reading
  * from the network while paused.)
  */
-async function relay(to: number) {
+async function relay(to: number, header?: Uint8Array) {
   const ups = new Set<Socket>();
   let paused = false;
   const server: Server = createServer((down) => {
     const up = netConnect({ port: to, host: "127.0.0.1" });
+    if (header) up.write(header);
     ups.add(up);
     if (paused) up.pause();
     up.on("data", (d: Uint8Array) => down.write(d));
@@ -164,10 +167,23 @@ async function rawClient(kind: Kind, port: number) {
   };
 }
 
-for (const kind of ["tcp", "tls", "ws", "wss"] as const) {
-  test(`backpressure ${kind}: a subscriber that reads slowly gets all ${MESSAGES} acknowledged QoS 1 messages of 1.5 MB, complete and in order [MQTT-4.6.0-6]`, async () => {
-    const tb = await brokerWith([LISTENERS[kind], {}], { max_inflight_messages: WINDOW });
-    const slow = await relay(tb.ports[0]);
+for (
+  const [kind, proxy] of [
+    ["tcp", false],
+    ["tls", false],
+    ["ws", false],
+    ["wss", false],
+    ["tcp", true],
+    ["tls", true],
+    ["ws", true],
+    ["wss", true],
+  ] as const
+) {
+  const name = proxy ? `${kind} behind PROXY` : kind;
+  test(`backpressure ${name}: a subscriber that reads slowly gets all ${MESSAGES} acknowledged QoS 1 messages of 1.5 MB, complete and in order [MQTT-4.6.0-6]`, async () => {
+    const listener = proxy ? { ...LISTENERS[kind], enable_proxy_protocol: true } : LISTENERS[kind];
+    const tb = await brokerWith([listener, {}], { max_inflight_messages: WINDOW });
+    const slow = await relay(tb.ports[0], proxy ? PROXY_HEADER : undefined);
     const sub = await rawClient(kind, slow.port);
     const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${tb.ports[1]}`, {
       clientId: `pub-${kind}`,

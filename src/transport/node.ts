@@ -48,14 +48,18 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-/** A stream that yields `first` and then whatever `raw` receives; writes go to `raw`. */
+/**
+ * A stream that yields `first` and then whatever `raw` receives; writes go to `raw` at once, so
+ * that what is unsent waits in one place, `raw`, where the broker's slow-reader check sees it.
+ */
 function prefixed(raw: Socket, first: Uint8Array): Duplex {
   const d = new Duplex({
     read() {
       raw.resume();
     },
     write(chunk, _enc, cb) {
-      raw.write(chunk, cb);
+      raw.write(chunk);
+      cb();
     },
     final(cb) {
       raw.end();
@@ -176,7 +180,7 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
     const srv = createTlsServer(tlsOptions());
     srv.once("secureConnection", (t: TLSSocket) => {
       track(t);
-      onSecure(t, peer, timer);
+      onSecure(t, peer, timer, raw);
     });
     srv.once("tlsClientError", (e: Error, t: TLSSocket) => {
       refuse(peer, `TLS handshake failed: ${e.message}`);
@@ -186,8 +190,11 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
     srv.emit("connection", prefixed(raw, rest));
   };
 
-  /** The TLS handshake is done: check the client certificate and take its user name. */
-  const onSecure = (t: TLSSocket, peer: Peer, timer: Timer) => {
+  /**
+   * The TLS handshake is done: check the client certificate and take its user name. `under` is
+   * the raw socket when TLS runs over a stream of its own (after a PROXY header).
+   */
+  const onSecure = (t: TLSSocket, peer: Peer, timer: Timer, under?: Socket) => {
     t.on("error", () => t.destroy());
     const v = verifyPeer(t, opts.tls!, loaded!.crl);
     if (!v.ok) {
@@ -195,7 +202,7 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
       t.destroy();
       return;
     }
-    afterTls(t, peer, EMPTY, timer, v.username);
+    afterTls(t, peer, EMPTY, timer, v.username, under);
   };
 
   /** Stage 3: the WebSocket upgrade, or straight to MQTT. */
@@ -205,10 +212,11 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
     rest: Uint8Array,
     timer: Timer,
     certUsername: string | undefined,
+    under?: Socket,
   ) => {
     if (!opts.websocket) {
       if (timer) clearTimeout(timer);
-      startMqtt(sock, peer, rest, certUsername);
+      startMqtt(sock, peer, rest, certUsername, under);
       return;
     }
     const t = timer ?? deadline(sock, peer);
@@ -238,7 +246,7 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
       // deno-lint-ignore no-explicit-any
       wss!.handleUpgrade(req as any, sock as any, buf.subarray(r.length) as any, (ws) => {
         clearTimeout(t!);
-        startWebSocket(ws, sock, peer, certUsername);
+        startWebSocket(ws, sock, peer, certUsername, under);
       });
       return true;
     };
@@ -251,13 +259,23 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
     sock.resume();
   };
 
-  /** Stage 4 (bytes): hand the stream to the broker. */
-  const startMqtt = (sock: Socket, peer: Peer, rest: Uint8Array, certUsername?: string) => {
+  /**
+   * Stage 4 (bytes): hand the stream to the broker. When TLS runs over a stream of its own,
+   * `under` is the raw socket beneath it: what it holds counts as unsent too (on Bun the TLS
+   * socket hands everything down at once and shows nothing pending).
+   */
+  const startMqtt = (
+    sock: Socket,
+    peer: Peer,
+    rest: Uint8Array,
+    certUsername?: string,
+    under?: Socket,
+  ) => {
     sock.setNoDelay?.(true);
     const ts: TransportSocket = {
       write: (d) => void sock.write(d),
       get bufferedAmount() {
-        return sock.writableLength;
+        return under ? sock.writableLength + under.writableLength : sock.writableLength;
       },
       // Half-close (FIN) and read on until the peer closes, at most LINGER_MS: a full close
       // while the client still sends would reset the connection (see bun.ts); a client that
@@ -281,6 +299,7 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
     let closed = false;
     sock.on("data", (d: Uint8Array) => h.onData(d));
     sock.on("drain", () => h.onDrain?.());
+    under?.on("drain", () => h.onDrain?.());
     sock.on("error", () => sock.destroy());
     sock.on("close", () => {
       if (closed) return;
@@ -292,11 +311,17 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
   };
 
   /** Stage 4 (WebSocket): each binary message is a piece of the MQTT byte stream. */
-  const startWebSocket = (ws: WebSocket, sock: Socket, peer: Peer, certUsername?: string) => {
+  const startWebSocket = (
+    ws: WebSocket,
+    sock: Socket,
+    peer: Peer,
+    certUsername?: string,
+    under?: Socket,
+  ) => {
     const ts: TransportSocket = {
       write: (d) => ws.send(d, { binary: true }),
       get bufferedAmount() {
-        return ws.bufferedAmount;
+        return under ? ws.bufferedAmount + under.writableLength : ws.bufferedAmount;
       },
       end: () => {
         ws.close(1000);
@@ -334,6 +359,7 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
       h.onClose();
     });
     sock.on("drain", () => h.onDrain?.());
+    under?.on("drain", () => h.onDrain?.());
     sock.resume();
   };
 
