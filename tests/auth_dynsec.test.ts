@@ -533,6 +533,91 @@ test("mosquitto_ctrl: every dynsec command against Midge, checked by connecting 
   }
 });
 
+test("broker: anonymous group, %c/%u, publishClientReceive per reader, unsubscribe ACLs, SIGHUP reload", async () => {
+  const pw = await hashPassword(new TextEncoder().encode("pw"), { iterations: 101 });
+  const file = fresh();
+  const doc = {
+    defaultACLAccess: { publishClientReceive: true, unsubscribe: true },
+    clients: [
+      { username: "dev", encoded_password: pw, roles: [{ rolename: "device" }] },
+      { username: "reader", encoded_password: pw, roles: [{ rolename: "reader" }] },
+    ],
+    groups: [{ groupname: "anon", roles: [{ rolename: "public" }] }],
+    anonymousGroup: "anon",
+    roles: [
+      {
+        rolename: "device",
+        acls: [
+          { acltype: "publishClientSend", topic: "dev/%c/%u/#", allow: true },
+          { acltype: "subscribePattern", topic: "dev/#", allow: true },
+        ],
+      },
+      {
+        rolename: "reader",
+        acls: [
+          { acltype: "subscribePattern", topic: "#", allow: true },
+          { acltype: "publishClientReceive", topic: "dev/+/dev/secret", allow: false },
+          { acltype: "unsubscribePattern", topic: "keep/#", allow: false },
+        ],
+      },
+      {
+        rolename: "public",
+        acls: [
+          { acltype: "publishClientSend", topic: "public/#", allow: true },
+          { acltype: "subscribeLiteral", topic: "public/news", allow: true },
+        ],
+      },
+    ],
+  };
+  writeFileSync(file, JSON.stringify(doc));
+  const tb = await withDynsec(file, { allow_anonymous: true });
+  const clients: MqttClient[] = [];
+  try {
+    const dev = await as(tb, "dev", "pw", { clientId: "d1" });
+    const reader = await as(tb, "reader", "pw");
+    const anon = await connect(tb, { protocolVersion: 5 });
+    clients.push(dev, reader, anon);
+    // %c/%u: only its own subtree.
+    assert.equal(await pubCode(dev, "dev/d1/dev/x"), 0);
+    assert.equal(await pubCode(dev, "dev/d2/dev/x"), 0x87);
+    // The anonymous group's roles.
+    assert.equal(await pubCode(anon, "public/a"), 0);
+    assert.equal(await pubCode(anon, "private/a"), 0x87);
+    assert.equal(await subCode(anon, "public/news"), 1);
+    assert.equal(await subCode(anon, "public/#"), 0x87, "subscribeLiteral is the exact filter");
+    // publishClientReceive: reader gets dev/d1/dev/x but not the secret.
+    assert.equal(await subCode(reader, "dev/#"), 1);
+    assert.equal(await subCode(reader, "keep/#"), 1);
+    const got: string[] = [];
+    reader.on("message", (t) => got.push(t));
+    await dev.publishAsync("dev/d1/dev/secret", "s", { qos: 1 });
+    await dev.publishAsync("dev/d1/dev/x", "x", { qos: 1 });
+    await until(() => got.includes("dev/d1/dev/x"), 3000, "the readable message");
+    assert.deepEqual(got, ["dev/d1/dev/x"], "the denied topic was not delivered");
+    // Unsubscribe ACLs: refused with 0x87, the subscription stays.
+    const un = await reader.unsubscribeAsync("keep/#") as unknown as { granted?: number[] };
+    assert.deepEqual(un.granted, [0x87]);
+    const un2 = await reader.unsubscribeAsync("dev/#") as unknown as { granted?: number[] };
+    assert.deepEqual(un2.granted, [0]);
+    const rs = tb.broker.sessions.get(reader.options.clientId!)!;
+    assert.ok(rs.subscriptions.has("keep/#"), "the refused unsubscribe left the subscription");
+    assert.ok(!rs.subscriptions.has("dev/#"));
+
+    // SIGHUP: the file is read again; a broken one leaves the data in force.
+    doc.clients.push({ username: "late", encoded_password: pw, roles: [] });
+    writeFileSync(file, JSON.stringify(doc));
+    assert.equal(await loginCode(tb, "late", "pw"), 0x87);
+    await tb.broker.reload();
+    assert.equal(await loginCode(tb, "late", "pw"), 0);
+    writeFileSync(file, "{broken");
+    await tb.broker.reload();
+    assert.equal(await loginCode(tb, "late", "pw"), 0, "the previous data stays in force");
+  } finally {
+    await endAll(...clients);
+    await tb.stop();
+  }
+});
+
 test("control topic: only clients the ACLs allow may publish to $CONTROL; others get 0x87 and no answer", async () => {
   const file = fresh();
   await init(file);
