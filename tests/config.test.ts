@@ -50,6 +50,7 @@ const EXPECTED: Omit<Config, "file"> = {
   max_qos: 2,
   retain_available: true,
   max_connections: -1,
+  global_max_clients: -1,
   max_topic_alias: 10,
   max_topic_alias_broker: 10,
   max_subscriptions_per_client: 10000,

@@ -573,3 +573,31 @@ test("sessions of the same client id on two mount points are both kept across a 
     await tb.stop();
   }
 });
+
+test("global_max_clients bounds the sessions, offline ones included: a new one is refused (v5 0x89, v3 no CONNACK), resuming is not", async () => {
+  const tb = await startEdged({ global_max_clients: 2 });
+  try {
+    const persistent = { clean: false, properties: { sessionExpiryInterval: 600 } };
+    const away = await rawOpen(tb.port, 5, { clientId: "away", ...persistent });
+    away.close();
+    await until(() => !tb.broker.sessions.get("away")?.connection, 3000, "the disconnect");
+    const here = await rawOpen(tb.port, 4, { clientId: "here" });
+    for (const version of [5, 4]) {
+      const extra = await rawConnect(tb.port, version);
+      extra.send(connectPacket(`extra${version}`, version));
+      if (version === 5) assert.equal((await extra.next("connack")).reasonCode, 0x89);
+      await extra.closed;
+      if (version === 4) assert.deepEqual(extra.packets.map((p) => p.cmd), []);
+    }
+    assert.equal(tb.broker.sessions.size, 2);
+    // The offline session can still come back.
+    const back = await rawConnect(tb.port, 5);
+    back.send(connectPacket("away", 5, persistent));
+    const ack = await back.next("connack");
+    assert.equal(ack.reasonCode, 0);
+    assert.equal(ack.sessionPresent, true);
+    for (const c of [here, back]) c.close();
+  } finally {
+    await tb.stop();
+  }
+});

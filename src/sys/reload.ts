@@ -27,6 +27,7 @@ export const RELOADABLE_KEYS: Set<string> = new Set([
   "max_subscription_bytes_per_client",
   "connect_timeout",
   "max_connections",
+  "global_max_clients",
   "allow_zero_length_clientid",
   "auto_id_prefix",
   "persistent_client_expiration",

@@ -289,6 +289,15 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
     // A reconnect before the will delay ends cancels the will [MQTT-3.1.3-9].
     session.will = null;
   } else {
+    const max = cfg.global_max_clients;
+    if (max > 0 && broker.sessions.size >= max) {
+      // global_max_clients: sessions, offline ones included, are bounded (as in Mosquitto 2.1):
+      // v5 0x89 Server busy; 3.1.1 has no code for it [MQTT-3.2.2-6 v3.1.1].
+      const why = `global_max_clients (${max}) sessions held`;
+      if (v5) refuse(conn, 0, ReasonCode.ServerBusy, why);
+      else conn.close(undefined, why);
+      return;
+    }
     session = new Session(clientId, conn.mountPoint);
     broker.sessions.set(key, session);
   }
