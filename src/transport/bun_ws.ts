@@ -35,7 +35,7 @@ const BACKPRESSURE_LIMIT = 16 * 1024 * 1024;
  * One open WebSocket as the broker sees it: methods on the prototype, so an idle connection
  * carries no closures.
  */
-class WsSocket implements TransportSocket {
+export class WsSocket implements TransportSocket {
   readonly ws: BunWebSocket;
   readonly remoteAddress: string;
   readonly remotePort: number;
@@ -90,6 +90,22 @@ class WsSocket implements TransportSocket {
 
   get bufferedAmount(): number {
     return this.closed ? 0 : this.ws.getBufferedAmount() + this.pendingBytes;
+  }
+
+  /** Bun's drain: send what waits, close if `end()` asked for it meanwhile, tell the broker. */
+  drained(): void {
+    if (this.closed) return;
+    if (this.flushPending() && this.ending) this.ws.close(1000);
+    this.h?.onDrain?.();
+  }
+
+  /** The socket closed, by either side: what waits is dropped, the broker told once. */
+  gone(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = null;
+    this.pendingBytes = 0;
+    this.h?.onClose();
   }
 
   end(): void {
@@ -180,19 +196,11 @@ export function listenBunWebSocket(opts: ListenOptions, accept: AcceptFn): Promi
         sock.h?.onData(msg);
       },
       drain(ws: BunWebSocket) {
-        const sock = (ws.data as WsData).sock;
-        if (!sock || sock.closed) return;
-        if (sock.flushPending() && sock.ending) ws.close(1000);
-        sock.h?.onDrain?.();
+        (ws.data as WsData).sock?.drained();
       },
       close(ws: BunWebSocket) {
         open.delete(ws);
-        const sock = (ws.data as WsData).sock;
-        if (!sock || sock.closed) return;
-        sock.closed = true;
-        sock.pending = null;
-        sock.pendingBytes = 0;
-        sock.h?.onClose();
+        (ws.data as WsData).sock?.gone();
       },
     },
   });
