@@ -383,6 +383,28 @@ test("an error in a store callback is logged; the other acknowledgements of the 
   }
 });
 
+test("an error while publishing a control handler's answer is logged as one line, not left as an unhandled rejection", async () => {
+  const tb = await startEdged();
+  const topic = "$CONTROL/test/v1";
+  tb.broker.controls.set(topic, { topic, control: () => Promise.resolve(new Uint8Array([1])) });
+  const publish = tb.broker.publish.bind(tb.broker);
+  tb.broker.publish = (m) => {
+    if (m.topic === `${topic}/response`) throw new Error("forced failure");
+    return publish(m);
+  };
+  try {
+    const c = await connect(tb);
+    await c.publishAsync(topic, "{}", { qos: 1 });
+    await until(() => tb.lines.some((l) => /forced failure/.test(l)), 3000, "the log line");
+    assert.equal(tb.lines.filter((l) => /forced failure/.test(l)).length, 1);
+    assert.ok(tb.lines.some((l) => /Control \$CONTROL\/test\/v1: request from .* failed/.test(l)));
+    await endAll(c);
+    await stillWorks(tb);
+  } finally {
+    await tb.stop();
+  }
+});
+
 test("midge serve's last resort: an error no handler caught is logged as one line and the process lives on", () => {
   const root = fileURLToPath(new URL("..", import.meta.url));
   const runtime = process.env.MIDGE_TEST_RUNTIME ?? ("Bun" in globalThis ? "bun" : "deno");

@@ -241,17 +241,20 @@ export class Broker implements FabricSink {
    */
   control(handler: ControlHandler, payload: Uint8Array, conn: Connection): void {
     const from = { clientId: conn.clientId, username: conn.username, listener: conn.listener };
-    handler.control(payload.slice(), from).then(
-      (answer) =>
-        this.publish({
-          topic: `${handler.topic}/response`,
-          payload: answer,
-          qos: 0,
-          retain: false,
-          expiresAt: 0,
-          origin: "",
-        }),
-      (e) => this.log.error(`Control ${handler.topic}: request from ${conn.clientId} failed: ${e}`),
+    // A failure in the handler or in publishing its answer is logged, never left unhandled.
+    handler.control(payload.slice(), from).then((answer) => {
+      this.publish({
+        topic: `${handler.topic}/response`,
+        payload: answer,
+        qos: 0,
+        retain: false,
+        expiresAt: 0,
+        origin: "",
+      });
+    }).catch((e) =>
+      this.log.error(
+        `Control ${handler.topic}: request from ${conn.clientId} failed: ${errorText(e)}`,
+      )
     );
   }
 

@@ -397,7 +397,12 @@ export class Connection implements SocketHandlers {
 
   /** SocketHandlers: the socket took what it held. */
   onDrain(): void {
-    if (this.#awaitingRoom) this.#resume();
+    if (!this.#awaitingRoom) return;
+    try {
+      this.#resume();
+    } catch (e) {
+      this.fail(e, "sending what waited for room");
+    }
   }
 
   #resume(): void {

@@ -250,7 +250,11 @@ export function messageStream(
     if (!res.write(ev)) waiting = true;
   });
   const beat = setInterval(() => {
-    if (!waiting) res.write(": keep-alive\n\n");
+    try {
+      if (!waiting) res.write(": keep-alive\n\n");
+    } catch {
+      close(); // the stream is gone
+    }
   }, 15000);
   let closed = false;
   const close = () => {

@@ -5,6 +5,7 @@
  * that covers the last 15 minutes. A page opened now is shown that history at once.
  */
 import type { Broker } from "../broker/broker.ts";
+import { safely } from "../broker/guard.ts";
 import type { LagSampler } from "./metrics.ts";
 
 /** The series of a sample, in the order of `Sample`'s fields after `t`. */
@@ -65,7 +66,10 @@ export class History {
   start(): void {
     if (this.#timer) return;
     this.sample();
-    this.#timer = setInterval(() => this.sample(), this.intervalMs);
+    this.#timer = setInterval(
+      () => safely(this.#broker.log, "the metrics history", () => this.sample()),
+      this.intervalMs,
+    );
     (this.#timer as { unref?: () => void }).unref?.();
   }
 

@@ -6,6 +6,7 @@
  * are counted as untracked.
  */
 import type { Broker } from "../broker/broker.ts";
+import { safely } from "../broker/guard.ts";
 import { Tap } from "./tap.ts";
 
 /** Topics tracked at most. */
@@ -104,7 +105,10 @@ export class TopicStats {
     if (this.#tap) return;
     this.since = Date.now();
     this.#tap = new Tap(this.#broker, "#", (m) => this.count(m.topic, m.payload.length));
-    this.#timer = setInterval(() => this.tick(), RATE_WINDOW_MS);
+    this.#timer = setInterval(
+      () => safely(this.#broker.log, "the topic statistics", () => this.tick()),
+      RATE_WINDOW_MS,
+    );
     (this.#timer as { unref?: () => void }).unref?.();
   }
 

@@ -172,7 +172,13 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
       const who = [...out.kicks];
       // After the caller has published the response.
       setTimeout(() => {
-        for (const u of who) kick(u);
+        for (const u of who) {
+          try {
+            kick(u);
+          } catch (e) {
+            this.log.error(`Dynamic security: disconnecting ${u} failed: ${e}`);
+          }
+        }
       }, 0);
     }
     return new TextEncoder().encode(JSON.stringify({ responses: out.responses }));
