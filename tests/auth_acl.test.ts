@@ -149,6 +149,7 @@ test("a client id or user name starting with $ cannot widen a pattern into $SYS 
   // A deny pattern that cannot be substituted denies its subtree instead.
   const deny = view("topic read $SYS/#\npattern deny %c/#\n", "$SYS");
   assert.equal(deny.allows("other/t", READ), false);
+  assert.equal(deny.allows("$SYS/x", READ), false, "and the $SYS tree the pattern names");
   assert.equal(view("topic read $SYS/#\npattern deny %c/#\n", "me").allows("$SYS/x", READ), true);
 });
 

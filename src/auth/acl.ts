@@ -151,22 +151,25 @@ export function parseAcl(text: string): { acl: Acl; problems: FileProblem[] } {
  * level it must not start with `$` either, which would reach topics such as `$SYS` that
  * wildcards never match [MQTT-4.7.2-1].
  */
-function safeLevel(v: string | undefined, first: boolean): v is string {
+function safeLevel(v: string | undefined, first: boolean, dollar = false): v is string {
   return v !== undefined && v !== "" && !/[/+#]/.test(v) && !v.includes("\0") &&
-    !(first && v.charCodeAt(0) === 0x24);
+    (dollar || !(first && v.charCodeAt(0) === 0x24));
 }
 
-/** The filter a pattern becomes for `who`: %c/%u replaced; `null` when a value is not safe. */
-function substitute(r: AclRule, who: AclSubject): string | null {
+/**
+ * The filter a pattern becomes for `who`: %c/%u replaced; `null` when a value is not safe
+ * (with `dollar`, a first level starting with `$` is let through).
+ */
+function substitute(r: AclRule, who: AclSubject, dollar = false): string | null {
   if (!r.subst) return r.filter;
   const out: string[] = [];
   for (const l of r.levels) {
     const first = out.length === 0;
     if (l === "%c") {
-      if (!safeLevel(who.clientId, first)) return null;
+      if (!safeLevel(who.clientId, first, dollar)) return null;
       out.push(who.clientId);
     } else if (l === "%u") {
-      if (!safeLevel(who.username, first)) return null;
+      if (!safeLevel(who.username, first, dollar)) return null;
       out.push(who.username);
     } else {
       out.push(l);
@@ -197,8 +200,16 @@ export function rulesFor(acl: Acl, who: AclSubject): { deny: string[]; grant: [s
     // As in Mosquitto, a pattern with %u does not apply to a client without a user name.
     if (who.username === undefined && r.levels.includes("%u")) continue;
     const f = substitute(r, who);
-    if (r.access === 0) deny.push(f ?? unsafeDenyFilter(r));
-    else if (f !== null) grant.push([f, r.access]);
+    if (r.access === 0) {
+      if (f !== null) deny.push(f);
+      else {
+        deny.push(unsafeDenyFilter(r));
+        // `pattern deny %c/#` for a client named "$SYS" denies "$SYS/#" as well ("#" does not
+        // reach `$` topics): a denial may only grow.
+        const literal = substitute(r, who, true);
+        if (literal !== null) deny.push(literal);
+      }
+    } else if (f !== null) grant.push([f, r.access]);
   }
   return { deny, grant };
 }
