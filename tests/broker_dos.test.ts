@@ -175,3 +175,42 @@ test("by default one client cannot hold 60 KB filters by the thousand (max_subsc
     await tb.stop();
   }
 });
+
+test("a subscription storm leaves nothing behind: the next storms reuse the memory the first one held", async () => {
+  const tb = await startBroker({ max_packet_size: 4_000_000 });
+  try {
+    const after: (typeof tb.broker.router.held)[] = [];
+    for (let round = 0; round < 4; round++) {
+      const rc = await rawSession(tb, `storm${round}`, 5);
+      // 50,000 filters in 10 SUBSCRIBEs, of lengths that change from round to round; 10,000 are
+      // granted (max_subscriptions_per_client) and the rest refused with Quota exceeded.
+      let granted = 0;
+      for (let p = 0; p < 10; p++) {
+        rc.send({
+          cmd: "subscribe",
+          messageId: p + 1,
+          subscriptions: Array.from({ length: 5000 }, (_, i) => ({
+            topic: `storm/${"l".repeat((i * 7 + round * 29) % 40)}/${p}/${i}/+/${
+              "t".repeat(round * 5)
+            }`,
+            qos: 1,
+          })),
+        });
+        const ack = await rc.next("suback", 20_000);
+        granted += ack.granted.filter((g: number) => g === 1).length;
+      }
+      assert.equal(granted, 10_000);
+      assert.equal(tb.broker.router.count, 10_000);
+      rc.close();
+      await until(() => tb.broker.sessions.size === 0, 10_000, "the session to end");
+      assert.equal(tb.broker.router.count, 0);
+      after.push(tb.broker.router.held);
+    }
+    // The trie is back to its root, and the WASM heap, its memory and the id slots stay where the
+    // first storm left them.
+    for (const h of after) assert.equal(h.nodes, 1);
+    for (let r = 1; r < after.length; r++) assert.deepEqual(after[r], after[0], `round ${r}`);
+  } finally {
+    await tb.stop();
+  }
+});

@@ -376,3 +376,26 @@ test("hash flooding: each matcher draws its own secret hash key", () => {
   // Within one matcher the hash is a function of the bytes.
   assert.deepEqual(levels.map((l) => a.levelHash(l)), levels.map((l) => a.levelHash(l)));
 });
+
+test("memory freed by removed subscriptions is reused by later ones of any shape", () => {
+  const m = new TopicMatcher();
+  const tops: number[] = [];
+  const sizes: number[] = [];
+  for (let round = 0; round < 6; round++) {
+    // Each round's levels have other lengths than the last: blocks of other sizes.
+    const filters = Array.from(
+      { length: 5000 },
+      (_, i) => `s/${"x".repeat((i * 7 + round * 37) % 300)}/${i}/+/${"z".repeat(round * 3)}`,
+    );
+    filters.forEach((f, i) => assert.ok(m.add(f, i)));
+    assert.deepEqual([...m.match(filters[7].replace("+", "q"))], [7]);
+    filters.forEach((f, i) => assert.ok(m.remove(f, i)));
+    assert.equal(m.nodeCount, 1);
+    tops.push(m.heapBytes);
+    sizes.push(m.wasm.memory.buffer.byteLength);
+  }
+  // Freed blocks merge with their free neighbours and the top goes back down: after the first
+  // round nothing grows.
+  assert.deepEqual(tops, Array(6).fill(tops[0]));
+  assert.deepEqual(sizes, Array(6).fill(sizes[0]));
+});

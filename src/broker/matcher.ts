@@ -128,7 +128,10 @@ export class TopicMatcher {
     return this.wasm.nodes();
   }
 
-  /** Bytes of WASM heap ever allocated (in use or free for reuse); for tests and statistics. */
+  /**
+   * Top of the WASM heap: the end of the highest block in use (below it, blocks in use and free
+   * ones awaiting reuse); for tests and statistics.
+   */
   get heapBytes(): number {
     return this.wasm.heapTop();
   }

@@ -65,6 +65,20 @@ export class Router {
     this.#free.push(id);
   }
 
+  /**
+   * What the router holds, for tests and statistics: live trie nodes, the top of the matcher's
+   * WASM heap and the size of its memory, and the id slots (in use or free for reuse).
+   */
+  get held(): { nodes: number; heapBytes: number; memoryBytes: number; slots: number } {
+    const m = this.#matcher;
+    return {
+      nodes: m.nodeCount,
+      heapBytes: m.heapBytes,
+      memoryBytes: m.wasm.memory.buffer.byteLength,
+      slots: this.#slots.length,
+    };
+  }
+
   /** Add a subscription (a replaced one must be removed first). */
   add(entry: SubscriptionEntry): void {
     this.count++;

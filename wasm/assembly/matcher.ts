@@ -10,7 +10,7 @@
 // memory).
 //
 // Layout of the trie:
-//   node (16-aligned block):  parent u32 | hash u32 | plus u32 | ids u32 | hashIds u32 |
+//   node (8-aligned block):   parent u32 | hash u32 | plus u32 | ids u32 | hashIds u32 |
 //                             children u32 | len u32 | first u32 | level bytes (len)
 //     plus     the child for a '+' level (0 = none); it has no level bytes
 //     ids      id list of filters that end at this node
@@ -33,9 +33,10 @@
 // child found by one hash probe, plus the '+' child), so its cost does not depend on how many
 // subscriptions cannot match.
 //
-// Memory: a size-class allocator (16-byte classes up to 256 bytes, powers of two above) over a
-// bump pointer; freed blocks go to per-class free lists and are reused. Memory grows with
-// memory.grow (which detaches the host's views of memory; the host refreshes them).
+// Memory: blocks with boundary tags over a bump pointer (see the allocator below); a freed block
+// is merged with its free neighbours, so what departed subscriptions held is reused by any later
+// ones, whatever their shape. Memory grows with memory.grow (which detaches the host's views of
+// memory; the host refreshes them) and never shrinks.
 
 // ---- node fields ----
 const PARENT: usize = 0;
@@ -54,19 +55,142 @@ const HASH_CHAR: u8 = 0x23;
 const DOLLAR: u8 = 0x24;
 
 // ---- allocator ----
-const NCLASSES: u32 = 48;
-const freeLists: usize = memory.data(<i32> NCLASSES * 4, 16);
-let bump: usize = (__heap_base + 15) & ~(<usize> 15);
+// Blocks of a multiple of 8 bytes (at least 16) between `heapStart` and the bump pointer. A
+// block in use has one header word: its size, an in-use bit and a bit saying the block below it
+// is free; the caller's bytes follow it (8-aligned). A free block also keeps its size in its last
+// word (the footer), and the links of its free list after the header. A freed block is merged
+// with free neighbours at once (boundary tags), so memory freed by subscriptions of one shape is
+// reused by subscriptions of any other, and a free block at the top gives its bytes back to the
+// bump pointer. Free lists are segregated (exact sizes up to 1 KB, four lists per power of two
+// above) and found through a bitmap of non-empty lists; a larger block is split.
+const USED: u32 = 1;
+const PREV_FREE: u32 = 2;
+const FLAGS: u32 = 3;
+const MIN_BLOCK: u32 = 16;
+const NBUCKETS: u32 = 224;
+const freeHeads: usize = memory.data(<i32> NBUCKETS * 4, 16);
+const freeBits: usize = memory.data(<i32> (NBUCKETS >> 5) * 4, 16);
+// Blocks start 4 bytes before an 8-byte boundary, so the caller's bytes are 8-aligned.
+const heapStart: usize = ((__heap_base + 7) & ~(<usize> 7)) + 4;
+let bump: usize = heapStart;
 
 // @ts-ignore: decorator
-@inline function classOf(size: usize): u32 {
-  if (size <= 256) return <u32> ((size + 15) >> 4);
-  return 8 + (32 - clz<u32>(<u32> size - 1));
+@inline function blockSize(size: usize): u32 {
+  const s = <u32> ((size + 4 + 7) & ~(<usize> 7));
+  return s < MIN_BLOCK ? MIN_BLOCK : s;
 }
 
 // @ts-ignore: decorator
-@inline function classSize(c: u32): usize {
-  return c <= 16 ? <usize> c << 4 : <usize> 1 << (c - 8);
+@inline function bucketOf(s: u32): u32 {
+  if (s <= 1024) return s >> 3; // 2..128, one size each
+  const l = 31 - clz<u32>(s); // 10..31
+  return 129 + ((l - 10) << 2) + ((s >> (l - 2)) & 3); // 129..216
+}
+
+function linkFree(b: usize, s: u32): void {
+  store<u32>(b, s); // free; the block below a free block is never free
+  store<u32>(b + s - 4, s);
+  const k = bucketOf(s);
+  const head = freeHeads + (<usize> k << 2);
+  const first = load<u32>(head);
+  store<u32>(b, first, 4);
+  store<u32>(b, 0, 8);
+  if (first != 0) store<u32>(<usize> first, <u32> b, 8);
+  store<u32>(head, <u32> b);
+  const w = freeBits + (<usize> (k >> 5) << 2);
+  store<u32>(w, load<u32>(w) | (<u32> 1 << (k & 31)));
+  // The block above (in use: free neighbours are merged) learns that this one is free.
+  const above = b + s;
+  if (above != bump) store<u32>(above, load<u32>(above) | PREV_FREE);
+}
+
+function unlinkFree(b: usize, s: u32): void {
+  const next = load<u32>(b, 4);
+  const prev = load<u32>(b, 8);
+  const k = bucketOf(s);
+  if (prev != 0) store<u32>(<usize> prev, next, 4);
+  else {
+    store<u32>(freeHeads + (<usize> k << 2), next);
+    if (next == 0) {
+      const w = freeBits + (<usize> (k >> 5) << 2);
+      store<u32>(w, load<u32>(w) & ~(<u32> 1 << (k & 31)));
+    }
+  }
+  if (next != 0) store<u32>(<usize> next, prev, 8);
+}
+
+/** The first non-empty list at or above bucket k, or NBUCKETS. */
+function nextBucket(k: u32): u32 {
+  let i = k >> 5;
+  let bits = load<u32>(freeBits + (<usize> i << 2)) & (<u32> 0xffffffff << (k & 31));
+  while (bits == 0) {
+    i++;
+    if (i >= NBUCKETS >> 5) return NBUCKETS;
+    bits = load<u32>(freeBits + (<usize> i << 2));
+  }
+  return (i << 5) + ctz<u32>(bits);
+}
+
+/** `size` bytes (8-aligned); the block is found in the free lists or cut from the top. */
+function alloc(size: usize): usize {
+  const s = blockSize(size);
+  let k = bucketOf(s);
+  let b: usize = 0;
+  if (k > 128) {
+    // A list of sizes in a range: first fit in it, else any block of a higher list fits.
+    let c = <usize> load<u32>(freeHeads + (<usize> k << 2));
+    while (c != 0 && load<u32>(c) < s) c = <usize> load<u32>(c, 4);
+    b = c;
+    if (b == 0) k++;
+  }
+  if (b == 0) {
+    k = nextBucket(k);
+    if (k < NBUCKETS) b = <usize> load<u32>(freeHeads + (<usize> k << 2));
+  }
+  if (b == 0) {
+    b = bump;
+    bump += s;
+    ensureMemory(bump);
+    store<u32>(b, s | USED); // the block below the top is never free
+    return b + 4;
+  }
+  const have = load<u32>(b); // a free block's header is its size
+  unlinkFree(b, have);
+  if (have - s >= MIN_BLOCK) {
+    store<u32>(b, s | USED);
+    linkFree(b + s, have - s);
+  } else {
+    store<u32>(b, have | USED);
+    const above = b + have;
+    if (above != bump) store<u32>(above, load<u32>(above) & ~PREV_FREE);
+  }
+  return b + 4;
+}
+
+/** Gives back a block from `alloc` (`size` as asked for; the block knows its own). */
+function free(p: usize, size: usize): void {
+  let b = p - 4;
+  const h = load<u32>(b);
+  let s = h & ~FLAGS;
+  if (h & PREV_FREE) {
+    // Merge with the free block below (its footer is the word before this block).
+    const below = load<u32>(b - 4);
+    b -= below;
+    unlinkFree(b, below);
+    s += below;
+  }
+  // Merge with the free block above, or give the bytes back to the top.
+  const above = b + s;
+  if (above == bump) {
+    bump = b;
+    return;
+  }
+  const tag = load<u32>(above);
+  if ((tag & USED) == 0) {
+    unlinkFree(above, tag);
+    s += tag;
+  }
+  linkFree(b, s);
 }
 
 function ensureMemory(top: usize): void {
@@ -78,26 +202,6 @@ function ensureMemory(top: usize): void {
   if (memory.grow(want) < 0) {
     if (memory.grow(need) < 0) unreachable(); // out of memory
   }
-}
-
-function alloc(size: usize): usize {
-  const c = classOf(size);
-  const head = freeLists + (<usize> c << 2);
-  const p = <usize> load<u32>(head);
-  if (p != 0) {
-    store<u32>(head, load<u32>(p));
-    return p;
-  }
-  const q = bump;
-  bump += classSize(c);
-  ensureMemory(bump);
-  return q;
-}
-
-function free(p: usize, size: usize): void {
-  const head = freeLists + (<usize> classOf(size) << 2);
-  store<u32>(p, load<u32>(head));
-  store<u32>(head, <u32> p);
 }
 
 // ---- hashing ----
@@ -719,7 +823,10 @@ export function nodes(): u32 {
   return nodeCount;
 }
 
-/** End of the highest block ever allocated: memory in use plus free blocks awaiting reuse. */
+/**
+ * Top of the heap: the end of the highest block in use (blocks below it are in use or free for
+ * reuse; a block freed at the top lowers it).
+ */
 export function heapTop(): usize {
   return bump;
 }
