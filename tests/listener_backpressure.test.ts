@@ -1,15 +1,19 @@
 /**
- * Backpressure on every listener kind (TCP, TLS, WebSocket, secure WebSocket, each also behind a
- * PROXY header) on both runtimes: a subscriber that stops reading is sent more QoS 1 bytes than
- * its socket takes, and every message acknowledged to the publisher must still reach it,
- * complete and in order, once it reads again. Meanwhile the broker holds back what is beyond the inflight window in the
- * session's queue, and sees the socket as congested (QoS 0 to it is dropped).
+ * Backpressure on every listener kind (TCP, TLS, WebSocket, secure WebSocket; each also behind a
+ * PROXY header, the plain ones also on a Unix socket) on both runtimes: a subscriber that stops
+ * reading is sent more QoS 1 bytes than its socket takes, and every message acknowledged to the
+ * publisher must still reach it, complete and in order, once it reads again. Meanwhile the
+ * broker holds back what is beyond the inflight window in the session's queue, and sees the
+ * socket as congested (QoS 0 to it is dropped).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { connect as netConnect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { connect as tlsConnect } from "node:tls";
 import mqtt from "mqtt";
@@ -28,7 +32,11 @@ import {
 } from "./helpers/listeners.ts";
 
 const certs = makeCerts();
-process.on("exit", () => certs.cleanup());
+const tmp = mkdtempSync(join(tmpdir(), "midge-bp-"));
+process.on("exit", () => {
+  certs.cleanup();
+  rmSync(tmp, { recursive: true, force: true });
+});
 const ca = certs.read(certs.caCert);
 const tlsKeys = { certfile: certs.serverCert, keyfile: certs.serverKey };
 
@@ -62,11 +70,13 @@ function open(kind: Kind, port: number): Promise<Socket> {
  * reader. (Pausing the client socket itself is not enough: Deno's TLS client goes on reading
  * from the network while paused.)
  */
-async function relay(to: number, header?: Uint8Array) {
+async function relay(to: number | string, header?: Uint8Array) {
   const ups = new Set<Socket>();
   let paused = false;
   const server: Server = createServer((down) => {
-    const up = netConnect({ port: to, host: "127.0.0.1" });
+    const up = typeof to === "string"
+      ? netConnect({ path: to })
+      : netConnect({ port: to, host: "127.0.0.1" });
     if (header) up.write(header);
     ups.add(up);
     if (paused) up.pause();
@@ -167,23 +177,38 @@ async function rawClient(kind: Kind, port: number) {
   };
 }
 
-for (
-  const [kind, proxy] of [
-    ["tcp", false],
-    ["tls", false],
-    ["ws", false],
-    ["wss", false],
-    ["tcp", true],
-    ["tls", true],
-    ["ws", true],
-    ["wss", true],
-  ] as const
-) {
-  const name = proxy ? `${kind} behind PROXY` : kind;
+/** Each listener kind as is, behind a PROXY header, and (plain ones) on a Unix socket. */
+const CASES: { kind: Kind; via?: "proxy" | "unix" }[] = [
+  { kind: "tcp" },
+  { kind: "tls" },
+  { kind: "ws" },
+  { kind: "wss" },
+  { kind: "tcp", via: "proxy" },
+  { kind: "tls", via: "proxy" },
+  { kind: "ws", via: "proxy" },
+  { kind: "wss", via: "proxy" },
+  { kind: "tcp", via: "unix" },
+  { kind: "ws", via: "unix" },
+];
+
+for (const { kind, via } of CASES) {
+  const name = via === "proxy"
+    ? `${kind} behind PROXY`
+    : via === "unix"
+    ? `${kind} on a Unix socket`
+    : kind;
   test(`backpressure ${name}: a subscriber that reads slowly gets all ${MESSAGES} acknowledged QoS 1 messages of 1.5 MB, complete and in order [MQTT-4.6.0-6]`, async () => {
-    const listener = proxy ? { ...LISTENERS[kind], enable_proxy_protocol: true } : LISTENERS[kind];
+    const path = join(tmp, `${kind}.sock`);
+    const listener = via === "proxy"
+      ? { ...LISTENERS[kind], enable_proxy_protocol: true }
+      : via === "unix"
+      ? { ...LISTENERS[kind], unix_socket: path }
+      : LISTENERS[kind];
     const tb = await brokerWith([listener, {}], { max_inflight_messages: WINDOW });
-    const slow = await relay(tb.ports[0], proxy ? PROXY_HEADER : undefined);
+    const slow = await relay(
+      via === "unix" ? path : tb.ports[0],
+      via === "proxy" ? PROXY_HEADER : undefined,
+    );
     const sub = await rawClient(kind, slow.port);
     const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${tb.ports[1]}`, {
       clientId: `pub-${kind}`,
