@@ -3,6 +3,7 @@
  * queue that is flushed once per read batch (write coalescing, see DESIGN.md), keep-alive, and the
  * dispatch of each packet to its handler in ./handlers/.
  */
+import { publishSummary, receivedLines, sentAckLine, sentLine } from "./packet_log.ts";
 import { Decoder } from "../codec/decoder.ts";
 import {
   encode,
@@ -238,6 +239,7 @@ export class Connection implements SocketHandlers {
    * form [MQTT-3.1.2-2]; a v5 CONNECT gets a CONNACK with the reason code [MQTT-4.13.1-1].
    */
   #refuseConnect(rc: number): void {
+    if (this.broker.log.debugging) this.#logSent(`Sending CONNACK to ${this.#logId} (0, ${rc})`);
     if (rc === ReasonCode.UnsupportedProtocolVersion) {
       this.sendBytes(new Uint8Array([0x20, 0x02, 0x00, 0x01]));
     } else if (this.decoder.protocolVersion === 5) {
@@ -257,6 +259,7 @@ export class Connection implements SocketHandlers {
       }
       return;
     }
+    if (this.broker.log.debugging) this.#logReceived(p);
     switch (p.cmd) {
       case "connect":
         if (this.state !== "new") {
@@ -342,7 +345,21 @@ export class Connection implements SocketHandlers {
   /** Queue a packet for sending (encoded now, written at the end of the batch). */
   send(p: Packet): void {
     if (this.state === "closed") return;
+    if (this.broker.log.debugging) this.#logSent(sentLine(this.#logId, p));
     this.#queue(encode(p, this.version));
+  }
+
+  /** The client as Mosquitto names it in packet logs: its id, or its address before CONNECT. */
+  get #logId(): string {
+    return this.clientId || this.socket.remoteAddress;
+  }
+
+  #logReceived(p: Packet): void {
+    for (const line of receivedLines(this.#logId, p)) this.broker.log.debug(line);
+  }
+
+  #logSent(line: string | undefined): void {
+    if (line !== undefined) this.broker.log.debug(line);
   }
 
   /** Queue already-encoded bytes. */
@@ -357,6 +374,7 @@ export class Connection implements SocketHandlers {
    */
   sendAck(first: number, id: number, rc: number): void {
     if (this.state === "closed") return;
+    if (this.broker.log.debugging) this.#logSent(sentAckLine(this.#logId, first, id, rc));
     const v5rc = this.version === 5 ? rc : 0;
     this.#list().push(ackWord(first, id, v5rc));
     this.#pendingBytes += v5rc ? 5 : 4;
@@ -451,6 +469,20 @@ export class Connection implements SocketHandlers {
       const out = this.#aliases?.out;
       if (out && out.size > aliases) out.delete(o.msg.topic.slice(this.mountPoint.length));
       return false;
+    }
+    if (this.broker.log.debugging) {
+      this.#logSent(
+        `Sending PUBLISH to ${this.#logId} ${
+          publishSummary(
+            dup,
+            o.qos,
+            o.retain,
+            id,
+            o.msg.topic.slice(mount.length),
+            o.msg.payload.length,
+          )
+        }`,
+      );
     }
     this.broker.stats.publishSent++;
     this.broker.stats.publishBytesSent += o.msg.payload.length;

@@ -84,6 +84,12 @@ export class Logger {
     this.configure(opts);
   }
 
+  /**
+   * Whether "debug" is enabled: a plain field, so per-packet code (packet logging) pays one
+   * property read when it is off.
+   */
+  debugging = false;
+
   /** Replace the enabled types ("all" enables every type, "none" none). */
   setTypes(types: readonly string[]): void {
     this.#enabled.clear();
@@ -91,6 +97,7 @@ export class Logger {
       if (t === "all") ALL.forEach((a) => this.#enabled.add(a));
       else if (t !== "none") this.#enabled.add(t as LogType);
     }
+    this.debugging = this.#enabled.has("debug");
   }
 
   /** Change the format, timestamps or destinations; replaced sinks are closed. */

@@ -3,6 +3,7 @@
  * file, allow_anonymous), session take-over and resumption, will, and the v5 limits advertised
  * to the client.
  */
+import { willLines } from "../packet_log.ts";
 import { setTimeout } from "node:timers";
 import type { LoginResult } from "../../auth/auth.ts";
 import type { ConnectPacket, Properties } from "../../codec/types.ts";
@@ -333,12 +334,6 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
     }
     ack.topicAliasMaximum = cfg.max_topic_alias;
   }
-  conn.send({
-    cmd: "connack",
-    sessionPresent,
-    reasonCode: 0,
-    properties: v5 && Object.keys(ack).length ? ack : undefined,
-  });
   if (cfg.connection_messages && broker.log.on("notice")) {
     broker.log.notice(
       `New client connected from ${conn.socket.remoteAddress}:${conn.socket.remotePort} as ${clientId} (p${p.protocolVersion}, c${
@@ -346,5 +341,13 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
       }, k${keepalive}${p.username !== undefined ? ", u'" + p.username + "'" : ""}).`,
     );
   }
+  // Mosquitto's order: the client's line, its will, then CONNACK.
+  if (broker.log.debugging) { for (const line of willLines(p)) broker.log.debug(line); }
+  conn.send({
+    cmd: "connack",
+    sessionPresent,
+    reasonCode: 0,
+    properties: v5 && Object.keys(ack).length ? ack : undefined,
+  });
   if (sessionPresent) broker.resume(session, conn);
 }

@@ -9,11 +9,6 @@ import type { Connection } from "../connection.ts";
 
 export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
   const s = conn.session!;
-  if (conn.broker.log.on("debug")) {
-    conn.broker.log.debug(
-      `Received DISCONNECT from ${conn.clientId} (reason ${p.reasonCode ?? 0}).`,
-    );
-  }
   const expiry = p.properties?.sessionExpiryInterval;
   if (expiry !== undefined) {
     // The session's expiry is still the CONNECT's: only DISCONNECT changes it while connected.
