@@ -593,3 +593,37 @@ test("topic stats: bounded number of topics; history ring keeps 15 minutes", () 
   assert.equal(all[0].t, t0 + 100_000);
   assert.equal(all.at(-1)!.msgIn, 10);
 });
+
+test(
+  "internal subscriptions are not receivers: a v5 PUBACK still says No matching subscribers (0x10)",
+  {
+    timeout: 30_000,
+  },
+  async () => {
+    const h = await start();
+    const c = await connect({ url: h.mqtt } as never, { clientId: "v5pub", protocolVersion: 5 });
+    try {
+      const codes: number[] = [];
+      c.on("packetreceive", (p) => {
+        if (p.cmd === "puback") codes.push((p as { reasonCode?: number }).reasonCode ?? 0);
+      });
+      // The topic tree's tap on # and a message stream on the same topic are open.
+      assert.equal((await call(h, "GET", "/api/topics", bearer)).status, 200);
+      const ac = new AbortController();
+      const res = await fetch(`${h.base}/api/messages/stream?filter=lonely/%23`, {
+        headers: bearer,
+        signal: ac.signal,
+      });
+      assert.equal(res.status, 200);
+      await c.publishAsync("lonely/topic", "x", { qos: 1 });
+      assert.deepEqual(codes, [0x10]);
+      const r = await call(h, "POST", "/api/publish", bearer, { topic: "lonely/topic" });
+      assert.equal(r.body.receivers, 0);
+      ac.abort();
+      await res.body?.cancel().catch(() => {});
+    } finally {
+      await endAll(c);
+      await h.stop();
+    }
+  },
+);

@@ -332,6 +332,9 @@ export class Broker implements FabricSink {
         n--;
         continue;
       }
+      // An internal subscription (the web console's) is no subscriber to the publisher: with
+      // only those matching, a v5 PUBACK still says No matching subscribers (MQTT 5.0 §3.4.2.1).
+      if (t.session.internal) n--;
       const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
       // [MQTT-3.3.1-12] live messages carry retain=0 unless Retain As Published.
       this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));

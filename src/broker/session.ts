@@ -220,6 +220,14 @@ export class Session {
     this.inflight.set(id, f);
   }
 
+  /**
+   * True for the broker's own internal subscriptions (src/sys/tap.ts), which are not counted as
+   * receivers. A getter on the prototype, so sessions carry no field for it.
+   */
+  get internal(): boolean {
+    return false;
+  }
+
   /** True when the session outlives its connection (it is then kept in the store). */
   get persistent(): boolean {
     return this.expiryInterval > 0;

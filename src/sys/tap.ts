@@ -2,8 +2,9 @@
  * An internal subscription: the broker routes messages to it as to any subscriber (through the
  * router, at QoS 0, so nothing in the hot path changes), and it hands each one to a callback.
  * The web console's live message view and its topic statistics are fed this way. It is not a
- * client: it has no socket, is not listed among the sessions, is never persisted, and a message
- * routed to it costs one call. Whatever it keeps is bounded by its owner.
+ * client: it has no socket, is not listed among the sessions, is never persisted, is not counted
+ * as a receiver (a v5 PUBACK still says "no matching subscribers"), and a message routed to it
+ * costs one call. Whatever it keeps is bounded by its owner.
  */
 import type { Broker } from "../broker/broker.ts";
 import type { Connection } from "../broker/connection.ts";
@@ -16,6 +17,13 @@ import { Buffer } from "node:buffer";
 export type TapReceiver = (msg: Message) => void;
 
 let taps = 0;
+
+/** The session behind a tap: internal, so the broker does not count it as a receiver. */
+class TapSession extends Session {
+  override get internal(): boolean {
+    return true;
+  }
+}
 
 /** A message as the console shows it: the payload copied (at most `maxBytes`). */
 export interface TappedMessage {
@@ -71,7 +79,7 @@ export class Tap {
     }
     this.filter = filter;
     this.#broker = broker;
-    const session = new Session(`$midge/console/${++taps}`);
+    const session = new TapSession(`$midge/console/${++taps}`);
     // The shape of a connection the broker's delivery path uses for a QoS 0 message.
     const sink = {
       state: "open",
