@@ -373,7 +373,7 @@
       const parts = prefix === "" ? [] : prefix.split("/");
       crumbs.replaceChildren(
         h("a", { href: "#topics", onclick: (e) => { e.preventDefault(); prefix = ""; loadTree(); } }, "(top)"),
-        ...parts.map((p, i) => [" / ", h("a", { href: "#topics", onclick: (e) => { e.preventDefault(); prefix = parts.slice(0, i + 1).join("/"); loadTree(); } }, p || "(empty)")]),
+        ...parts.flatMap((p, i) => [" / ", h("a", { href: "#topics", onclick: (e) => { e.preventDefault(); prefix = parts.slice(0, i + 1).join("/"); loadTree(); } }, p || "(empty)")]),
       );
       tree.replaceChildren(
         h("tr", {}, ...["Level", "Topics", "Messages", "Msgs/s", "Retained"].map((t) => h("th", {}, t))),
@@ -403,7 +403,7 @@
           h("tr", { class: "click", "data-topic": m.topic, onclick: () => showRetained(m.topic) },
             h("td", {}, m.topic), h("td", {}, bytes(m.bytes)), h("td", {}, m.qos))
         ),
-        r.data.truncated ? h("tr", {}, h("td", { class: "muted" }, `… ${num(r.data.total)} in all`)) : null,
+        ...(r.data.truncated ? [h("tr", {}, h("td", { class: "muted" }, `… ${num(r.data.total)} in all`))] : []),
       );
     }
     async function showRetained(topic) {

@@ -15,6 +15,7 @@
 import { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Broker } from "../broker/broker.ts";
+import type { ListenerConfig } from "../config/schema.ts";
 import type { Session } from "../broker/session.ts";
 import { NEVER_EXPIRES, sessionKey } from "../broker/session.ts";
 import { validTopicFilter } from "../broker/topic.ts";
@@ -197,10 +198,7 @@ function clientDetail(broker: Broker, id: string, query: URLSearchParams): ApiRe
     body: {
       ...clientInfo(s),
       username: c?.username ?? s.username ?? null,
-      listener: l
-        ? (l.unix_socket ? `unix:${l.unix_socket}` : `${l.bind_address}:${l.port}`) +
-          ` (${l.protocol})`
-        : null,
+      listener: l ? listenerName(broker, l) : null,
       tls: proto === null ? null : proto === "mqtts" || proto === "wss",
       subscription_list: (subscriptions(broker, id, query).body as { subscriptions: unknown[] })
         .subscriptions,
@@ -208,6 +206,13 @@ function clientDetail(broker: Broker, id: string, query: URLSearchParams): ApiRe
       queue_list: queue,
     },
   };
+}
+
+/** A listener as bound ("127.0.0.1:1883 (mqtt)"), with the port the OS chose for port 0. */
+function listenerName(broker: Broker, l: ListenerConfig): string {
+  if (l.unix_socket) return `unix:${l.unix_socket} (${l.protocol})`;
+  const bound = broker.listeners[broker.config.listeners.indexOf(l)];
+  return `${l.bind_address}:${bound?.port ?? l.port} (${l.protocol})`;
 }
 
 function retainedMessage(broker: Broker, topic: string): ApiResponse {
