@@ -6,8 +6,9 @@
  * Bearer request is itself such a header. Sessions are bounded in number and expire when idle.
  *
  * Signing in with a user name and password (a dynamic-security client with an admin role) goes
- * through `passwordSignIn`, a hook the dynamic-security plugin sets; without it only the token
- * is accepted.
+ * through a `PasswordSignIn` hook: the dynamic-security plugin sets `broker.consoleSignIn` (or
+ * whoever holds the sessions sets `ConsoleSessions.passwordSignIn`); without one only the token
+ * is accepted, and the sign-in page shows no user name field.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { tokenMatches } from "./admin.ts";
@@ -43,6 +44,18 @@ export interface Caller {
  * role). Resolves with the name to log, or null when refused.
  */
 export type PasswordSignIn = (username: string, password: string) => Promise<string | null>;
+
+/**
+ * The password sign-in in force: the sessions' own, else the broker's `consoleSignIn` (set by
+ * the dynamic-security plugin), else null.
+ */
+export function passwordSignInOf(
+  broker: object,
+  sessions: ConsoleSessions,
+): PasswordSignIn | null {
+  return sessions.passwordSignIn ??
+    (broker as { consoleSignIn?: PasswordSignIn }).consoleSignIn ?? null;
+}
 
 function digest(s: string): Uint8Array {
   return createHash("sha256").update(s).digest();

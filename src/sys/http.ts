@@ -13,7 +13,7 @@ import { gzipSync } from "node:zlib";
 import type { Broker } from "../broker/broker.ts";
 import { adminRead, apiError, type ApiResponse } from "./admin.ts";
 import { adminWrite } from "./admin_write.ts";
-import { type Caller, COOKIE, CSRF_HEADER, sameSecret } from "./console_auth.ts";
+import { type Caller, COOKIE, CSRF_HEADER, passwordSignInOf, sameSecret } from "./console_auth.ts";
 import { consoleRead, ConsoleState, messageStream } from "./console_api.ts";
 import { consoleAssets } from "./console_assets.generated.ts";
 import { type LagSampler, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
@@ -352,7 +352,8 @@ async function session(
 ): Promise<ApiResponse> {
   const { broker, st } = ctx;
   const sessions = st.sessions;
-  const passwords = sessions.passwordSignIn !== null;
+  const signIn = passwordSignInOf(broker, sessions);
+  const passwords = signIn !== null;
   if (method === "GET" || method === "HEAD") {
     const s = sessions.lookup(req.headers.cookie);
     if (!s) {
@@ -384,7 +385,7 @@ async function session(
   if (typeof b.token === "string") {
     who = sameSecret(b.token, broker.config.admin_token) ? "admin_token" : null;
   } else if (typeof b.username === "string" && typeof b.password === "string" && passwords) {
-    who = await sessions.passwordSignIn!(b.username, b.password);
+    who = await signIn!(b.username, b.password);
   } else {
     return apiError(
       400,
