@@ -21,6 +21,7 @@ import { plainHttpWarning } from "../src/sys/http.ts";
 import { LogRing } from "../src/sys/log_ring.ts";
 import { TopicStats } from "../src/sys/topic_stats.ts";
 import { History } from "../src/sys/history.ts";
+import { LagSampler } from "../src/sys/metrics.ts";
 import type { Config } from "../src/config/schema.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { hashPassword } from "../src/auth/password.ts";
@@ -347,7 +348,7 @@ test("client list: server-side search and paging over 100k sessions; client deta
     assert.equal(d.body.tls, false);
     assert.equal(d.body.protocol_version, 4);
     assert.match(d.body.address, /^127\.0\.0\.1:\d+$/);
-    assert.match(d.body.listener, /^127\.0\.0\.1:\d+ \(mqtt\)$/);
+    assert.equal(d.body.listener, `127.0.0.1:${new URL(h.mqtt).port} (mqtt)`);
     assert.deepEqual(d.body.subscription_list.map((s: { filter: string }) => s.filter), ["d/+"]);
     assert.deepEqual(d.body.inflight_list, []);
   } finally {
@@ -627,3 +628,55 @@ test(
     }
   },
 );
+
+test("sign-in as a dynamic-security admin through broker.consoleSignIn; off without the hook", {
+  timeout: 30_000,
+}, async () => {
+  const h = await start();
+  try {
+    const post = (body: unknown) =>
+      fetch(`${h.base}/api/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    let r = await post({ username: "root", password: "pw" });
+    assert.equal(r.status, 400, "no password sign-in without the hook");
+    await r.text();
+    assert.equal((await call(h, "GET", "/api/session")).body.password_sign_in, false);
+
+    const asked: string[] = [];
+    (h.broker as unknown as {
+      consoleSignIn: (u: string, p: string) => Promise<string | null>;
+    }).consoleSignIn = (u, p) => {
+      asked.push(u);
+      return Promise.resolve(u === "root" && p === "right" ? u : null);
+    };
+    assert.equal((await call(h, "GET", "/api/session")).body.password_sign_in, true);
+    r = await post({ username: "root", password: "wrong" });
+    assert.equal(r.status, 401);
+    assert.equal(r.headers.get("set-cookie"), null);
+    await r.text();
+    r = await post({ username: "root", password: "right" });
+    assert.equal(r.status, 200);
+    const body = await r.json();
+    assert.equal(body.who, "root");
+    const cookie = (r.headers.get("set-cookie") ?? "").split(";")[0];
+    assert.equal((await call(h, "GET", "/api/clients", { cookie })).status, 200);
+    assert.deepEqual(asked, ["root", "root"]);
+    assert.ok(
+      h.ops.console.logs.read(0, 100).some((l) => /Admin API: root from .*signed in/.test(l.text)),
+    );
+  } finally {
+    await h.stop();
+  }
+});
+
+test("lag sampler: the largest lag of the last interval, not of the whole minute", () => {
+  const s = new LagSampler(500);
+  s.record(90);
+  for (let i = 0; i < 4; i++) s.record(2);
+  assert.equal(s.maxOver(2000), 2, "the 90 ms sample is older than 2 s");
+  assert.equal(s.maxOver(2500), 90);
+  assert.equal(s.max, 90);
+});

@@ -1,8 +1,9 @@
 /**
  * The broker's recent past for the web console's overview: every `intervalMs` a sample of the
  * gauges (clients, subscriptions, retained, queued) and of the counters' rates (messages and
- * bytes in and out per second, drops), persistence commit time and event-loop lag, kept in a ring
- * that covers the last 15 minutes. A page opened now is shown that history at once.
+ * bytes in and out per second, drops), the mean persistence commit time and the largest
+ * event-loop lag of the interval, kept in a ring that covers the last 15 minutes. A page opened
+ * now is shown that history at once.
  */
 import type { Broker } from "../broker/broker.ts";
 import { safely } from "../broker/guard.ts";
@@ -122,7 +123,7 @@ export class History {
       bytesOut: rate(cur.bs, p?.bs ?? 0),
       dropRate: rate(cur.dr, p?.dr ?? 0),
       commitMs,
-      lagMs: this.#lag ? this.#lag.max : 0,
+      lagMs: this.#lag ? this.#lag.maxOver(this.intervalMs) : 0,
     };
     this.#prev = cur;
     this.#ring[this.#count % this.capacity] = sample;

@@ -49,6 +49,16 @@ export class LagSampler {
     if (this.#window.length > keep) this.#window.splice(0, this.#window.length - keep);
   }
 
+  /** The largest lag of the samples taken in the last `ms` milliseconds (at least one), ms. */
+  maxOver(ms: number): number {
+    const n = Math.max(1, Math.ceil(ms / this.periodMs));
+    let m = 0;
+    for (let i = Math.max(0, this.#window.length - n); i < this.#window.length; i++) {
+      if (this.#window[i] > m) m = this.#window[i];
+    }
+    return m;
+  }
+
   /** The largest lag of the last minute, ms. */
   get max(): number {
     let m = 0;
