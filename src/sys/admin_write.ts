@@ -29,9 +29,9 @@ export interface WriteCaller {
   from: string;
 }
 
-/** The control handlers a broker has (dynamic security sets `broker.controls`). */
+/** The broker's handler of a control topic (dynamic security's), if one is loaded. */
 export function controlHandler(broker: Broker, topic: string): ControlHandler | undefined {
-  return (broker as { controls?: Map<string, ControlHandler> }).controls?.get(topic);
+  return broker.controls.get(topic);
 }
 
 function error(status: number, message: string): ApiResponse {

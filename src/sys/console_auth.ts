@@ -5,12 +5,13 @@
  * session's CSRF token in the `X-CSRF-Token` header, which a cross-site form cannot send; a
  * Bearer request is itself such a header. Sessions are bounded in number and expire when idle.
  *
- * Signing in with a user name and password (a dynamic-security client with an admin role) goes
- * through a `PasswordSignIn` hook: the dynamic-security plugin sets `broker.consoleSignIn` (or
- * whoever holds the sessions sets `ConsoleSessions.passwordSignIn`); without one only the token
- * is accepted, and the sign-in page shows no user name field.
+ * Signing in with a user name and password goes to dynamic security when it is loaded (a client
+ * with an admin role: see `passwordSignInOf`), or to `ConsoleSessions.passwordSignIn` when that
+ * hook is set; without either only the token is accepted, and the sign-in page shows no user
+ * name field.
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Broker } from "../broker/broker.ts";
 import { tokenMatches } from "./admin.ts";
 
 /** The session cookie's name. */
@@ -46,15 +47,18 @@ export interface Caller {
 export type PasswordSignIn = (username: string, password: string) => Promise<string | null>;
 
 /**
- * The password sign-in in force: the sessions' own, else the broker's `consoleSignIn` (set by
- * the dynamic-security plugin), else null.
+ * The password sign-in in force: the sessions' own when set, else dynamic security's (an enabled
+ * client whose roles let it send to the control topic, as `mosquitto_ctrl` needs), else null.
  */
 export function passwordSignInOf(
-  broker: object,
+  broker: Broker,
   sessions: ConsoleSessions,
 ): PasswordSignIn | null {
-  return sessions.passwordSignIn ??
-    (broker as { consoleSignIn?: PasswordSignIn }).consoleSignIn ?? null;
+  if (sessions.passwordSignIn) return sessions.passwordSignIn;
+  const ds = broker.auth.dynsec;
+  if (!ds) return null;
+  return async (username, password) =>
+    (await ds.adminSignIn(username, password)) ? username : null;
 }
 
 function digest(s: string): Uint8Array {
