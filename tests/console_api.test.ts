@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
@@ -476,10 +477,7 @@ test(
           })));
         },
       };
-      (h.broker as unknown as { controls: Map<string, ControlHandler> }).controls = new Map([[
-        handler.topic,
-        handler,
-      ]]);
+      h.broker.controls.set(handler.topic, handler);
       r = await call(h, "GET", "/api/security", bearer);
       assert.equal(r.body.dynsec, true);
       const s = await signIn(h);
@@ -629,7 +627,7 @@ test(
   },
 );
 
-test("sign-in as a dynamic-security admin through broker.consoleSignIn; off without the hook", {
+test("password sign-in goes to the ConsoleSessions hook when set; off without one", {
   timeout: 30_000,
 }, async () => {
   const h = await start();
@@ -641,14 +639,12 @@ test("sign-in as a dynamic-security admin through broker.consoleSignIn; off with
         body: JSON.stringify(body),
       });
     let r = await post({ username: "root", password: "pw" });
-    assert.equal(r.status, 400, "no password sign-in without the hook");
+    assert.equal(r.status, 400, "no password sign-in without dynamic security or a hook");
     await r.text();
     assert.equal((await call(h, "GET", "/api/session")).body.password_sign_in, false);
 
     const asked: string[] = [];
-    (h.broker as unknown as {
-      consoleSignIn: (u: string, p: string) => Promise<string | null>;
-    }).consoleSignIn = (u, p) => {
+    h.ops.console.sessions.passwordSignIn = (u, p) => {
       asked.push(u);
       return Promise.resolve(u === "root" && p === "right" ? u : null);
     };
@@ -680,3 +676,49 @@ test("lag sampler: the largest lag of the last interval, not of the whole minute
   assert.equal(s.maxOver(2500), 90);
   assert.equal(s.max, 90);
 });
+
+test(
+  "dynamic security (mosquitto_ctrl's file): its admin signs in with a password, a client without the admin role cannot",
+  {
+    timeout: 30_000,
+  },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "midge-console-dynsec-"));
+    const file = join(dir, "dynamic-security.json");
+    execFileSync("mosquitto_ctrl", ["dynsec", "init", file, "admin", "admin-pw"]);
+    const h = await start({
+      allow_anonymous: false,
+      plugins: [{ name: "dynamic-security", config_file: file }],
+    });
+    try {
+      const signIn = (username: string, password: string) =>
+        fetch(`${h.base}/api/session`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ username, password }),
+        });
+      assert.equal((await call(h, "GET", "/api/session")).body.password_sign_in, true);
+      assert.equal((await call(h, "GET", "/api/security", bearer)).body.dynsec, true);
+      let r = await signIn("admin", "wrong");
+      assert.equal(r.status, 401);
+      await r.text();
+      r = await signIn("admin", "admin-pw");
+      assert.equal(r.status, 200);
+      const { csrf } = await r.json();
+      const cookie = (r.headers.get("set-cookie") ?? "").split(";")[0];
+      const dyn = (commands: unknown[]) =>
+        call(h, "POST", "/api/dynsec", { cookie, "x-csrf-token": csrf }, { commands });
+      let d = await dyn([{ command: "listClients" }]);
+      assert.equal(d.status, 200);
+      assert.deepEqual(d.body.responses[0].data.clients, ["admin"]);
+      d = await dyn([{ command: "createClient", username: "viewer", password: "viewer-pw" }]);
+      assert.equal(d.body.responses[0].error, undefined);
+      r = await signIn("viewer", "viewer-pw");
+      assert.equal(r.status, 401, "a client without the admin role is not an admin");
+      await r.text();
+    } finally {
+      await h.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

@@ -9,6 +9,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +21,6 @@ import { Logger } from "../src/sys/log.ts";
 import { LagSampler } from "../src/sys/metrics.ts";
 import { ConsoleState } from "../src/sys/console_api.ts";
 import { startHttp } from "../src/sys/http.ts";
-import type { ControlHandler } from "../src/auth/chain_types.ts";
 
 const TOKEN = "browser-token-0123456789";
 
@@ -195,102 +195,67 @@ test(
   },
 );
 
-/** Dynamic security as its control topic answers, kept in memory (the plugin's stand-in). */
-function fakeDynsec() {
-  const clients = new Map<string, { password: string; roles: string[] }>([
-    ["carol", { password: "x", roles: ["reader"] }],
-  ]);
-  const roles = new Map<string, { acltype: string; topic: string; allow: boolean }[]>([
-    ["reader", [{ acltype: "subscribePattern", topic: "plant/#", allow: true }]],
-  ]);
-  const seen: Record<string, unknown>[] = [];
-  const handler: ControlHandler = {
-    topic: "$CONTROL/dynamic-security/v1",
-    control(payload) {
-      const { commands } = JSON.parse(new TextDecoder().decode(payload));
-      const responses = commands.map((c: Record<string, any>) => {
-        seen.push(c);
-        switch (c.command) {
-          case "listClients":
-            return {
-              command: c.command,
-              data: {
-                clients: [...clients].map(([username, v]) => ({
-                  username,
-                  groups: [],
-                  roles: v.roles.map((rolename) => ({ rolename })),
-                })),
-              },
-            };
-          case "listGroups":
-            return { command: c.command, data: { groups: [] } };
-          case "listRoles":
-            return {
-              command: c.command,
-              data: { roles: [...roles].map(([rolename, acls]) => ({ rolename, acls })) },
-            };
-          case "createClient":
-            clients.set(c.username, { password: c.password, roles: [] });
-            return { command: c.command };
-          case "deleteClient":
-            clients.delete(c.username);
-            return { command: c.command };
-          default:
-            return { command: c.command, error: "not supported by this stand-in" };
-        }
-      });
-      return Promise.resolve(new TextEncoder().encode(JSON.stringify({ responses })));
-    },
-  };
-  return { handler, clients, seen };
-}
-
 test(
-  "web console in headless Chromium: dynamic-security clients listed, created and deleted through broker.controls",
+  "web console in headless Chromium: signed in as a dynamic-security admin, creates and deletes a client (mosquitto_ctrl's file)",
   {
     timeout: 60_000,
   },
   async () => {
-    const broker = new Broker(testConfig({ admin_token: TOKEN, sys_interval: 0 }));
-    await broker.start();
-    const dyn = fakeDynsec();
-    (broker as unknown as { controls: Map<string, ControlHandler> }).controls = new Map([[
-      dyn.handler.topic,
-      dyn.handler,
-    ]]);
+    const dir = mkdtempSync(join(tmpdir(), "midge-console-dynsec-"));
+    const file = join(dir, "dynamic-security.json");
+    execFileSync("mosquitto_ctrl", ["dynsec", "init", file, "admin", "admin-pw"]);
+    const broker = new Broker(
+      testConfig({
+        admin_token: TOKEN,
+        sys_interval: 0,
+        allow_anonymous: false,
+        plugins: [{ name: "dynamic-security", config_file: file }],
+      }),
+    );
+    const [l] = await broker.start();
+    const url = `mqtt://127.0.0.1:${l.port}`;
     const state = new ConsoleState(broker);
     const http = await startHttp(broker, "127.0.0.1", 0, undefined, state);
     const profile = mkdtempSync(join(tmpdir(), "midge-console-chromium-"));
     const browser = await launchChromium(profile);
+    const login = (username: string, password: string) =>
+      mqtt.connectAsync(url, { username, password, reconnectPeriod: 0, connectTimeout: 5000 })
+        .then(async (c) => {
+          await c.endAsync();
+          return "accepted";
+        }, (e: Error) => `refused: ${e.message}`);
     try {
       const page = await browser.newPage();
       await page.goto(`http://127.0.0.1:${http.port}/#security`);
-      await page.fill("#token", TOKEN);
+      await page.waitForSelector("#username", { state: "visible", timeout: 10_000 });
+      await page.fill("#username", "admin");
+      await page.fill("#password", "admin-pw");
       await page.click("#signin button[type=submit]");
-      await page.waitForSelector("#dynsec-clients td:has-text('carol')", { timeout: 10_000 });
-      assert.match(await page.innerText("#dynsec-roles"), /allow subscribePattern plant\/#/);
+      await page.waitForSelector("#who:has-text('signed in as admin')", { timeout: 10_000 });
+      await page.waitForSelector("#dynsec-clients td:has-text('admin')", { timeout: 10_000 });
+      assert.match(await page.innerText("#dynsec-roles"), /admin/);
 
       await page.fill("input[placeholder='user name']", "dave");
       await page.fill("input[placeholder='password']", "dave-pw");
       await page.click("button:has-text('Create client')");
       await page.waitForSelector("#dynsec-clients td:has-text('dave')", { timeout: 10_000 });
-      assert.deepEqual(dyn.clients.get("dave"), { password: "dave-pw", roles: [] });
+      assert.equal(await login("dave", "dave-pw"), "accepted");
 
-      const carol = page.locator("#dynsec-clients tr", { hasText: "carol" });
-      await carol.locator("button:has-text('Delete')").click();
-      await carol.locator("button:has-text('Confirm')").click();
-      await page.waitForSelector("#dynsec-clients td:has-text('carol')", {
+      const dave = page.locator("#dynsec-clients tr", { hasText: "dave" });
+      await dave.locator("button:has-text('Delete')").click();
+      await dave.locator("button:has-text('Confirm')").click();
+      await page.waitForSelector("#dynsec-clients td:has-text('dave')", {
         state: "detached",
         timeout: 10_000,
       });
-      assert.equal(dyn.clients.has("carol"), false);
-      assert.ok(dyn.seen.some((c) => c.command === "deleteClient" && c.username === "carol"));
+      assert.match(await login("dave", "dave-pw"), /^refused/);
     } finally {
       await browser.close();
       await http.close();
       state.stop();
       await broker.stop();
       rmSync(profile, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   },
 );
