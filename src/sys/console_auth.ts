@@ -57,8 +57,7 @@ export function passwordSignInOf(
   if (sessions.passwordSignIn) return sessions.passwordSignIn;
   const ds = broker.auth.dynsec;
   if (!ds) return null;
-  return async (username, password) =>
-    (await ds.adminSignIn(username, password)) ? username : null;
+  return async (username, password) => (await ds.adminSignIn(username, password)) ? username : null;
 }
 
 function digest(s: string): Uint8Array {
