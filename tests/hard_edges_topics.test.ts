@@ -250,6 +250,34 @@ test("a bridge drops (and logs) an incoming message its local prefix would push 
   }
 });
 
+test("a bridge drops (and logs) an outgoing message its remote prefix would push past 65,535 bytes, and goes on", async () => {
+  const remote = await startEdged();
+  const local = await startEdged({
+    bridges: [bridgeTo(remote.port, ['# out 1 "" remote/'], { notifications: false })],
+  });
+  try {
+    await until(() => remote.broker.sessions.size === 1, 5000, "the bridge to connect");
+    const sub = await connect(remote);
+    const got = collect(sub);
+    await sub.subscribeAsync("remote/#", { qos: 1 });
+    const pub = await connect(local);
+    await pub.publishAsync(long(65530), "too long there", { qos: 1 });
+    await pub.publishAsync("fine", "arrives", { qos: 1 });
+    const [m] = await got.next(1);
+    assert.equal(m.topic, "remote/fine");
+    assert.equal(got.messages.length, 1);
+    assert.ok(local.lines.some((l) => /Bridge b1: message dropped.*remote prefix/.test(l)));
+    // Both were completed locally: nothing waits in the bridge's session.
+    const s = [...local.broker.sessions.values()].find((x) => x.clientId.startsWith("local."))!;
+    await until(() => s.inflight.size === 0 && s.queue.length === 0, 3000, "the bridge's session");
+    await endAll(sub, pub);
+    await stillWorks(local);
+  } finally {
+    await local.stop();
+    await remote.stop();
+  }
+});
+
 test("a retained message on a topic too long to send, found in the store at start-up, is dropped and logged", async () => {
   const loc = mkdtempSync(join(dir, "store-"));
   const store = new SqliteStore(join(loc, "midge.db"));

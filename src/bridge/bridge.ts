@@ -327,7 +327,9 @@ export class Bridge {
     this.#lastActivity = Date.now();
     const t = this.#mapOut(o.msg.topic);
     if (t === null) {
-      this.#complete(o.qos, id);
+      // Not sent: completed as if acknowledged, once the broker has recorded it in flight (it
+      // does so after this call returns).
+      queueMicrotask(() => this.#safely("acknowledgement", () => this.#complete(o.qos, id)));
       return;
     }
     client.publish(t, o.msg.payload, {
