@@ -88,7 +88,7 @@ function longLength(bytes: Uint8Array): Uint8Array {
   return new Uint8Array([bytes[0], ...rl, ...bytes.subarray(i + 1)]);
 }
 
-test("a Remaining Length in more bytes than needed closes the connection: v5 PINGREQ gets DISCONNECT 0x81 [MQTT-1.5.5-1]", async () => {
+test("a Remaining Length in more bytes than needed closes the connection: v5 PINGREQ gets DISCONNECT 0x81 [MQTT-1.5.5-1 v5]", async () => {
   const tb = await startBroker();
   try {
     const { rc } = await rawSession(tb, 5);

@@ -1010,9 +1010,9 @@ function longLength(bytes: Uint8Array, extra: number): Uint8Array {
   return new Uint8Array([bytes[0], ...rl, ...bytes.subarray(i + 1)]);
 }
 
-test("[MQTT-1.5.5-1] a Remaining Length or variable byte integer longer than its value needs is malformed (0x81)", () => {
-  fails(new Uint8Array([0xc0, 0x80, 0x00]), 4, 0x81, "[MQTT-1.5.5-1]"); // PINGREQ
-  fails(new Uint8Array([0xc0, 0x80, 0x00]), 5, 0x81, "[MQTT-1.5.5-1]");
+test("[MQTT-1.5.5-1 v5] a Remaining Length or variable byte integer longer than its value needs is malformed (0x81)", () => {
+  fails(new Uint8Array([0xc0, 0x80, 0x00]), 4, 0x81, "[MQTT-1.5.5-1 v5]"); // PINGREQ
+  fails(new Uint8Array([0xc0, 0x80, 0x00]), 5, 0x81, "[MQTT-1.5.5-1 v5]");
   const conn = generate(
     { cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clean: true, clientId: "c" },
     5,
@@ -1020,10 +1020,10 @@ test("[MQTT-1.5.5-1] a Remaining Length or variable byte integer longer than its
   fails(longLength(conn, 1), 4, 0x81, "Remaining Length");
   fails(longLength(conn, 2), 4, 0x81, "Remaining Length");
   const pub = generate({ cmd: "publish", topic: "t", payload: Buffer.alloc(200), qos: 0 }, 4);
-  fails(longLength(pub, 1), 4, 0x81, "[MQTT-1.5.5-1]"); // 3 bytes for a 2-byte length
+  fails(longLength(pub, 1), 4, 0x81, "[MQTT-1.5.5-1 v5]"); // 3 bytes for a 2-byte length
   // Inside a packet: a property length, and a Subscription Identifier of 1 in two bytes.
   fails(pkt(0x30, s("t"), [0x80, 0x00]), 5, 0x81, "variable byte integer");
-  fails(pkt(0x82, 0, 1, [3, 0x0b, 0x81, 0x00], s("a"), 0), 5, 0x81, "[MQTT-1.5.5-1]");
+  fails(pkt(0x82, 0, 1, [3, 0x0b, 0x81, 0x00], s("a"), 0), 5, 0x81, "[MQTT-1.5.5-1 v5]");
   // The shortest forms pass, including values that need several bytes.
   assert.equal(ok(pub, 4).length, 1);
   assert.equal(ok(new Uint8Array([0xc0, 0x00]), 4).length, 1);
@@ -1093,7 +1093,7 @@ test("[MQTT-3.3.4-6 v5] a PUBLISH from a client with a Subscription Identifier i
   const r = d.push(Buffer.concat([conn, pub({ subscriptionIdentifier: 7 })]));
   assert.deepEqual(r.packets.map((p) => p.cmd), ["connect"]);
   assert.equal(r.error?.reasonCode, 0x82);
-  assert.ok(r.error.message.includes("[MQTT-3.3.4-6]"), r.error.message);
+  assert.ok(r.error.message.includes("[MQTT-3.3.4-6 v5]"), r.error.message);
   // Without one it passes; a client decoder takes the server's PUBLISH with one.
   assert.equal(
     new Decoder({ fromClient: true }).push(Buffer.concat([conn, pub()])).error,

@@ -236,7 +236,7 @@ export class Connection implements SocketHandlers {
   /**
    * The client's first packet failed to decode. A first packet that is not CONNECT gets no
    * answer [MQTT-3.1.0-1]; a CONNECT of an unsupported version gets CONNACK 0x01 in the 3.1.1
-   * form [MQTT-3.1.2-2]; a v5 CONNECT gets a CONNACK with the reason code [MQTT-4.13.1-1].
+   * form [MQTT-3.1.2-2]; a v5 CONNECT gets a CONNACK with the reason code [MQTT-4.13.1-1 v5].
    */
   #refuseConnect(rc: number): void {
     if (this.broker.log.debugging) this.#logSent(`Sending CONNACK to ${this.#logId} (0, ${rc})`);

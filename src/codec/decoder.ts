@@ -550,7 +550,7 @@ function errorMessage(id: number, d: number, version: number): string {
     case 37:
       return `${t} without reason codes`;
     case 38:
-      return `[MQTT-1.5.5-1] ${
+      return `[MQTT-1.5.5-1 v5] ${
         d ? "variable byte integer" : "Remaining Length"
       } encoded in more bytes than its value needs`;
     case 39:
@@ -558,7 +558,7 @@ function errorMessage(id: number, d: number, version: number): string {
     case 40:
       return "§3.1.2.11.10 Authentication Data without an Authentication Method";
     case 41:
-      return "[MQTT-3.3.4-6] PUBLISH from a client with a Subscription Identifier";
+      return "[MQTT-3.3.4-6 v5] PUBLISH from a client with a Subscription Identifier";
     default:
       return `decode error ${id}`;
   }

@@ -329,7 +329,7 @@ function u32at(): u32 {
 
 /**
  * Variable byte integer [MQTT-1.5.5]: at most 4 bytes, and no more than the value needs
- * [MQTT-1.5.5-1]: a last byte of 0 after a continuation byte is a longer form of a smaller value.
+ * [MQTT-1.5.5-1 v5]: a last byte of 0 after a continuation byte is a longer form of a smaller value.
  */
 function varint(): u32 {
   let v: u32 = 0;
@@ -974,7 +974,7 @@ export function scan(start: u32, end: u32, version: u32, maxPacket: u32, role: u
       const b = <u32> load<u8>(q++);
       rl |= (b & 127) << (7 * i);
       if ((b & 128) == 0) {
-        // [MQTT-1.5.5-1] no more bytes than the value needs.
+        // [MQTT-1.5.5-1 v5] no more bytes than the value needs.
         if (b == 0 && i != 0) fail(E_NOT_MINIMAL, MALFORMED, 0);
         else complete = true;
         break;
