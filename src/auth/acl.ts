@@ -259,7 +259,7 @@ export class AclView {
 }
 
 /** `topicMatches` on pre-split levels: does filter `f` match topic `t`? */
-function matchLevels(f: string[], t: string[], dollar: boolean): boolean {
+export function matchLevels(f: string[], t: string[], dollar: boolean): boolean {
   // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'.
   if (dollar && (f[0] === "#" || f[0] === "+")) return false;
   for (let i = 0; i < f.length; i++) {

@@ -1,77 +1,62 @@
 /**
- * Authentication and authorization state of a broker: the password file, the ACL file,
- * `allow_anonymous`, dynamic security (a `[[plugins]]` table), the slow-down of repeated failed
- * logins, and per-session ACL views. The broker asks it `checkLogin` on CONNECT, `canPublish` /
- * `canSubscribe` / `canUnsubscribe` / `canRead` on PUBLISH, SUBSCRIBE, UNSUBSCRIBE and each
- * delivery; `reload()` re-reads the files (SIGHUP).
+ * The broker's one object for authentication and authorization. It builds an auth chain per
+ * listener from `auth_chain` (links shared where the settings are the same), and the broker asks
+ * it `checkLogin` on CONNECT (and v5 re-authentication), `canPublish` / `canSubscribe` /
+ * `canRead` on PUBLISH, SUBSCRIBE and each delivery. It also slows down repeated failed logins
+ * from one address, and remembers each session's answers per topic. `reload()` re-reads every
+ * link's files (SIGHUP).
  *
- * With dynamic security, it is asked first, as Mosquitto asks its plugins: its "allow" or
- * "deny" decides; on "next" the password file and ACL file decide, and when neither is set the
- * answer is a refusal (except that clients without a user name follow allow_anonymous).
+ * Dynamic security (a `[[plugins]]` table), when configured, is the first link of every chain,
+ * as Mosquitto asks its plugins before the files: its "allow" or "deny" decides; on "next" the
+ * configured links do. The broker also asks `canUnsubscribe` on UNSUBSCRIBE for its rules.
  */
-import { readFile } from "node:fs/promises";
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import type { Config, ListenerConfig } from "../config/schema.ts";
-import type { LoginAnswer } from "./chain_types.ts";
+import { listenerSecurity } from "../config/listener_security.ts";
 import type { Logger } from "../sys/log.ts";
 import type { Outgoing, Session } from "../broker/session.ts";
 import { messageBytes } from "../broker/message.ts";
-import { type Acl, AclView, parseAcl, READ, WRITE } from "./acl.ts";
-import { type Access, ACCESS_SUBSCRIBE, ACCESS_UNSUBSCRIBE } from "./chain_types.ts";
-import { DynamicSecurity } from "./dynsec/dynsec.ts";
 import {
-  cheapToVerify,
-  type FileProblem,
-  parsePasswordFile,
-  type PasswordHash,
-  verifyPassword,
-  verifyPasswordSync,
-} from "./password.ts";
+  ACCESS_READ,
+  ACCESS_SUBSCRIBE,
+  ACCESS_UNSUBSCRIBE,
+  ACCESS_WRITE,
+  type AccessRequest,
+  type LoginAnswer,
+  type LoginRequest,
+  type Principal,
+} from "./chain_types.ts";
+import { AuthChain, type ChainAnswer, type Link, SessionAuth } from "./chain.ts";
+import { LINK_KINDS, type LinkContext, type LinkKind } from "./links.ts";
+import { PasswordFileLink } from "./password_link.ts";
+import { DynamicSecurity } from "./dynsec/dynsec.ts";
 
-/** The answer to a login: accepted, or refused with a reason for the log (never for the client). */
+export { AuthFileError } from "./auth_file.ts";
+
+/** The answer to a login: accepted (with what the link said), or refused with a reason for the log. */
 export type LoginResult =
-  | { ok: true }
+  | { ok: true; answer?: LoginAnswer }
   | {
     ok: false;
-    /** For the broker's log only: the CONNACK is the same whatever the reason. */
+    /** For the broker's log only: never a password or a token. */
     reason: string;
     /** How long to wait before sending the refusal (repeated failures from one address). */
     delayMs: number;
+    /** The v5 reason code when not 0x87 Not authorized (0x86 Bad user name or password, …). */
+    code?: number;
   };
 
-/** A file that cannot be used: names the file and every line at fault. */
-export class AuthFileError extends Error {
-  constructor(readonly file: string, readonly problems: FileProblem[]) {
-    super(
-      problems.map((p) => p.line > 0 ? `${file}:${p.line}: ${p.message}` : `${file}: ${p.message}`)
-        .join("\n"),
-    );
-    this.name = "AuthFileError";
-  }
-}
-
 /**
- * What the ACL checks need of a session: who it belongs to, and whether that is known yet
- * (`bind`). The session carries these itself, so a broker without an acl_file keeps nothing more.
+ * What the checks need of a session: who it belongs to, and its auth state (`bind`):
+ * undefined before it is bound, null when it may do anything, its chain when nothing about it
+ * is remembered yet, a `SessionAuth` once it has been checked or came with grants.
  */
 export interface AclHolder {
   readonly clientId: string;
   username: string | undefined;
-  aclBound: boolean;
-}
-
-/** A bound session's ACL view with a per-topic cache, made on its first check. */
-interface Bound {
-  clientId: string;
-  username: string | undefined;
-  gen: number;
-  view: AclView | null;
-  /**
-   * topic → bits: 1 read known, 2 read allowed, 4 write known, 8 write allowed. Made on the first
-   * check (only with an acl_file), so sessions without one carry no map.
-   */
-  cache: Map<string, number> | null;
+  auth: SessionAuth | AuthChain | null | undefined;
+  /** The current connection, whose listener the principal names. */
+  readonly connection?: { readonly listener: ListenerConfig | undefined } | null;
 }
 
 /** Failed logins of one remote address. */
@@ -81,7 +66,7 @@ interface Failures {
 }
 
 const OK: LoginResult = { ok: true };
-/** Topics whose ACL answers are cached per session before the cache starts over. */
+/** Topics whose answers are remembered per session before the memory starts over. */
 const TOPIC_CACHE = 256;
 /** Remote addresses tracked for failed logins; the oldest is forgotten beyond this. */
 export const MAX_TRACKED_ADDRESSES = 10_000;
@@ -90,8 +75,6 @@ const FIRST_DELAY_MS = 200;
 export const MAX_DELAY_MS = 5000;
 /** Failures older than this are forgotten. */
 const FAILURE_MEMORY_MS = 10 * 60 * 1000;
-/** Successful logins remembered (by a keyed MAC of the password) to skip slow hashes next time. */
-const SUCCESS_CACHE = 4096;
 
 /** Is `host` a loopback address or name (127.0.0.0/8, ::1, localhost)? */
 export function isLoopback(host: string): boolean {
@@ -103,51 +86,119 @@ export function isLoopback(host: string): boolean {
   return mapped !== null && mapped[1].startsWith("127.");
 }
 
+/** Bits of one kind of access in a remembered answer: read is 0, write 1 + qos * 2 + retain. */
+function slot(access: number, qos: number, retain: boolean): number {
+  return access === ACCESS_READ ? 0 : 1 + qos * 2 + (retain ? 1 : 0);
+}
+
 export class Auth {
   readonly #config: Config;
   readonly #log: Logger;
-  #users: Map<string, PasswordHash> | null = null;
-  #acl: Acl | null = null;
-  /** Bumped whenever the rules change, so cached views and answers are rebuilt. */
+  /** Every link made, by kind and settings (`LinkKind.key`). */
+  readonly #links = new Map<string, Link>();
+  /** The chain of each configured listener; `#default` for the others (bridges, restored sessions). */
+  readonly #chains = new Map<ListenerConfig, AuthChain>();
+  readonly #default: AuthChain;
+  readonly #all: AuthChain[] = [];
+  /** Bumped whenever rules change (reload, a link's own change), so remembered answers go. */
   #gen = 0;
-  /** ACL views of sessions that have been checked; entries are made only with an acl_file. */
-  readonly #bound = new WeakMap<AclHolder, Bound>();
   readonly #failures = new Map<string, Failures>();
-  readonly #macKey = randomBytes(32);
-  readonly #verified = new Map<string, { hash: PasswordHash; mac: Uint8Array }>();
-  /** A hash with the cost of a real entry, checked for unknown users so timing tells nothing. */
-  #decoy: PasswordHash | null = null;
   /** Dynamic security, when a [[plugins]] table names it. */
   readonly dynsec: DynamicSecurity | null = null;
 
-  constructor(config: Config, log: Logger) {
+  constructor(config: Config, log: Logger, kinds: Record<string, LinkKind> = LINK_KINDS) {
     this.#config = config;
     this.#log = log;
-    const ds = (config.plugins ?? []).find((p) => p.name === "dynamic-security");
-    if (ds) this.dynsec = new DynamicSecurity(ds.config_file, log);
+    const plugin = (config.plugins ?? []).find((p) => p.name === "dynamic-security");
+    let first: Link | null = null;
+    if (plugin) {
+      const ds = this.dynsec = new DynamicSecurity(plugin.config_file, log);
+      // Its answers depend only on its data; every change (a command, a reload) drops the
+      // answers remembered.
+      first = {
+        name: ds.name,
+        cacheable: true,
+        load: () => ds.load(),
+        reload: () => ds.reload(),
+        close: () => ds.close(),
+        watch: (changed) => (ds.onChange = changed),
+        authenticate: (req) => ds.authenticate(req),
+        authorize: (req) => ds.authorize(req),
+      };
+      first.watch!(() => this.#changed());
+      this.#links.set("dynsec", first);
+    }
+    const byKey = new Map<string, AuthChain>();
+    const build = (listener: ListenerConfig | undefined): AuthChain => {
+      const own = (listener as { auth_chain?: string[] } | undefined)?.auth_chain;
+      const names = own && own.length ? own : config.auth_chain;
+      const ctx: LinkContext = {
+        config,
+        listener,
+        log,
+        anonymousAllowed: (l) => this.anonymousAllowed(l),
+        afterPlugin: first !== null,
+      };
+      const links = names.map((name) => {
+        const kind = kinds[name];
+        if (!kind) throw new Error(`auth_chain: unknown link "${name}"`);
+        const key = kind.key(ctx);
+        let link = this.#links.get(key);
+        if (!link) {
+          link = kind.make(ctx);
+          link.watch?.(() => this.#changed());
+          this.#links.set(key, link);
+        }
+        return link;
+      });
+      const chainKey = names.map((n, i) => `${n}=${kinds[n].key(ctx)}#${i}`).join("|");
+      let chain = byKey.get(chainKey);
+      if (!chain) {
+        chain = new AuthChain(first ? [first, ...links] : links, config.auth_no_match);
+        byKey.set(chainKey, chain);
+        this.#all.push(chain);
+      }
+      return chain;
+    };
+    this.#default = build(undefined);
+    for (const l of config.listeners) this.#chains.set(l, build(l));
   }
 
-  /**
-   * Whether an acl_file or dynamic security is in force (false: every topic is allowed, checks
-   * can be skipped).
-   */
+  /** The rules changed: every remembered answer is dropped, and the chains look again. */
+  #changed(): void {
+    this.#gen++;
+    for (const c of this.#all) c.refresh();
+  }
+
+  /** The chain a listener's clients go through. */
+  chainFor(listener: ListenerConfig | undefined): AuthChain {
+    return (listener && this.#chains.get(listener)) || this.#default;
+  }
+
+  /** Whether some chain has an authorizer in force (false: every topic is allowed). */
   get aclActive(): boolean {
-    return this.#acl !== null || this.dynsec !== null;
+    for (const c of this.#all) if (c.authorizing) return true;
+    return false;
   }
 
-  /** Number of users in the password file (0 when there is none). */
+  /** Number of users in the password files (0 when there is none). */
   get userCount(): number {
-    return this.#users?.size ?? 0;
+    let n = 0;
+    for (const l of this.#links.values()) if (l instanceof PasswordFileLink) n += l.userCount;
+    return n;
   }
 
-  /** Reads password_file and acl_file. Throws `AuthFileError` if either cannot be used. */
+  /** Loads every link (files, keys). Throws `AuthFileError` if a file cannot be used. */
   async load(): Promise<void> {
-    const [users, acl] = await Promise.all([this.#readUsers(), this.#readAcl()]);
-    await this.dynsec?.load();
-    this.#install(users, acl);
-    const listeners = this.#config.listeners;
-    for (const l of listeners) {
-      if (!this.anonymousAllowed(l) && users === null && this.dynsec === null) {
+    for (const l of this.#links.values()) await l.load?.();
+    this.#changed();
+    for (const l of this.#config.listeners) {
+      const chain = this.chainFor(l);
+      const pw = chain.authenticators.find((a) => a instanceof PasswordFileLink);
+      if (
+        chain.authenticators.length === 1 && pw !== undefined && !pw.active &&
+        !this.anonymousAllowed(l)
+      ) {
         this.#log.warning(
           `Listener ${l.bind_address}:${l.port} refuses every client: allow_anonymous is off there and no password_file is set.`,
         );
@@ -156,74 +207,22 @@ export class Auth {
   }
 
   /**
-   * Reads both files again (SIGHUP). A file with problems is not used: the old users or rules
+   * Re-reads every link (SIGHUP). A file with problems is not used: the old users or rules
    * stay in force and each problem is logged with its file and line. Resolves to true when
    * everything was reloaded.
    */
   async reload(): Promise<boolean> {
-    let users: Map<string, PasswordHash> | null = this.#users;
-    let acl: Acl | null = this.#acl;
     let ok = true;
-    try {
-      users = await this.#readUsers();
-    } catch (e) {
-      ok = false;
-      this.#logFileError(e, "password_file");
+    for (const l of this.#links.values()) {
+      if (l.reload && (await l.reload()) === false) ok = false;
     }
-    try {
-      acl = await this.#readAcl();
-    } catch (e) {
-      ok = false;
-      this.#logFileError(e, "acl_file");
-    }
-    this.#install(users, acl);
-    await this.dynsec?.reload();
+    this.#changed();
     return ok;
   }
 
-  #logFileError(e: unknown, key: string): void {
-    const text = e instanceof Error ? e.message : String(e);
-    for (const line of text.split("\n")) this.#log.error(`Error: ${line}`);
-    this.#log.error(`The ${key} was not reloaded; the previous one stays in force.`);
-  }
-
-  #install(users: Map<string, PasswordHash> | null, acl: Acl | null): void {
-    if (users !== this.#users || acl !== this.#acl) this.#gen++;
-    this.#users = users;
-    this.#acl = acl;
-    this.#verified.clear();
-    this.#decoy = users?.values().next().value ?? null;
-    if (users) this.#log.info(`Password file ${this.#config.password_file}: ${users.size} users.`);
-    if (acl) {
-      let n = acl.anonymous.length + acl.patterns.length;
-      for (const r of acl.users.values()) n += r.length;
-      this.#log.info(`ACL file ${this.#config.acl_file}: ${n} rules.`);
-    }
-  }
-
-  async #readText(path: string): Promise<string> {
-    try {
-      return await readFile(path, "utf8");
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      throw new AuthFileError(path, [{ line: 0, message: `cannot read the file (${code ?? e})` }]);
-    }
-  }
-
-  async #readUsers(): Promise<Map<string, PasswordHash> | null> {
-    const path = this.#config.password_file;
-    if (!path) return null;
-    const { users, problems } = parsePasswordFile(await this.#readText(path));
-    if (problems.length) throw new AuthFileError(path, problems);
-    return users;
-  }
-
-  async #readAcl(): Promise<Acl | null> {
-    const path = this.#config.acl_file;
-    if (!path) return null;
-    const { acl, problems } = parseAcl(await this.#readText(path));
-    if (problems.length) throw new AuthFileError(path, problems);
-    return acl;
+  /** Releases what the links hold (timers, connection pools). */
+  close(): void {
+    for (const l of this.#links.values()) l.close?.();
   }
 
   /**
@@ -232,107 +231,56 @@ export class Auth {
    * bound to a loopback address".
    */
   anonymousAllowed(listener: ListenerConfig | undefined): boolean {
-    let v: boolean | string = listener?.allow_anonymous ?? "global";
-    if (v === "global") v = this.#config.allow_anonymous;
+    const v = listenerSecurity(this.#config, listener).allow_anonymous;
     if (v === "localhost") return listener !== undefined && isLoopback(listener.bind_address);
     return v === true;
   }
 
+  /** Whether a link of `listener`'s chain takes v5 enhanced authentication `method`. */
+  supportsMethod(listener: ListenerConfig | undefined, method: string): boolean {
+    return this.chainFor(listener).authenticators.some((a) => a.methods?.includes(method));
+  }
+
   /**
-   * CONNECT: may this user name and password connect through `listener` from `address`?
-   * Synchronous when no slow hash is involved, a Promise otherwise. A refusal carries the delay
-   * to wait before answering (repeated failures from one address).
+   * CONNECT (or v5 re-authentication): may this client connect through `listener` from
+   * `address`? Synchronous when no link has to wait (slow hash, token signature, remote
+   * service), a Promise otherwise. A refusal carries the delay to wait before answering
+   * (repeated failures from one address).
    */
   checkLogin(
     listener: ListenerConfig | undefined,
     address: string,
     username: string | undefined,
     password: Uint8Array | undefined,
-    clientId = "",
+    more: Partial<LoginRequest> = {},
   ): LoginResult | Promise<LoginResult> {
-    const ds = this.dynsec;
-    if (ds === null) return this.#checkFile(listener, address, username, password);
-    const r = ds.authenticate({
+    const req: LoginRequest = {
+      clientId: "",
+      protocolVersion: 4,
+      ...more,
       listener,
       address,
-      clientId,
       username,
       password,
-      protocolVersion: 0,
-    });
-    const then = (a: LoginAnswer): LoginResult | Promise<LoginResult> => {
-      if (a.verdict === "allow") return OK;
-      if (a.verdict === "deny") {
-        return this.#fail(address, a.reason ?? "refused by dynamic security");
-      }
-      if (username !== undefined && this.#users === null) {
-        // Mosquitto: when every plugin defers, only a client without a user name may go on.
-        return this.#fail(address, `user "${username}" is not known to dynamic security`);
-      }
-      return this.#checkFile(listener, address, username, password);
     };
-    return r instanceof Promise ? r.then(then) : then(r);
-  }
-
-  /** The password file's and allow_anonymous's answer. */
-  #checkFile(
-    listener: ListenerConfig | undefined,
-    address: string,
-    username: string | undefined,
-    password: Uint8Array | undefined,
-  ): LoginResult | Promise<LoginResult> {
-    const users = this.#users;
-    if (username === undefined || users === null) {
-      // Mosquitto: without a password file (or without a user name) allow_anonymous decides.
-      if (this.anonymousAllowed(listener)) return OK;
-      return this.#fail(
-        address,
-        username === undefined ? "anonymous clients are not allowed" : "no password_file is set",
-      );
+    const a = this.chainFor(listener).authenticate(req);
+    if (a instanceof Promise) {
+      return a.then((r) => this.#result(address, r), (e) => {
+        this.#log.error(`Authentication of ${address} failed: ${e}`);
+        return this.#fail(address, "authentication failed");
+      });
     }
-    const entry = users.get(username);
-    const gen = this.#gen;
-    if (entry === undefined || password === undefined) {
-      // Spend the time a real check takes, so an unknown user cannot be told by timing.
-      const decoy = entry ?? this.#decoy;
-      const why = entry === undefined ? `unknown user "${username}"` : "no password given";
-      if (decoy === null || cheapToVerify(decoy)) {
-        if (decoy) verifyPasswordSync(decoy, password ?? new Uint8Array());
-        return this.#fail(address, why);
-      }
-      return verifyPassword(decoy, password ?? new Uint8Array()).then(
-        () => this.#fail(address, why),
-        () => this.#fail(address, why),
-      );
+    return this.#result(address, a);
+  }
+
+  #result(address: string, a: ChainAnswer): LoginResult {
+    if (a.verdict === "allow") {
+      return a.expiresAt || a.superuser || a.grants || a.attributes ? { ok: true, answer: a } : OK;
     }
-    const mac = this.#mac(username, password);
-    const known = this.#verified.get(username);
-    if (known && known.hash === entry && timingSafeEqual(known.mac, mac)) return OK;
-    const done = (ok: boolean): LoginResult => {
-      if (!ok) return this.#fail(address, `wrong password for user "${username}"`);
-      if (gen === this.#gen) this.#remember(username, entry, mac);
-      return OK;
-    };
-    if (cheapToVerify(entry)) return done(verifyPasswordSync(entry, password));
-    return verifyPassword(entry, password).then(done, (e) => {
-      this.#log.error(`Password check for user "${username}" failed: ${e}`);
-      return this.#fail(address, "password check failed");
-    });
+    return this.#fail(address, a.reason ?? "not authorized", a.code);
   }
 
-  #mac(username: string, password: Uint8Array): Uint8Array {
-    return createHmac("sha256", this.#macKey).update(username).update("\0").update(password)
-      .digest();
-  }
-
-  #remember(username: string, hash: PasswordHash, mac: Uint8Array): void {
-    if (this.#verified.size >= SUCCESS_CACHE) {
-      this.#verified.delete(this.#verified.keys().next().value!);
-    }
-    this.#verified.set(username, { hash, mac });
-  }
-
-  #fail(address: string, reason: string): LoginResult {
+  #fail(address: string, reason: string, code?: number): LoginResult {
     const now = Date.now();
     const prev = this.#failures.get(address);
     const count = prev && now - prev.last < FAILURE_MEMORY_MS ? prev.count + 1 : 1;
@@ -342,7 +290,9 @@ export class Auth {
       this.#failures.delete(this.#failures.keys().next().value!);
     }
     this.#failures.set(address, { count, last: now });
-    return { ok: false, reason, delayMs: refusalDelay(count) };
+    const r: LoginResult = { ok: false, reason, delayMs: refusalDelay(count) };
+    if (code !== undefined) r.code = code;
+    return r;
   }
 
   /** Recent failed logins counted for `address` (0 when none or forgotten). */
@@ -357,127 +307,193 @@ export class Auth {
   }
 
   /**
-   * Marks a session as belonging to its `clientId` and `username`, for its ACL checks; called on
-   * every CONNECT after the user name is set (a session resumed under another user name takes that
-   * user's rules). A session not bound yet (restored from disk, its client not back) may not
-   * publish (its will is not sent); messages routed to it are queued and checked by
-   * `dropUnreadable` when its client connects.
+   * Binds a session to its `clientId` and `username` (set before), the chain of `listener`,
+   * and what its login answered (grants, superuser); called on every CONNECT and
+   * re-authentication (a session resumed under another user name takes that user's rules). A
+   * session not bound yet (restored from disk, its client not back) may not publish while an
+   * authorizer is in force (its will is not sent); messages routed to it are queued and checked
+   * by `dropUnreadable` when its client connects.
    */
-  bind(session: AclHolder): void {
-    session.aclBound = true;
-    this.#bound.delete(session);
-  }
-
-  /** The session's view and cache (made now), or undefined when it is not bound. */
-  #boundOf(session: AclHolder): Bound | undefined {
-    if (!session.aclBound) return undefined;
-    let b = this.#bound.get(session);
-    if (b === undefined) {
-      const { clientId, username } = session;
-      b = { clientId, username, gen: -1, view: null, cache: null };
-      this.#bound.set(session, b);
+  bind(session: AclHolder, listener?: ListenerConfig, answer?: LoginAnswer): void {
+    if (listener === undefined && this.#config.per_listener_settings) {
+      // Restored from disk: which listener's rules apply is known when its client is back.
+      session.auth = undefined;
+      return;
     }
-    return b;
+    if (answer?.superuser) {
+      session.auth = null;
+      return;
+    }
+    const chain = this.chainFor(listener);
+    session.auth = answer?.grants || answer?.attributes
+      ? new SessionAuth(this.#principal(session, listener, answer), chain, answer.grants)
+      : chain;
   }
 
-  /** May the session publish to `topic`? (Always true without an acl_file or dynamic security.) */
-  canPublish(session: AclHolder, topic: string): boolean {
-    if (!this.aclActive) return true;
-    const b = this.#boundOf(session);
-    return b !== undefined && this.#decide(b, topic, WRITE);
+  #principal(s: AclHolder, listener: ListenerConfig | undefined, a?: LoginAnswer): Principal {
+    const p: { -readonly [K in keyof Principal]: Principal[K] } = {
+      clientId: s.clientId,
+      username: s.username,
+      listener,
+    };
+    const link = (a as ChainAnswer | undefined)?.link;
+    if (a?.attributes && link) p.attributes = { [link]: a.attributes };
+    return p;
+  }
+
+  /** The session's checked state, made from its chain on first use; null: nothing to check. */
+  #state(s: AclHolder, st: SessionAuth | AuthChain): SessionAuth | null {
+    if (st instanceof SessionAuth) return st;
+    if (!st.authorizing) return null;
+    const made = new SessionAuth(this.#principal(s, s.connection?.listener), st, undefined);
+    s.auth = made;
+    return made;
+  }
+
+  /** May the session publish to `topic`? (Always true without an authorizer or grants.) */
+  canPublish(s: AclHolder, topic: string, qos = 0, retain = false): boolean | Promise<boolean> {
+    const st = s.auth;
+    if (st === null) return true;
+    if (st === undefined) return !this.aclActive;
+    const b = this.#state(s, st);
+    return b === null || this.#check(b, topic, ACCESS_WRITE, qos, retain);
   }
 
   /**
-   * Dynamic security's answer, then (on "next") the acl_file's; no acl_file: refused.
-   * `access` is READ or WRITE (topic names) or ACCESS_SUBSCRIBE / ACCESS_UNSUBSCRIBE (filters).
+   * May the session receive messages published to `topic`? Always true without an authorizer
+   * or grants, and deferred (true) for a session not bound yet: see `dropUnreadable`.
    */
-  #decide(b: Bound, topic: string, access: number): boolean {
-    const ds = this.dynsec;
-    if (ds !== null) {
-      const v = ds.check(b, access as Access, topic);
-      if (v !== "next") return v === "allow";
-      if (this.#acl === null) return false;
-    }
-    if (access === ACCESS_UNSUBSCRIBE) return true;
-    if (access === ACCESS_SUBSCRIBE) return this.#view(b).canSubscribe(topic);
-    return this.#check(b, topic, access);
+  canRead(s: AclHolder, topic: string): boolean | Promise<boolean> {
+    const st = s.auth;
+    if (st === null || st === undefined) return true;
+    const b = this.#state(s, st);
+    return b === null || this.#check(b, topic, ACCESS_READ, 0, false);
   }
 
   /**
-   * May the session receive messages published to `topic`? Always true without an acl_file, and
-   * deferred (true) for a session not bound yet: see `dropUnreadable`.
+   * May the session subscribe to `filter` (shared-subscription prefix already removed) at
+   * `qos`? With an acl_file: refused when nothing it matches is readable.
    */
-  canRead(session: AclHolder, topic: string): boolean {
-    if (!this.aclActive) return true;
-    const b = this.#boundOf(session);
-    return b === undefined || this.#decide(b, topic, READ);
+  canSubscribe(s: AclHolder, filter: string, qos = 0): boolean | Promise<boolean> {
+    const st = s.auth;
+    if (st === null) return true;
+    if (st === undefined) return !this.aclActive;
+    const b = this.#state(s, st);
+    if (b === null) return true;
+    const req: AccessRequest = {
+      principal: b.principal,
+      topic: filter,
+      access: ACCESS_SUBSCRIBE,
+      qos,
+    };
+    const v = b.chain.authorize(req, b.grants);
+    return v instanceof Promise ? v.then((r) => r === "allow") : v === "allow";
+  }
+
+  #check(
+    b: SessionAuth,
+    topic: string,
+    access: typeof ACCESS_READ | typeof ACCESS_WRITE,
+    qos: number,
+    retain: boolean,
+  ): boolean | Promise<boolean> {
+    if (b.gen !== this.#gen) {
+      b.gen = this.#gen;
+      b.lastTopic = "";
+      b.lastBits = 0;
+      b.cache?.clear();
+    }
+    const known = 1 << (slot(access, qos, retain) * 2);
+    let bits: number;
+    if (topic === b.lastTopic) bits = b.lastBits;
+    else {
+      bits = b.cache?.get(topic) ?? 0;
+      if (bits & known) {
+        b.lastTopic = topic;
+        b.lastBits = bits;
+      }
+    }
+    if (bits & known) return (bits & (known << 1)) !== 0;
+    const req: AccessRequest = access === ACCESS_READ
+      ? { principal: b.principal, topic, access }
+      : { principal: b.principal, topic, access, qos, retain };
+    const v = b.chain.authorize(req, b.grants);
+    if (v instanceof Promise) return v.then((r) => r === "allow");
+    const allowed = v === "allow";
+    if (b.chain.cacheable && b.grants?.cacheable !== false) {
+      const cache = b.cache ??= new Map();
+      if (cache.size >= TOPIC_CACHE && !cache.has(topic)) cache.clear();
+      bits |= known | (allowed ? known << 1 : 0);
+      cache.set(topic, bits);
+      b.lastTopic = topic;
+      b.lastBits = bits;
+    }
+    return allowed;
+  }
+
+  /**
+   * May the session unsubscribe from `filter` (shared-subscription prefix removed)? Only
+   * dynamic security has unsubscribe rules; the acl_file allows every unsubscribe. An answer
+   * still pending allows it (an unsubscribe gives the client nothing).
+   */
+  canUnsubscribe(s: AclHolder, filter: string): boolean {
+    const st = s.auth;
+    if (st === null) return true;
+    if (st === undefined) return !this.aclActive;
+    const b = this.#state(s, st);
+    if (b === null) return true;
+    const req: AccessRequest = {
+      principal: b.principal,
+      topic: filter,
+      access: ACCESS_UNSUBSCRIBE,
+    };
+    const v = b.chain.authorize(req, b.grants);
+    return v instanceof Promise || v === "allow";
   }
 
   /**
    * When a CONNECT resumes a session (after `bind`): removes the messages queued for it, and the
    * in-flight ones not yet acknowledged, that this client may not read. They were queued while
    * no one was bound (restored from disk) or for a client with another user name. Returns them,
-   * so their stored copies can be deleted.
+   * so their stored copies can be deleted; a Promise when an authorizer had to be asked.
    */
-  dropUnreadable(session: Session): Outgoing[] {
-    if (!this.aclActive) return [];
-    const b = this.#boundOf(session);
-    if (b === undefined) return [];
-    const dropped: Outgoing[] = [];
-    const keep = (o: Outgoing) => {
-      if (this.#decide(b, o.msg.topic, READ)) return true;
-      dropped.push(o);
-      return false;
+  dropUnreadable(session: Session): Outgoing[] | Promise<Outgoing[]> {
+    if (!session.auth) return [];
+    const denied = new Set<Outgoing>();
+    const waits: Promise<void>[] = [];
+    const ask = (o: Outgoing) => {
+      const r = this.canRead(session, o.msg.topic);
+      if (r === false) denied.add(o);
+      else if (r instanceof Promise) {
+        waits.push(r.then((ok) => {
+          if (!ok) denied.add(o);
+        }));
+      }
     };
-    session.queue = session.queue.filter(keep);
-    for (const o of dropped) session.queuedBytes -= messageBytes(o.msg);
-    for (const [id, f] of session.inflight) {
-      if (f.state !== "pubrel" && !keep(f)) session.inflight.delete(id);
+    for (const o of session.queue) ask(o);
+    for (const f of session.inflight.values()) if (f.state !== "pubrel") ask(f);
+    if (waits.length === 0) return dropFrom(session, denied);
+    return Promise.all(waits).then(() => dropFrom(session, denied));
+  }
+}
+
+/** Removes `denied` from the session's queue and in-flight map; returns what was removed. */
+function dropFrom(session: Session, denied: Set<Outgoing>): Outgoing[] {
+  if (denied.size === 0) return [];
+  const dropped: Outgoing[] = [];
+  session.queue = session.queue.filter((o) => {
+    if (!denied.has(o)) return true;
+    dropped.push(o);
+    session.queuedBytes -= messageBytes(o.msg);
+    return false;
+  });
+  for (const [id, f] of session.inflight) {
+    if (f.state !== "pubrel" && denied.has(f)) {
+      session.inflight.delete(id);
+      dropped.push(f);
     }
-    return dropped;
   }
-
-  /**
-   * May the session subscribe to `filter` (shared-subscription prefix already removed)? See
-   * `AclView.canSubscribe`: refused when nothing it matches is readable.
-   */
-  canSubscribe(session: AclHolder, filter: string): boolean {
-    if (!this.aclActive) return true;
-    const b = this.#boundOf(session);
-    return b !== undefined && this.#decide(b, filter, ACCESS_SUBSCRIBE);
-  }
-
-  /**
-   * May the session unsubscribe from `filter` (shared-subscription prefix removed)? Only
-   * dynamic security has unsubscribe rules; the acl_file allows every unsubscribe.
-   */
-  canUnsubscribe(session: AclHolder, filter: string): boolean {
-    if (this.dynsec === null) return true;
-    const b = this.#boundOf(session);
-    return b !== undefined && this.#decide(b, filter, ACCESS_UNSUBSCRIBE);
-  }
-
-  /** The bound client's rules, rebuilt (and its cache emptied) after a reload. */
-  #view(b: Bound): AclView {
-    if (b.gen !== this.#gen || b.view === null) {
-      b.gen = this.#gen;
-      b.view = new AclView(this.#acl!, b);
-      b.cache?.clear();
-    }
-    return b.view;
-  }
-
-  #check(b: Bound, topic: string, access: number): boolean {
-    const view = this.#view(b);
-    const cache = b.cache ??= new Map();
-    const known = access === READ ? 1 : 4;
-    const bits = cache.get(topic) ?? 0;
-    if (bits & known) return (bits & (known << 1)) !== 0;
-    const allowed = view.allows(topic, access);
-    if (cache.size >= TOPIC_CACHE && !cache.has(topic)) cache.clear();
-    cache.set(topic, bits | known | (allowed ? known << 1 : 0));
-    return allowed;
-  }
+  return dropped;
 }
 
 /** The wait before refusing the `count`-th recent failure of one address. */

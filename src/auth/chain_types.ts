@@ -82,6 +82,12 @@ export interface AccessRequest {
 export interface Authenticator {
   /** Short, unique in a chain ("password_file", "dynsec", "jwt", "http"); keys `attributes`. */
   readonly name: string;
+  /**
+   * v5 enhanced authentication methods this link answers (e.g. "OAUTH2-JWT"): a CONNECT naming
+   * one of them is put to the chain instead of being refused, and the client may re-authenticate
+   * with an AUTH packet of the same method. Absent: none.
+   */
+  readonly methods?: readonly string[];
   /** Synchronous when it can be (the hot path for cached or cheap answers). */
   authenticate(req: LoginRequest): LoginAnswer | Promise<LoginAnswer>;
 }
@@ -89,6 +95,13 @@ export interface Authenticator {
 /** Decides what a connected client may do. */
 export interface Authorizer {
   readonly name: string;
+  /**
+   * True when an answer depends only on the request and the rules loaded (a file, claims in a
+   * token): the chain then remembers it per session and topic until `ChainLink.watch`'s callback
+   * or a reload says the rules changed. False or absent: asked every time (the link caches what
+   * it can itself, with its own TTL).
+   */
+  readonly cacheable?: boolean;
   /**
    * Synchronous whenever the answer is known or cached; a Promise only on a cache miss of a link
    * that asks a remote service (the broker holds the client's later packets meanwhile).
@@ -100,8 +113,16 @@ export interface Authorizer {
 export interface ChainLink {
   /** Read files, fetch keys; throws an error naming the file and line on bad input. */
   load?(): Promise<void>;
-  /** As on SIGHUP: re-read, keeping the old state (and logging why) when the new one is bad. */
-  reload?(): Promise<void>;
+  /**
+   * As on SIGHUP: re-read, keeping the old state (and logging why) when the new one is bad.
+   * May resolve to false to say that something was not reloaded.
+   */
+  reload?(): Promise<boolean | void>;
+  /**
+   * Called once when the chain is built: `changed` is to be called whenever the link's rules
+   * change outside a reload (a control command), so remembered answers are dropped.
+   */
+  watch?(changed: () => void): void;
   close?(): void;
 }
 

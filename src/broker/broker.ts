@@ -5,8 +5,7 @@
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import { Auth } from "../auth/auth.ts";
 import type { ControlHandler } from "../auth/chain_types.ts";
-import { PerListenerAuth } from "../auth/per_listener.ts";
-import type { QoS } from "../codec/types.ts";
+import { type QoS, ReasonCode } from "../codec/types.ts";
 import { listen, listenerOptions } from "../transport/listen.ts";
 import type { Listener, TransportSocket } from "../transport/types.ts";
 import { Logger, silentLogger } from "../sys/log.ts";
@@ -15,7 +14,7 @@ import { PUBREL } from "../codec/encoder.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { type Fabric, type FabricSink, LocalFabric } from "./fabric.ts";
-import { Router } from "./router.ts";
+import { type ReadCheck, Router, type Target } from "./router.ts";
 import {
   NEVER_EXPIRES,
   type Outgoing,
@@ -108,10 +107,11 @@ export class Broker implements FabricSink {
   /** The persistent store, or null when `persistence = false`. */
   store: Store | null = null;
   /**
-   * Password file, ACL and allow_anonymous: who may connect, publish, subscribe, read. With
-   * per_listener_settings, one state per listener behind the same methods.
+   * The auth chain of each listener (password file, ACL, allow_anonymous, dynamic security, JWT,
+   * HTTP; a listener's own files with per_listener_settings): who may connect, publish,
+   * subscribe, read.
    */
-  readonly auth: Auth | PerListenerAuth;
+  readonly auth: Auth;
   /**
    * Control topics (`$CONTROL/…`, e.g. dynamic security's) → their handlers. A PUBLISH to one
    * that passes the sender's ACL check goes to the handler instead of subscribers, and the
@@ -122,6 +122,13 @@ export class Broker implements FabricSink {
   readonly reloadHooks: (() => unknown)[] = [];
   #sweepTimer: ReturnType<typeof setInterval> | null = null;
   #autoId = 0;
+  /**
+   * The router's view of the auth chain when it picks a shared-group member: a member whose
+   * read check is still pending counts as one that may read (the delivery waits for it).
+   */
+  readonly #readCheck: ReadCheck = {
+    canRead: (s, topic) => this.auth.canRead(s, topic) !== false,
+  };
 
   constructor(config: Config, log: Logger = silentLogger, parts: BrokerParts = {}) {
     this.config = config;
@@ -129,9 +136,7 @@ export class Broker implements FabricSink {
     this.fabric = parts.fabric ?? new LocalFabric();
     this.retained = parts.retained ?? new MemoryRetained();
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
-    this.auth = config.per_listener_settings
-      ? new PerListenerAuth(config, log)
-      : new Auth(config, log);
+    this.auth = new Auth(config, log);
     this.reloadHooks.push(() => this.auth.reload());
     const ds = this.auth.dynsec;
     if (ds) {
@@ -215,6 +220,7 @@ export class Broker implements FabricSink {
     this.listeners.length = 0;
     this.store?.close();
     this.store = null;
+    this.auth.close();
   }
 
   /**
@@ -312,7 +318,7 @@ export class Broker implements FabricSink {
       group,
       topicFilter,
       msg.topic,
-      this.auth.aclActive ? this.auth : null,
+      this.#readCheck,
     );
     if (!t) return;
     const qos = (this.config.upgrade_outgoing_qos ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
@@ -321,15 +327,18 @@ export class Broker implements FabricSink {
 
   /** Delivers `msg` to every local subscriber (shared groups too when `shared`). */
   #deliverAll(msg: Message, shared: boolean): number {
-    const acl = this.auth.aclActive ? this.auth : null;
-    const targets = this.router.route(msg.topic, msg.origin, acl, shared);
+    const auth = this.auth;
+    const targets = this.router.route(msg.topic, msg.origin, this.#readCheck, shared);
     const upgrade = this.config.upgrade_outgoing_qos;
     let n = targets.length;
     for (let i = 0; i < targets.length; i++) {
       const t = targets[i];
-      // acl_file: only sessions that may read the topic receive it.
-      if (acl && !acl.canRead(t.session, msg.topic)) {
-        n--;
+      // The auth chain: only sessions that may read the topic receive it.
+      const may = auth.canRead(t.session, msg.topic);
+      if (may !== true) {
+        if (may === false) n--;
+        // An authorizer that asks a remote service: delivered once it has answered.
+        else this.#deliverIf(may, t, msg, upgrade);
         continue;
       }
       // An internal subscription (the web console's) is no subscriber to the publisher: with
@@ -340,6 +349,16 @@ export class Broker implements FabricSink {
       this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
     }
     return n;
+  }
+
+  /** Delivers `msg` to one routed target once an asynchronous read check allows it. */
+  #deliverIf(may: Promise<boolean>, t: Target, msg: Message, upgrade: boolean): void {
+    ownPayload(msg);
+    may.then((ok) => {
+      if (!ok) return;
+      const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
+      this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
+    }, (e) => this.log.error(`Read check for ${t.session.clientId} failed: ${e}`));
   }
 
   /** Send or queue one message for one session. */
@@ -682,9 +701,18 @@ export class Broker implements FabricSink {
     if (s.willTimer) clearTimeout(s.willTimer);
     s.willTimer = null;
     if (!w) return;
-    if (sysTopicDenied(w.topic) || !this.auth.canPublish(s, w.topic)) {
-      // Checked when the will is sent, with the rules in force then (as Mosquitto does); like a
-      // PUBLISH, a will may not write into $SYS but for a bridge's connection state.
+    // Checked when the will is sent, with the rules in force then (as Mosquitto does); like a
+    // PUBLISH, a will may not write into $SYS but for a bridge's connection state.
+    const may = sysTopicDenied(w.topic) ? false : this.auth.canPublish(s, w.topic, w.qos, w.retain);
+    if (may instanceof Promise) {
+      may.then((ok) => this.#sendWill(s, w, ok), (e) => {
+        this.log.error(`Will of ${s.clientId}: ${errorText(e)}`);
+      });
+    } else this.#sendWill(s, w, may);
+  }
+
+  #sendWill(s: Session, w: NonNullable<Session["will"]>, allowed: boolean): void {
+    if (!allowed) {
       this.log.notice(`Will of ${s.clientId} on ${w.topic} not sent: not authorized.`);
       return;
     }
@@ -725,6 +753,10 @@ export class Broker implements FabricSink {
           if (now - c.openedAt > connectMs) c.close(undefined, "no CONNECT in time");
         } else if (c.state === "open" && c.keepalive > 0 && now - c.lastRx > c.keepalive * 1500) {
           c.close(0x8d, "keep-alive timeout");
+        } else if (c.login !== null && c.login.expiresAt > 0 && now >= c.login.expiresAt) {
+          // The credential (a token's exp) ran out: v5 DISCONNECT 0xA0 Maximum connect time,
+          // v3 clients are closed.
+          c.close(ReasonCode.MaximumConnectTime, "credentials expired");
         }
       } catch (e) {
         c.fail(e, "the keep-alive check");

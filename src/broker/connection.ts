@@ -100,6 +100,8 @@ interface Held {
   packets: Packet[];
   bytes: number;
   keep: boolean;
+  /** Holds not settled yet. */
+  waiting: number;
 }
 
 const dirty: Connection[] = [];
@@ -138,6 +140,23 @@ export const SLOW_READER_BYTES = 4 * 1024 * 1024;
 
 /** Packets a client may send after CONNECT before the CONNACK while its login is checked. */
 const MAX_HELD = 100;
+/**
+ * Packets held for a connected client while an authorizer asks a remote service (or a
+ * re-authentication is checked); beyond this, or SLOW_READER_BYTES of payload, it is closed.
+ */
+const MAX_HELD_OPEN = 10_000;
+
+/**
+ * What a connection's login said that lasts: when its credentials expire, and the v5
+ * authentication method a re-authentication must use [MQTT-4.12.1-1]. Only clients that have
+ * either carry one.
+ */
+export interface ConnLogin {
+  /** ms since the epoch; 0 = never. */
+  expiresAt: number;
+  /** The CONNECT's Authentication Method, if any. */
+  method: string | undefined;
+}
 
 export class Connection implements SocketHandlers {
   readonly broker: Broker;
@@ -168,6 +187,8 @@ export class Connection implements SocketHandlers {
    * max_connections, …); undefined for a bridge's local side.
    */
   readonly listener: ListenerConfig | undefined;
+  /** Expiry and method of the login, or null (no expiry, no authentication method). */
+  login: ConnLogin | null = null;
   /** Packets that arrived while CONNECT was being authenticated, or null when not waiting. */
   #held: Held | null = null;
   /** This connection's place in `broker.connections` (see ConnectionList). */
@@ -252,8 +273,12 @@ export class Connection implements SocketHandlers {
     if (held) {
       // CONNECT is still being authenticated: keep what follows it, in order, until then.
       held.bytes += p.cmd === "publish" ? p.payload.length : 0;
-      if (held.packets.length >= MAX_HELD || held.bytes > SLOW_READER_BYTES) {
-        this.close(undefined, "too much sent before CONNACK");
+      const max = this.state === "new" ? MAX_HELD : MAX_HELD_OPEN;
+      if (held.packets.length >= max || held.bytes > SLOW_READER_BYTES) {
+        this.close(
+          undefined,
+          this.state === "new" ? "too much sent before CONNACK" : "too much sent while authorizing",
+        );
       } else if (held.keep) {
         held.packets.push(p);
       }
@@ -305,21 +330,27 @@ export class Connection implements SocketHandlers {
   }
 
   /**
-   * Hold incoming packets until `work` settles (a slow password check), then handle them in
-   * order; with `keep` false (a delayed refusal) they are dropped instead. The CONNECT handler
-   * calls this when its answer is not ready yet.
+   * Hold incoming packets until `work` settles (a slow password check, an authorizer asking a
+   * remote service), then handle them in order; with `keep` false (a delayed refusal) they are
+   * dropped instead. The handlers call this when an auth answer is not ready yet.
    */
   hold(work: Promise<void>, keep = true): void {
-    this.#held = { packets: [], bytes: 0, keep };
-    const release = () => {
-      const held = this.#held?.packets ?? [];
-      this.#held = null;
-      for (let i = 0; i < held.length && !this.closed; i++) this.dispatch(held[i]);
-    };
+    let h = this.#held;
+    if (h === null) h = this.#held = { packets: [], bytes: 0, keep, waiting: 0 };
+    else if (!keep) h.keep = false;
+    // A hold made while another is pending (an authorizer asked during the login's answer)
+    // joins it: the packets are released when both have settled.
+    h.waiting++;
+    const held = h;
     // Whatever the login or the packets held behind it throw ends this client, not the process.
-    work.then(release).catch((e) => {
+    work.then(() => {
+      if (--held.waiting > 0 || this.#held !== held) return;
       this.#held = null;
-      this.fail(e, "CONNECT or the packets held behind it");
+      const packets = held.packets;
+      for (let i = 0; i < packets.length && !this.closed; i++) this.dispatch(packets[i]);
+    }).catch((e) => {
+      if (this.#held === held) this.#held = null;
+      this.fail(e, "an auth check or the packets held behind it");
     });
   }
 

@@ -3,6 +3,7 @@
  * subscriptions, QoS 1/2 messages in flight both ways, the queue of messages not yet sent, the
  * will, and the expiry.
  */
+import type { AuthChain, SessionAuth } from "../auth/chain.ts";
 import type { ProtocolVersion, QoS, Will } from "../codec/types.ts";
 import type { Message } from "./message.ts";
 import { messageBytes, ownPayload } from "./message.ts";
@@ -136,8 +137,11 @@ export class Session {
 
   /** User name of the last connection (kept with the session for ACL checks after a restart). */
   username: string | undefined;
-  /** Set once a client (or the store) has said who this session belongs to: see `Auth.bind`. */
-  aclBound = false;
+  /**
+   * Authorization state, set once a client (or the store) has said who this session belongs to:
+   * see `Auth.bind`. Undefined until then, null when the session may do anything.
+   */
+  auth: SessionAuth | AuthChain | null | undefined = undefined;
   /** The will of the current connection, and its delay in seconds (v5). */
   will: Will | null = null;
   willDelay = 0;

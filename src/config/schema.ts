@@ -292,6 +292,9 @@ function proxyVersions(): ValueType<boolean | 1 | 2> {
   };
 }
 
+/** The links an `auth_chain` can name (src/auth/links.ts makes them). */
+export const AUTH_LINKS = ["password_file", "acl_file"] as const;
+
 function key<T>(type: ValueType<T>, dflt: T, doc: string): Entry<T> {
   return { type, default: dflt, doc };
 }
@@ -340,6 +343,12 @@ export const GLOBAL_KEYS = {
   ),
   password_file: key(str(4096), "", 'Mosquitto password file; "" = none'),
   acl_file: key(str(4096), "", 'Mosquitto ACL file; "" = no topic restrictions'),
+  auth_chain: key<string[]>(
+    list(oneOf(AUTH_LINKS)),
+    ["password_file", "acl_file"],
+    "authenticators and authorizers, asked in this order",
+  ),
+  auth_no_match: key(oneOf(["deny", "allow"]), "deny", "when every authorizer says next"),
   sys_interval: key(int(0, 86400), 10, "seconds between $SYS updates; 0 = off"),
   log_type: key<string[]>(list(oneOf(LOG_TYPES)), [
     "error",
@@ -405,6 +414,7 @@ export const LISTENER_KEYS = {
   password_file: key(str(4096), "", "this listener's password file (per_listener_settings)"),
   acl_file: key(str(4096), "", "this listener's ACL file (per_listener_settings)"),
   use_username_as_clientid: key(bool(), false, "the user name replaces the client id"),
+  auth_chain: key<string[]>(list(oneOf(AUTH_LINKS)), [], "this listener's chain; [] = global"),
 };
 
 /** A bridge topic line, Mosquitto's form: `pattern [in|out|both [qos [local-prefix remote-prefix]]]`. */

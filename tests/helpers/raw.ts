@@ -19,10 +19,21 @@ export interface RawClient {
   close(): void;
 }
 
-/** Open a TCP connection to the broker; packets are parsed at `protocolVersion`. */
-export function rawConnect(port: number, protocolVersion = 4): Promise<RawClient> {
+/**
+ * Open a TCP connection to the broker; packets are parsed at `protocolVersion`. `localAddress`
+ * (another 127.x.y.z) makes refusals count against an address of their own.
+ */
+export function rawConnect(
+  port: number,
+  protocolVersion = 4,
+  localAddress?: string,
+): Promise<RawClient> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ port, host: "127.0.0.1" });
+    const socket = netConnect({
+      port,
+      host: "127.0.0.1",
+      ...(localAddress ? { localAddress } : {}),
+    });
     const parser = mqttPacket.parser({ protocolVersion });
     const packets: AnyPacket[] = [];
     let taken = 0;

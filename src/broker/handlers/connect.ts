@@ -6,6 +6,7 @@
 import { willLines } from "../packet_log.ts";
 import { setTimeout } from "node:timers";
 import type { LoginResult } from "../../auth/auth.ts";
+import type { LoginAnswer } from "../../auth/chain_types.ts";
 import type { ConnectPacket, Properties } from "../../codec/types.ts";
 import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
 import { type Connection, sharedTerms } from "../connection.ts";
@@ -28,13 +29,19 @@ function refuse(conn: Connection, v3code: number, v5code: number, why: string): 
  * Refuse a login. Every cause (unknown user, wrong password, anonymous not allowed) gets the
  * same CONNACK, v3 return code 5 / v5 0x87 Not authorized, as in Mosquitto, so a client cannot
  * tell a wrong user name from a wrong password [MQTT-3.2.2-6]; the cause goes to the log only.
+ * A link may ask for another v5 code (0x86 when a token in the password field is bad: v3 4).
  */
-function refuseLogin(conn: Connection, why: string): void {
+function refuseLogin(conn: Connection, why: string, code?: number): void {
+  const bad = code === ReasonCode.BadUserNameOrPassword;
   conn.send({
     cmd: "connack",
     sessionPresent: false,
-    reasonCode: conn.version === 5 ? ReasonCode.NotAuthorized : ConnackCodeV3.NotAuthorized,
-    properties: conn.reason("not authorized"),
+    reasonCode: conn.version === 5
+      ? (code ?? ReasonCode.NotAuthorized)
+      : bad
+      ? ConnackCodeV3.BadUserNameOrPassword
+      : ConnackCodeV3.NotAuthorized,
+    properties: conn.reason(bad ? "bad user name or password" : "not authorized"),
   });
   conn.broker.log.notice(`Client ${conn.label} refused: ${why}.`);
   conn.close();
@@ -60,18 +67,20 @@ function settle(
 ): Promise<void> | undefined {
   if (conn.closed) return;
   if (r.ok) {
-    admit(conn, p, a);
+    admit(conn, p, a, r.answer);
     return;
   }
   if (r.delayMs <= 0) {
-    refuseLogin(conn, r.reason);
+    refuseLogin(conn, r.reason, r.code);
     return;
   }
   return new Promise((resolve) => {
     // unref: a pending refusal does not keep a stopping broker alive.
     setTimeout(() => {
       try {
-        if (!conn.closed) refuseLogin(conn, `${r.reason} (answered after ${r.delayMs} ms)`);
+        if (!conn.closed) {
+          refuseLogin(conn, `${r.reason} (answered after ${r.delayMs} ms)`, r.code);
+        }
       } catch (e) {
         conn.fail(e, "a delayed refusal");
       }
@@ -102,8 +111,9 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
 
   if (v5) {
-    if (props.authenticationMethod !== undefined) {
-      // No enhanced authentication method is supported [MQTT-4.12.0-1].
+    const method = props.authenticationMethod;
+    if (method !== undefined && !broker.auth.supportsMethod(conn.listener, method)) {
+      // Only methods a link of this listener's chain takes (OAUTH2-JWT with jwt) [MQTT-4.12.0-1].
       refuse(conn, 0, ReasonCode.BadAuthenticationMethod, "unsupported authentication method");
       return;
     }
@@ -232,15 +242,21 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     }
   }
 
-  // Authentication: password_file and allow_anonymous. A slow hash or a delayed refusal holds
-  // the packets that follow CONNECT until the answer is known.
+  // Authentication: the listener's auth chain (password_file and allow_anonymous, jwt, http).
+  // A slow hash, a token check, a remote service or a delayed refusal holds the packets that
+  // follow CONNECT until the answer is known.
   const a: Admission = { clientId, assigned, keepalive, serverKeepAlive };
   const login = certUser !== undefined ? { ok: true as const } : broker.auth.checkLogin(
     conn.listener,
     conn.socket.remoteAddress,
     p.username,
     p.password,
-    clientId,
+    {
+      clientId,
+      protocolVersion: p.protocolVersion,
+      authMethod: props.authenticationMethod,
+      authData: props.authenticationData,
+    },
   );
   if (login instanceof Promise) {
     conn.hold(login.then((r) => settle(conn, p, a, r)));
@@ -251,7 +267,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
 }
 
 /** The login is accepted: take over or resume the session, send CONNACK. */
-function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
+function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginAnswer): void {
   const broker = conn.broker;
   const cfg = broker.config;
   const v5 = p.protocolVersion === 5;
@@ -314,14 +330,21 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
   conn.state = "open";
   broker.stats.connects++;
   session.username = p.username;
-  broker.auth.bind(session);
-  // acl_file: messages queued for this session that this client may not read are dropped.
-  if (sessionPresent) {
-    for (const o of broker.auth.dropUnreadable(session)) broker.forget(session, o);
+  broker.auth.bind(session, conn.listener, answer);
+  const method = v5 ? props.authenticationMethod : undefined;
+  if (answer?.expiresAt || method !== undefined) {
+    conn.login = { expiresAt: answer?.expiresAt ?? 0, method };
+  }
+  // The auth chain: messages queued for this session that this client may not read are dropped.
+  let unreadable = sessionPresent ? broker.auth.dropUnreadable(session) : [];
+  if (Array.isArray(unreadable)) {
+    for (const o of unreadable) broker.forget(session, o);
+    unreadable = [];
   }
   broker.saveSession(session);
 
   const ack: Properties = {};
+  if (method !== undefined) ack.authenticationMethod = method;
   if (v5) {
     if (assigned) ack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16]
     if (serverKeepAlive !== undefined) ack.serverKeepAlive = serverKeepAlive;
@@ -349,5 +372,13 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission): void {
     reasonCode: 0,
     properties: v5 && Object.keys(ack).length ? ack : undefined,
   });
-  if (sessionPresent) broker.resume(session, conn);
+  if (!sessionPresent) return;
+  if (unreadable instanceof Promise) {
+    // A remote authorizer is asked about the queued messages: they are resent once it answered.
+    const s = session;
+    conn.hold(unreadable.then((dropped) => {
+      for (const o of dropped) broker.forget(s, o);
+      if (!conn.closed) broker.resume(s, conn);
+    }));
+  } else broker.resume(session, conn);
 }

@@ -108,21 +108,46 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     // Clients cannot publish into the broker's own tree, except bridge connection states
     // ($SYS/broker/connection/<id>/state), which bridges publish on the brokers they connect to.
     rc = ReasonCode.NotAuthorized;
-  } else if (broker.auth.aclActive && !broker.auth.canPublish(s, topic)) {
-    // acl_file grants no write access: not delivered. QoS 0 is dropped silently, QoS 1/2 are
-    // acknowledged with 0x87 Not authorized (v5) or plainly (v3, which has no reason codes).
-    rc = ReasonCode.NotAuthorized;
-    if (broker.log.on("debug")) {
-      broker.log.debug(`Denied PUBLISH from ${conn.clientId} to ${topic}.`);
+  } else {
+    // The auth chain (acl_file, a token's acl claim, …) decides whether this client may write.
+    const may = broker.auth.canPublish(s, topic, p.qos, p.retain);
+    if (may instanceof Promise) {
+      // A remote authorizer: this client's later packets wait for its answer, in order.
+      conn.hold(may.then((ok) => finish(conn, p, topic, ok ? rc : denied(conn, topic))));
+      return;
     }
-  } else if (broker.controls.size !== 0 && broker.controls.has(topic)) {
-    // A control topic (dynamic security's): a command for its handler, not for subscribers.
-    broker.control(broker.controls.get(topic)!, p.payload, conn);
-  } else if (broker.publish(message(p, topic, s.key)) === 0) {
-    rc = ReasonCode.NoMatchingSubscribers;
+    if (!may) rc = denied(conn, topic);
+  }
+  finish(conn, p, topic, rc);
+}
+
+/**
+ * Not authorized: not delivered. QoS 0 is dropped silently, QoS 1/2 are acknowledged with 0x87
+ * Not authorized (v5) or plainly (v3, which has no reason codes).
+ */
+function denied(conn: Connection, topic: string): number {
+  if (conn.broker.log.on("debug")) {
+    conn.broker.log.debug(`Denied PUBLISH from ${conn.clientId} to ${topic}.`);
+  }
+  return ReasonCode.NotAuthorized;
+}
+
+/** Publishes the message when `rc` is a success, then acknowledges it (QoS 1/2). */
+function finish(conn: Connection, p: PublishPacket, topic: string, rc: number): void {
+  if (conn.closed) return;
+  const broker = conn.broker;
+  const s = conn.session!;
+  if (rc < 0x80) {
+    if (broker.controls.size !== 0 && broker.controls.has(topic)) {
+      // A control topic (dynamic security's): a command for its handler, not for subscribers.
+      broker.control(broker.controls.get(topic)!, p.payload, conn);
+    } else if (broker.publish(message(p, topic, s.key)) === 0) {
+      rc = ReasonCode.NoMatchingSubscribers;
+    }
   }
 
   if (p.qos === 0) return;
+  const id = p.messageId ?? 0;
   const ack = p.qos === 1 ? PUBACK : PUBREC;
   if (p.qos === 2 && rc < 0x80) {
     (s.incomingQos2 ??= new Set()).add(id);

@@ -9,18 +9,53 @@ import type { Connection } from "../connection.ts";
 import { outgoing, type SubscriptionEntry } from "../session.ts";
 import { fitsWithPrefix, parseShared, utf8Length, validTopicFilter } from "../topic.ts";
 import type { QoS } from "../../codec/types.ts";
+import type { Message } from "../message.ts";
 
 export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
+  const subId = p.properties?.subscriptionIdentifier;
+  if (subId !== undefined && (typeof subId !== "number" || subId === 0)) {
+    conn.protocolError(ReasonCode.ProtocolError, "subscription identifier 0 (MQTT 5.0 §3.8.2.1.2)");
+    return;
+  }
+  // The auth chain's answer for each filter; a remote authorizer's answers are waited for, and
+  // this client's later packets with them.
+  const auth = conn.broker.auth;
+  const s = conn.session!;
+  let waiting = false;
+  const may = p.subscriptions.map((sub) => {
+    const f = checkedFilter(conn, sub.topic);
+    if (f === null) return true;
+    const m = auth.canSubscribe(s, f, sub.qos);
+    if (m instanceof Promise) waiting = true;
+    return m;
+  });
+  if (waiting) {
+    conn.hold(Promise.all(may).then((answers) => subscribe(conn, p, answers)));
+  } else subscribe(conn, p, may as boolean[]);
+}
+
+/** The filter the auth chain is asked about (mount point added, share prefix removed), or null. */
+function checkedFilter(conn: Connection, filter: string): string | null {
+  let f = filter;
+  try {
+    const shared = parseShared(filter);
+    if (shared) f = shared.filter;
+  } catch {
+    return null;
+  }
+  return validTopicFilter(f) ? conn.mountPoint + f : null;
+}
+
+/** SUBSCRIBE with the auth chain's answers (`allowed`, one per filter) known. */
+function subscribe(conn: Connection, p: SubscribePacket, allowed: boolean[]): void {
+  if (conn.closed) return;
   const broker = conn.broker;
   const cfg = broker.config;
   const s = conn.session!;
   const v5 = conn.version === 5;
   const subId = p.properties?.subscriptionIdentifier;
   const sid = typeof subId === "number" ? subId : 0;
-  if (subId !== undefined && (typeof subId !== "number" || subId === 0)) {
-    conn.protocolError(ReasonCode.ProtocolError, "subscription identifier 0 (MQTT 5.0 §3.8.2.1.2)");
-    return;
-  }
+  let index = -1;
   const granted: number[] = [];
   // By filter: a filter listed again in the same SUBSCRIBE replaces the earlier one
   // [MQTT-3.8.4-3], and its retained messages are sent once, not once per listing.
@@ -28,6 +63,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   /** Filters this packet added that the session did not have before it (for rh 1). */
   const added = new Set<string>();
   for (const sub of p.subscriptions) {
+    index++;
     const filter = sub.topic;
     let topicFilter = filter;
     let group = "";
@@ -62,8 +98,9 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       }
       topicFilter = conn.mountPoint + topicFilter;
     }
-    if (broker.auth.aclActive && !broker.auth.canSubscribe(s, topicFilter)) {
-      // acl_file: nothing this filter matches may be read. v5 0x87 Not authorized, v3 0x80.
+    if (!allowed[index]) {
+      // The auth chain refused it (acl_file: nothing it matches may be read). v5 0x87 Not
+      // authorized, v3 0x80.
       granted.push(v5 ? ReasonCode.NotAuthorized : 0x80);
       if (broker.log.on("debug")) {
         broker.log.debug(`Denied SUBSCRIBE from ${conn.clientId} to ${filter}.`);
@@ -139,12 +176,22 @@ function suback(
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
   for (const e of retainedFor.values()) {
     for (const m of broker.retained.match(e.topicFilter, now)) {
-      // acl_file: a retained message goes only to a client that may read its topic.
-      if (!broker.auth.canRead(s, m.topic)) continue;
-      // Retained messages are sent with the retain flag set [MQTT-3.3.1-8], within the limits
-      // of any delivery: inflight window, slow-reader bound, session queue.
-      const o = outgoing(m, Math.min(m.qos, e.qos) as QoS, true, e.subId ? [e.subId] : undefined);
-      broker.replayRetained(s, o);
+      // The auth chain: a retained message goes only to a client that may read its topic.
+      const may = broker.auth.canRead(s, m.topic);
+      if (may === true) sendRetained(conn, e, m);
+      else if (may !== false) {
+        may.then((ok) => {
+          if (ok && !conn.closed) sendRetained(conn, e, m);
+        }, (err) => broker.log.error(`Read check for ${s.clientId} failed: ${err}`));
+      }
     }
   }
+}
+
+/** Sends one retained message for a new subscription. */
+function sendRetained(conn: Connection, e: SubscriptionEntry, m: Message): void {
+  // Retained messages are sent with the retain flag set [MQTT-3.3.1-8], within the limits
+  // of any delivery: inflight window, slow-reader bound, session queue.
+  const o = outgoing(m, Math.min(m.qos, e.qos) as QoS, true, e.subId ? [e.subId] : undefined);
+  conn.broker.replayRetained(e.session, o);
 }
