@@ -9,6 +9,7 @@ import type { Logger } from "../sys/log.ts";
 import type { Link } from "./chain.ts";
 import { AclFileLink } from "./acl_link.ts";
 import { PasswordFileLink } from "./password_link.ts";
+import { JwtLink } from "./jwt.ts";
 
 /** What a link is made from. */
 export interface LinkContext {
@@ -61,5 +62,9 @@ export const LINK_KINDS: Record<string, LinkKind> = {
       const { config, listener } = ctx;
       return new AclFileLink(() => fileSetting(config, listener, "acl_file"), ctx.log);
     },
+  },
+  jwt: {
+    key: () => "jwt",
+    make: (ctx) => new JwtLink(ctx.config, ctx.log),
   },
 };

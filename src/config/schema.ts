@@ -293,7 +293,24 @@ function proxyVersions(): ValueType<boolean | 1 | 2> {
 }
 
 /** The links an `auth_chain` can name (src/auth/links.ts makes them). */
-export const AUTH_LINKS = ["password_file", "acl_file"] as const;
+export const AUTH_LINKS = ["password_file", "acl_file", "jwt"] as const;
+
+/** `jwt_verify_claims` entries: `claim=value`, the value with ${clientid} / ${username}. */
+function checkClaim(s: string): string | undefined {
+  if (/^[^=\s]+=.*$/.test(s)) return undefined;
+  return `expected "claim=value" such as "sub=\${clientid}", got ${JSON.stringify(s)}`;
+}
+
+/** `jwt_jwks_url`: "" or an https URL. */
+function checkHttpsUrl(s: string): string | undefined {
+  if (s === "") return undefined;
+  try {
+    if (new URL(s).protocol === "https:") return undefined;
+  } catch {
+    // reported below
+  }
+  return `expected "" or an https:// URL, got ${JSON.stringify(s)}`;
+}
 
 function key<T>(type: ValueType<T>, dflt: T, doc: string): Entry<T> {
   return { type, default: dflt, doc };
@@ -349,6 +366,20 @@ export const GLOBAL_KEYS = {
     "authenticators and authorizers, asked in this order",
   ),
   auth_no_match: key(oneOf(["deny", "allow"]), "deny", "when every authorizer says next"),
+  jwt_from: key(oneOf(["password", "username"]), "password", "CONNECT field holding the token"),
+  jwt_secret: key(str(4096), "", 'HMAC secret for HS256/384/512; "" = none'),
+  jwt_secret_base64: key(bool(), false, "jwt_secret is base64"),
+  jwt_public_key_file: key(str(4096), "", 'PEM public key or certificate; "" = none'),
+  jwt_jwks_file: key(str(4096), "", 'JWKS file; "" = none'),
+  jwt_jwks_url: key(str(4096, checkHttpsUrl), "", 'JWKS https URL; "" = none'),
+  jwt_jwks_refresh: key(int(1, 86400), 300, "seconds between JWKS refreshes"),
+  jwt_cafile: key(str(4096), "", 'PEM CA for jwt_jwks_url; "" = system CAs'),
+  jwt_issuer: key(str(4096), "", 'required "iss"; "" = any'),
+  jwt_audience: key(str(4096), "", 'required in "aud"; "" = any'),
+  jwt_clock_skew: key(int(0, 3600), 30, "seconds of clock skew allowed for exp/nbf/iat"),
+  jwt_require_exp: key(bool(), true, 'tokens must carry "exp"'),
+  jwt_verify_claims: key<string[]>(list(str(4096, checkClaim)), [], "claims that must equal"),
+  jwt_acl_claim: key(str(256), "acl", 'claim holding EMQX-style permissions; "" = none'),
   sys_interval: key(int(0, 86400), 10, "seconds between $SYS updates; 0 = off"),
   log_type: key<string[]>(list(oneOf(LOG_TYPES)), [
     "error",
