@@ -399,3 +399,28 @@ test("memory freed by removed subscriptions is reused by later ones of any shape
   assert.deepEqual(tops, Array(6).fill(tops[0]));
   assert.deepEqual(sizes, Array(6).fill(sizes[0]));
 });
+
+test("named children move from a node's list to the edge table past 8 and back once none are left", () => {
+  const m = new TopicMatcher();
+  for (const count of [1, 8, 9, 20]) {
+    const names = Array.from({ length: count }, (_, i) => `c${i}`);
+    names.forEach((n, i) => assert.ok(m.add(`p/${n}/x`, i)));
+    assert.ok(m.add("p/+/x", 999));
+    for (let i = 0; i < count; i++) assert.deepEqual(sorted(m.match(`p/c${i}/x`)), [i, 999]);
+    assert.deepEqual([...m.match("p/other/x")], [999]);
+    // Remove from the middle, the ends, then the rest; the others stay found.
+    const order = [Math.floor(count / 2), 0, count - 1, ...names.keys()];
+    const gone = new Set<number>();
+    for (const i of order) {
+      if (gone.has(i)) continue;
+      assert.ok(m.remove(`p/c${i}/x`, i));
+      gone.add(i);
+      for (let j = 0; j < count; j++) {
+        assert.deepEqual(sorted(m.match(`p/c${j}/x`)), gone.has(j) ? [999] : [j, 999]);
+      }
+    }
+    assert.ok(m.remove("p/+/x", 999));
+    assert.equal(m.nodeCount, 1);
+    assert.equal(m.longestProbe, 0);
+  }
+});

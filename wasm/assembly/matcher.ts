@@ -12,12 +12,15 @@
 // Layout of the trie:
 //   node (8-aligned block):   parent u32 | hash u32 | plus u32 | ids u32 | hashIds u32 |
 //                             children u32 | len u32 | first u32 | level bytes (len)
+//     hash     the level hash when the parent keeps its children in the edge table; else the
+//              next child in the parent's list
 //     plus     the child for a '+' level (0 = none); it has no level bytes
 //     ids      id list of filters that end at this node
 //     hashIds  id list of filters "<path to this node>/#" (at the root: the filter "#")
-//     children number of named children: `first` (if not 0) plus those in the edge table
-//     first    one named child kept in the node itself: most nodes have one child, and finding
-//              it (or knowing it is absent) then costs a byte comparison, no hash and no probe
+//     children number of named children; the top bit says they are in the edge table
+//     first    list mode: the first named child. Up to 8 named children are kept in a list and
+//              compared byte for byte (most nodes have one or a few: no hash, no probe); with
+//              more, all of them move to the edge table, until the node has none again.
 //   edge table: open addressing, linear probing, slot = key u32 | child node u32, where
 //     key = mix(parent, hash(level bytes)); a child is found by (parent, level bytes).
 //   The level hash is SipHash-1-3 keyed with a secret 128-bit seed that the host draws from a
@@ -30,7 +33,7 @@
 //     node pointer (+1 for its '#' list); it finds the position of an id in its list in O(1),
 //     so add (duplicate check) and remove cost the same for a list of 1 or 1,000,000 ids.
 // Matching visits, level by level, only the nodes whose path matches the topic so far (a named
-// child found by one hash probe, plus the '+' child), so its cost does not depend on how many
+// child found in a list of at most 8 or by one hash probe, plus the '+' child), so its cost does not depend on how many
 // subscriptions cannot match.
 //
 // Memory: blocks with boundary tags over a bump pointer (see the allocator below); a freed block
@@ -48,6 +51,12 @@ const CHILDREN: usize = 20;
 const LEN: usize = 24;
 const FIRST: usize = 28;
 const BYTES: usize = 32;
+/** In the HASH field of a child of a list-mode node: the next child in its parent's list. */
+const NEXT: usize = HASH;
+/** Bit of the CHILDREN field: the named children are in the edge table, not in a list. */
+const TABLED: u32 = 0x80000000;
+/** Named children a node keeps in a list, compared byte for byte, before it moves them to the table. */
+const SMALL: u32 = 8;
 
 const SLASH: u8 = 0x2f;
 const PLUS_CHAR: u8 = 0x2b;
@@ -342,22 +351,62 @@ function freeNode(node: usize): void {
   return load<u32>(node, LEN) == n && bytesEq(node + BYTES, p, n);
 }
 
-/**
- * True when `parent` has named children in the edge table (beyond `first`): only then does a
- * lookup need the level hash.
- */
+/** The named child of a list-mode `parent` for level bytes [p, p+n), or 0. */
 // @ts-ignore: decorator
-@inline function hasEdges(parent: usize): bool {
-  return load<u32>(parent, CHILDREN) > (load<u32>(parent, FIRST) != 0 ? <u32> 1 : <u32> 0);
+@inline function findListed(parent: usize, p: usize, n: u32): usize {
+  let c = <usize> load<u32>(parent, FIRST);
+  while (c != 0) {
+    if (sameLevel(c, p, n)) return c;
+    c = <usize> load<u32>(c, NEXT);
+  }
+  return 0;
 }
 
-/** The named child of `parent` for level bytes [p, p+n) with hash h, or 0. */
-// @ts-ignore: decorator
-@inline function findChild(parent: usize, h: u32, p: usize, n: u32): usize {
-  const first = <usize> load<u32>(parent, FIRST);
-  if (first != 0 && sameLevel(first, p, n)) return first;
-  if (!hasEdges(parent)) return 0;
-  return findEdge(parent, h, p, n);
+/** Makes `child` (level bytes [p, p+n), new) a named child of `parent`. */
+function addChild(parent: usize, child: usize, p: usize, n: u32): void {
+  let cc = load<u32>(parent, CHILDREN);
+  if ((cc & TABLED) != 0) {
+    store<u32>(child, hashLevel(p, n), HASH);
+    addEdge(parent, child);
+  } else if (cc < SMALL) {
+    store<u32>(child, load<u32>(parent, FIRST), NEXT);
+    store<u32>(parent, <u32> child, FIRST);
+  } else {
+    // The list is full: every child moves to the edge table, under its level hash.
+    let c = <usize> load<u32>(parent, FIRST);
+    while (c != 0) {
+      const next = <usize> load<u32>(c, NEXT);
+      store<u32>(c, hashLevel(c + BYTES, load<u32>(c, LEN)), HASH);
+      addEdge(parent, c);
+      c = next;
+    }
+    store<u32>(parent, 0, FIRST);
+    store<u32>(child, hashLevel(p, n), HASH);
+    addEdge(parent, child);
+    cc |= TABLED;
+  }
+  store<u32>(parent, cc + 1, CHILDREN);
+}
+
+/** Removes the named child `child` from `parent`. */
+function removeChild(parent: usize, child: usize): void {
+  const cc = load<u32>(parent, CHILDREN) - 1;
+  if ((cc & TABLED) != 0) {
+    removeEdge(parent, child);
+    // Once it has no named children left, the node starts again with a list.
+    store<u32>(parent, cc == TABLED ? 0 : cc, CHILDREN);
+    return;
+  }
+  let prev: usize = 0;
+  let c = <usize> load<u32>(parent, FIRST);
+  while (c != child) {
+    prev = c;
+    c = <usize> load<u32>(c, NEXT);
+  }
+  const next = load<u32>(child, NEXT);
+  if (prev == 0) store<u32>(parent, next, FIRST);
+  else store<u32>(prev, next, NEXT);
+  store<u32>(parent, cc, CHILDREN);
 }
 
 function findEdge(parent: usize, h: u32, p: usize, n: u32): usize {
@@ -559,17 +608,13 @@ function locate(ptr: usize, len: u32, create: bool): usize {
         store<u32>(node, <u32> child, PLUS);
       }
     } else {
-      const h = hashLevel(p, n);
-      child = findChild(node, h, p, n);
+      child = (load<u32>(node, CHILDREN) & TABLED) != 0
+        ? findEdge(node, hashLevel(p, n), p, n)
+        : findListed(node, p, n);
       if (child == 0) {
         if (!create) return 0;
-        child = newNode(node, h, p, n);
-        if (load<u32>(node, FIRST) == 0) {
-          store<u32>(node, <u32> child, FIRST);
-        } else {
-          addEdge(node, child);
-        }
-        store<u32>(node, load<u32>(node, CHILDREN) + 1, CHILDREN);
+        child = newNode(node, 0, p, n);
+        addChild(node, child, p, n);
       }
     }
     node = child;
@@ -591,9 +636,7 @@ function prune(node: usize): void {
     if (<usize> load<u32>(parent, PLUS) == node) {
       store<u32>(parent, 0, PLUS);
     } else {
-      if (<usize> load<u32>(parent, FIRST) == node) store<u32>(parent, 0, FIRST);
-      else removeEdge(parent, node);
-      store<u32>(parent, load<u32>(parent, CHILDREN) - 1, CHILDREN);
+      removeChild(parent, node);
     }
     freeNode(node);
     node = parent;
@@ -722,18 +765,20 @@ export function match(ptr: usize, len: u32): u32 {
           nb++;
         }
       }
-      // A node's `first` child is compared byte for byte; only a node with more named children
-      // needs the level's hash (computed once per level, for the first such node).
-      const first = <usize> load<u32>(node, FIRST);
-      if (first != 0 && sameLevel(first, p, n)) {
-        store<u32>(b + (<usize> nb << 2), <u32> first);
-        nb++;
-      } else if (hasEdges(node)) {
-        if (!hashed) {
-          h = hashLevel(p, n);
-          hashed = true;
+      // A few named children are compared byte for byte; only a node with more needs the
+      // level's hash (computed once per level, for the first such node).
+      const cc = load<u32>(node, CHILDREN);
+      if (cc != 0) {
+        let child: usize;
+        if ((cc & TABLED) != 0) {
+          if (!hashed) {
+            h = hashLevel(p, n);
+            hashed = true;
+          }
+          child = findEdge(node, h, p, n);
+        } else {
+          child = findListed(node, p, n);
         }
-        const child = findEdge(node, h, p, n);
         if (child != 0) {
           store<u32>(b + (<usize> nb << 2), <u32> child);
           nb++;
