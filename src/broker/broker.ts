@@ -231,7 +231,7 @@ export class Broker implements FabricSink {
   kick(username: string | null): number {
     let n = 0;
     for (const c of [...this.connections]) {
-      if (c.state !== "open" || c.terms.bridgeMode) continue;
+      if (c.state !== "open") continue;
       if (username === null ? c.username !== undefined : c.username !== username) continue;
       const s = c.session;
       if (s && s.connection === c) s.will = null;

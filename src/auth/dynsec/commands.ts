@@ -24,12 +24,10 @@ import {
   DEFAULT_ACCESS_TYPES,
   type DynsecData,
   field,
-  formatDynsec,
   type Group,
   groupJson,
   insertAcl,
   isObject,
-  parseDynsec,
   type Ref,
   removeMember,
   type Role,
@@ -156,6 +154,8 @@ export interface CommandHooks {
   save(): Promise<void>;
   /** `data` changed in memory (a command, or an undo): drop what was derived from it. */
   changed(): void;
+  /** The data as last saved, to undo a change whose save failed. */
+  saved(): DynsecData;
   /** A save failed (the change has been undone). */
   saveFailed?(e: unknown): void;
 }
@@ -209,22 +209,21 @@ export async function runCommands(
     const cmd = new Cmd(handler ? handler[0] : name, c, corr, out);
     if (!handler) cmd.reply("Unknown command");
     else {
-      const before = /^(get|list)/i.test(name) ? "" : formatDynsec(data);
       await handler[1](cmd, data);
-      if (cmd.didChange) await commit(cmd, data, before, hooks);
+      if (cmd.didChange) await commit(cmd, data, hooks);
     }
     out.responses.push(cmd.response ?? { command: cmd.name, error: "Internal error" });
   }
   return out;
 }
 
-/** Saves a command's change, or undoes it (back to `before`) when the save fails. */
-async function commit(cmd: Cmd, data: DynsecData, before: string, hooks: CommandHooks) {
+/** Saves a command's change, or undoes it (back to the saved data) when the save fails. */
+async function commit(cmd: Cmd, data: DynsecData, hooks: CommandHooks) {
   hooks.changed();
   try {
     await hooks.save();
   } catch (e) {
-    const old = parseDynsec(before).data;
+    const old = hooks.saved();
     data.defaultACLAccess = old.defaultACLAccess;
     data.clients = old.clients;
     data.groups = old.groups;

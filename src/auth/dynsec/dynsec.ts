@@ -29,7 +29,7 @@ import {
 import { cheapToVerify, verifyPassword, verifyPasswordSync } from "../password.ts";
 import { DynsecAcl, type Who } from "./acl.ts";
 import { runCommands } from "./commands.ts";
-import { type DynsecData, emptyData } from "./model.ts";
+import { type DynsecData, emptyData, parseDynsec } from "./model.ts";
 import { readDynsecFile, saveDynsecFile } from "./store.ts";
 
 /** The control topic; responses go to `<topic>/response`. */
@@ -42,7 +42,14 @@ export interface DynsecLog {
   error(text: string): void;
 }
 
+/** Control requests a handler holds (waiting or running); more are refused at once. */
+export const MAX_PENDING = 64;
+
 const NEXT: LoginAnswer = { verdict: "next" };
+
+function encode(v: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(v));
+}
 const ALLOW: LoginAnswer = { verdict: "allow" };
 
 /** Mosquitto's dynamic-security plugin, built in. */
@@ -57,6 +64,10 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
   /** Called after every change (a command or a reload), e.g. to drop cached answers. */
   onChange: (() => void) | null = null;
   #data: DynsecData = emptyData();
+  /** The file's text as last read or saved: what a change whose save failed goes back to. */
+  #saved = "";
+  /** Control requests waiting or running. */
+  #pending = 0;
   readonly #acl = new DynsecAcl(this.#data);
   /** Control requests, one at a time. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -70,8 +81,9 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
 
   /** Reads the file. Throws `DynsecFileError` (file and reason) when it cannot be used. */
   async load(): Promise<void> {
-    const { data, warnings } = await readDynsecFile(this.file);
+    const { data, warnings, text } = await readDynsecFile(this.file);
     for (const w of warnings) this.log.warning(`Dynamic security ${this.file}: ${w}.`);
+    this.#saved = text;
     this.#install(data);
   }
 
@@ -150,19 +162,32 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
 
   /** One request in, one response payload out (see the module comment). */
   control(payload: Uint8Array, from: Principal): Promise<Uint8Array> {
-    const run = this.#queue.then(() => this.#control(payload, from));
+    if (this.#pending >= MAX_PENDING) {
+      return Promise.resolve(encode({
+        responses: [{ command: "Unknown command", error: "Too many requests waiting; try again" }],
+      }));
+    }
+    this.#pending++;
+    const run = this.#queue.then(() => this.#control(payload, from)).finally(() => {
+      this.#pending--;
+    });
     this.#queue = run.catch(() => {});
     return run;
   }
 
   async #control(payload: Uint8Array, from: Principal): Promise<Uint8Array> {
     const out = await runCommands(this.#data, payload, {
-      save: () => saveDynsecFile(this.file, this.#data),
-      changed: () => this.#acl.changed(),
+      save: async () => {
+        this.#saved = await saveDynsecFile(this.file, this.#data);
+      },
+      saved: () => parseDynsec(this.#saved).data,
+      changed: () => {
+        this.#acl.changed();
+        this.onChange?.();
+      },
       saveFailed: (e) =>
         this.log.error(`Dynamic security: saving ${this.file} failed: ${e}; change undone.`),
     });
-    if (out.changed) this.onChange?.();
     const cmds = out.responses.map((r) => `${r.command}${r.error ? " (" + r.error + ")" : ""}`);
     this.log.info(
       `dynsec: ${from.clientId}/${from.username ?? ""} | ${cmds.join(", ").slice(0, 1000)}`,
@@ -181,6 +206,6 @@ export class DynamicSecurity implements Authenticator, Authorizer, ChainLink, Co
         }
       }, 0);
     }
-    return new TextEncoder().encode(JSON.stringify({ responses: out.responses }));
+    return encode({ responses: out.responses });
   }
 }

@@ -17,8 +17,11 @@ import {
 /** Largest file read (a hostile or mistaken path must not take the broker's memory). */
 export const MAX_FILE_BYTES = 256 * 1024 * 1024;
 
-/** Reads and parses `file`. Throws `DynsecFileError` naming the file and the reason. */
-export async function readDynsecFile(file: string): Promise<LoadResult> {
+/**
+ * Reads and parses `file`, returning its text too. Throws `DynsecFileError` naming the file and
+ * the reason.
+ */
+export async function readDynsecFile(file: string): Promise<LoadResult & { text: string }> {
   let text: string;
   try {
     const st = await stat(file);
@@ -38,14 +41,14 @@ export async function readDynsecFile(file: string): Promise<LoadResult> {
     throw new DynsecFileError(file, `cannot read the file: ${why}`);
   }
   try {
-    return parseDynsec(text);
+    return { ...parseDynsec(text), text };
   } catch (e) {
     throw new DynsecFileError(file, (e as Error).message);
   }
 }
 
-/** Writes `data` to `file` atomically and durably (see the module comment). */
-export async function saveDynsecFile(file: string, data: DynsecData): Promise<void> {
+/** Writes `data` to `file` atomically and durably (see the module comment); returns the text. */
+export async function saveDynsecFile(file: string, data: DynsecData): Promise<string> {
   const text = formatDynsec(data);
   const tmp = `${file}.new`;
   let mode = 0o600;
@@ -66,6 +69,7 @@ export async function saveDynsecFile(file: string, data: DynsecData): Promise<vo
   await fh.close();
   await rename(tmp, file);
   await syncDir(dirname(file));
+  return text;
 }
 
 /** fsync a directory so a rename in it is durable; skipped where the platform cannot. */
