@@ -17,7 +17,7 @@ import type { TestBroker } from "./helpers/broker.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { checkFiles } from "../src/cli/check_files.ts";
 import { ConsoleState } from "../src/sys/console_api.ts";
-import { DynamicSecurity, DYNSEC_TOPIC } from "../src/auth/dynsec/dynsec.ts";
+import { DynamicSecurity, DYNSEC_TOPIC, MAX_PENDING } from "../src/auth/dynsec/dynsec.ts";
 import { formatDynsec, parseDynsec } from "../src/auth/dynsec/model.ts";
 import { DynsecAcl, filterCovered, topicMatches } from "../src/auth/dynsec/acl.ts";
 import {
@@ -618,6 +618,37 @@ test("broker: anonymous group, %c/%u, publishClientReceive per reader, unsubscri
   }
 });
 
+test("a changed rule applies at once to live connections, answers cached per topic included", async () => {
+  const file = fresh();
+  await init(file);
+  const tb = await withDynsec(file);
+  const clients: MqttClient[] = [];
+  try {
+    await ok(tb, "createClient", "r", "-p", "rpw");
+    await ok(tb, "setDefaultACLAccess", "subscribe", "allow");
+    await ok(tb, "setDefaultACLAccess", "publishClientSend", "allow");
+    const reader = await as(tb, "r", "rpw");
+    const writer = await as(tb, "r", "rpw", { clientId: "w" });
+    clients.push(reader, writer);
+    assert.equal(await subCode(reader, "q/#"), 1);
+    const got: string[] = [];
+    reader.on("message", (_t, p) => got.push(p.toString()));
+    await writer.publishAsync("q/1", "one", { qos: 1 });
+    await until(() => got.length === 1, 3000, "the first message");
+    // Default access has no kick in Mosquitto: the same connections, the same topic.
+    await ok(tb, "setDefaultACLAccess", "publishClientReceive", "deny");
+    await writer.publishAsync("q/1", "two", { qos: 1 });
+    await ok(tb, "setDefaultACLAccess", "publishClientReceive", "allow");
+    await writer.publishAsync("q/1", "three", { qos: 1 });
+    await until(() => got.length === 2, 3000, "the third message");
+    assert.deepEqual(got, ["one", "three"]);
+    assert.equal(reader.connected && writer.connected, true);
+  } finally {
+    await endAll(...clients);
+    await tb.stop();
+  }
+});
+
 test("control topic: only clients the ACLs allow may publish to $CONTROL; others get 0x87 and no answer", async () => {
   const file = fresh();
   await init(file);
@@ -831,6 +862,29 @@ test("saving: a change that cannot be saved is undone and answered with an error
     await endAll(admin);
     await tb.stop();
   }
+});
+
+test("control: at most MAX_PENDING requests are held; more are answered at once with an error", async () => {
+  const file = fresh();
+  await init(file);
+  const ds = new DynamicSecurity(file, silentLogger);
+  await ds.load();
+  const from = { clientId: "a", username: "admin", listener: undefined };
+  const req = (i: number) =>
+    new TextEncoder().encode(JSON.stringify({
+      commands: [{ command: "createRole", rolename: `r${i}` }],
+    }));
+  const answers = await Promise.all(
+    Array.from({ length: MAX_PENDING + 6 }, (_, i) => ds.control(req(i), from)),
+  );
+  const parsed = answers.map((a) => JSON.parse(new TextDecoder().decode(a)).responses[0]);
+  assert.equal(parsed.filter((r) => r.error === undefined).length, MAX_PENDING);
+  assert.deepEqual(parsed.at(-1), {
+    command: "Unknown command",
+    error: "Too many requests waiting; try again",
+  });
+  assert.equal(ds.data.roles.size, MAX_PENDING + 1, "the admin role and one per accepted request");
+  assert.equal(JSON.parse(readFileSync(file, "utf8")).roles.length, MAX_PENDING + 1);
 });
 
 test("config: [[plugins]] dynamic-security with config_file; a missing file or unknown plugin is refused", () => {
