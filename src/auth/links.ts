@@ -10,6 +10,7 @@ import type { Link } from "./chain.ts";
 import { AclFileLink } from "./acl_link.ts";
 import { PasswordFileLink } from "./password_link.ts";
 import { JwtLink } from "./jwt.ts";
+import { HttpLink } from "./http.ts";
 
 /** What a link is made from. */
 export interface LinkContext {
@@ -66,5 +67,9 @@ export const LINK_KINDS: Record<string, LinkKind> = {
   jwt: {
     key: () => "jwt",
     make: (ctx) => new JwtLink(ctx.config, ctx.log),
+  },
+  http: {
+    key: () => "http",
+    make: (ctx) => new HttpLink(ctx.config, ctx.log),
   },
 };

@@ -293,7 +293,7 @@ function proxyVersions(): ValueType<boolean | 1 | 2> {
 }
 
 /** The links an `auth_chain` can name (src/auth/links.ts makes them). */
-export const AUTH_LINKS = ["password_file", "acl_file", "jwt"] as const;
+export const AUTH_LINKS = ["password_file", "acl_file", "jwt", "http"] as const;
 
 /** `jwt_verify_claims` entries: `claim=value`, the value with ${clientid} / ${username}. */
 function checkClaim(s: string): string | undefined {
@@ -310,6 +310,12 @@ function checkHttpsUrl(s: string): string | undefined {
     // reported below
   }
   return `expected "" or an https:// URL, got ${JSON.stringify(s)}`;
+}
+
+/** A URI path of the HTTP auth service: "" (not asked) or starting with "/". */
+function checkUri(s: string): string | undefined {
+  if (s === "" || /^\/[\x21-\x7e]*$/.test(s)) return undefined;
+  return `expected "" or a path starting with "/", got ${JSON.stringify(s)}`;
 }
 
 function key<T>(type: ValueType<T>, dflt: T, doc: string): Entry<T> {
@@ -380,6 +386,24 @@ export const GLOBAL_KEYS = {
   jwt_require_exp: key(bool(), true, 'tokens must carry "exp"'),
   jwt_verify_claims: key<string[]>(list(str(4096, checkClaim)), [], "claims that must equal"),
   jwt_acl_claim: key(str(256), "acl", 'claim holding EMQX-style permissions; "" = none'),
+  auth_opt_http_host: key(str(253), "127.0.0.1", "HTTP auth service host"),
+  auth_opt_http_port: key(int(1, 65535), 80, "HTTP auth service port"),
+  auth_opt_http_with_tls: key(bool(), false, "HTTPS to the auth service"),
+  auth_opt_http_cafile: key(str(4096), "", 'PEM CA for the auth service; "" = system CAs'),
+  auth_opt_http_getuser_uri: key(str(2048, checkUri), "/auth", 'login check path; "" = not asked'),
+  auth_opt_http_superuser_uri: key(str(2048, checkUri), "", 'superuser path; "" = not asked'),
+  auth_opt_http_aclcheck_uri: key(str(2048, checkUri), "/acl", 'ACL check path; "" = not asked'),
+  auth_opt_http_params_mode: key(oneOf(["json", "form"]), "json", "request body format"),
+  auth_opt_http_response_mode: key(oneOf(["status", "json", "text"]), "status", "answer format"),
+  auth_opt_http_timeout: key(int(1, 300), 5, "seconds before a request counts as failed"),
+  auth_opt_http_max_sockets: key(int(1, 1024), 16, "connections kept to the service"),
+  auth_opt_http_cache_seconds: key(int(0, 86400), 30, "answers remembered; 0 = none"),
+  auth_opt_http_cache_size: key(int(0, 10_000_000), 10000, "answers remembered at most"),
+  auth_opt_http_on_error: key(
+    oneOf(["deny", "allow", "next"]),
+    "deny",
+    "when the service cannot answer",
+  ),
   sys_interval: key(int(0, 86400), 10, "seconds between $SYS updates; 0 = off"),
   log_type: key<string[]>(list(oneOf(LOG_TYPES)), [
     "error",

@@ -56,7 +56,7 @@ export const NEW_CONNECTIONS_ONLY: ReadonlySet<string> = new Set([
 ]);
 
 /** Keys whose values must not appear in the log. */
-const SECRET_KEYS: ReadonlySet<string> = new Set(["admin_token"]);
+const SECRET_KEYS: ReadonlySet<string> = new Set(["admin_token", "jwt_secret"]);
 
 /** One difference between two configurations: a top-level key or `listener[i].key`. */
 export interface Change {
