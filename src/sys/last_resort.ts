@@ -13,11 +13,22 @@ export function installLastResort(log: Logger): void {
   if (installed) return;
   installed = true;
   process.on("uncaughtException", (e: unknown) => {
-    log.error(`Internal error, not handled where it happened (still running): ${errorText(e)}`);
+    report(log, `Internal error, not handled where it happened (still running): ${errorText(e)}`);
   });
   process.on("unhandledRejection", (e: unknown) => {
-    log.error(`Internal error in a promise nobody awaited (still running): ${errorText(e)}`);
+    report(log, `Internal error in a promise nobody awaited (still running): ${errorText(e)}`);
   });
 }
 
 let installed = false;
+
+/** Log one line; if the logger itself fails, straight to stderr (a throw here would end the process). */
+function report(log: Logger, line: string): void {
+  try {
+    log.error(line);
+  } catch {
+    try {
+      process.stderr.write(`midge: ${line}\n`);
+    } catch { /* nowhere left to say it */ }
+  }
+}
