@@ -9,6 +9,8 @@ import { join } from "node:path";
 import process from "node:process";
 import type { ClientOptions, ServerAddress, TlsOptions } from "../client/client.ts";
 import { ConnectError, MqttClient, parseServerUrl } from "../client/client.ts";
+import { parseProxyUrl } from "../client/socks.ts";
+import { PSK_REASON } from "../config/mosquitto_conf.ts";
 import type { Packet, Properties, ProtocolVersion, QoS } from "../codec/types.ts";
 
 /** How many words an option takes; "D" is -D (3 or 4). */
@@ -44,6 +46,13 @@ export const COMMON: Record<string, OptionSpec> = {
   key: { names: ["--key"], arity: 1 },
   insecure: { names: ["--insecure"], arity: 0 },
   "tls-use-os-certs": { names: ["--tls-use-os-certs"], arity: 0 },
+  "tls-version": { names: ["--tls-version"], arity: 1 },
+  ciphers: { names: ["--ciphers"], arity: 1 },
+  "tls-alpn": { names: ["--tls-alpn"], arity: 1 },
+  psk: { names: ["--psk"], arity: 1 },
+  "psk-identity": { names: ["--psk-identity"], arity: 1 },
+  unix: { names: ["--unix"], arity: 1 },
+  proxy: { names: ["--proxy"], arity: 1 },
   nodelay: { names: ["--nodelay"], arity: 0 },
   quiet: { names: ["--quiet"], arity: 0 },
   help: { names: ["--help"], arity: 0 },
@@ -237,6 +246,29 @@ export function connectionOptions(
   }
   if (v.insecure) tls.insecure = true;
   if (v["tls-use-os-certs"]) tlsWanted = true;
+  if (v.psk !== undefined || v["psk-identity"] !== undefined) {
+    throw new UsageError(`--psk: ${PSK_REASON}.`);
+  }
+  if (v["tls-version"] !== undefined) {
+    const t = v["tls-version"] as string;
+    if (t === "tlsv1.3") tls.version = "TLSv1.3";
+    else if (t === "tlsv1.2") tls.version = "TLSv1.2";
+    else if (t === "tlsv1.1" || t === "tlsv1") {
+      throw new UsageError(
+        `${t} is obsolete (RFC 8996) and not supported: use tlsv1.2 or tlsv1.3.`,
+      );
+    } else throw new UsageError(`Unsupported TLS version ${t}: use tlsv1.2 or tlsv1.3.`);
+  }
+  if (v.ciphers !== undefined) tls.ciphers = v.ciphers as string;
+  if (v["tls-alpn"] !== undefined) tls.alpn = v["tls-alpn"] as string;
+  let proxy: ReturnType<typeof parseProxyUrl> | undefined;
+  if (v.proxy !== undefined) {
+    try {
+      proxy = parseProxyUrl(v.proxy as string);
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message}.`);
+    }
+  }
 
   let port: number | undefined;
   if (v.port !== undefined) port = intOption(v.port as string, 1, 65535, "port");
@@ -265,6 +297,15 @@ export function connectionOptions(
       protocol: tlsWanted ? "mqtts" : "mqtt",
       host,
       port: p ?? port ?? (tlsWanted ? 8883 : 1883),
+    });
+  }
+  if (v.unix !== undefined) {
+    // --unix: the broker's Unix socket instead of any host and port.
+    servers.splice(0, servers.length, {
+      protocol: tlsWanted ? "mqtts" : "mqtt",
+      host: "localhost",
+      port: 0,
+      unix: v.unix as string,
     });
   }
   if (servers.length === 0) {
@@ -324,6 +365,7 @@ export function connectionOptions(
     ...(Object.keys(connectProps).length ? { properties: connectProps } : {}),
     ...(Object.keys(tls).length ? { tls } : {}),
     ...(v.bind ? { localAddress: v.bind as string } : {}),
+    ...(proxy ? { proxy } : {}),
   };
   if (v["will-topic"] !== undefined) {
     checkTopic(v["will-topic"] as string, "will");

@@ -29,6 +29,7 @@ export const PUB_USAGE =
                  [-A bind_address] [-i id] [-I id_prefix] [-d] [--quiet] [-M max_inflight]
                  [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]
                  [{--cafile file | --capath dir} [--cert file] [--key file] [--insecure]]
+                 [--tls-version version] [--ciphers list] [--tls-alpn protocol] [--unix path] [--proxy socks-url]
                  [-D command identifier value]...
        midge pub --help
 
@@ -54,6 +55,10 @@ Publish a message, like mosquitto_pub (same options and exit codes).
  --cafile, --capath, --cert, --key : TLS files.  --insecure : do not check the server's host name.
  --will-topic, --will-payload, --will-qos, --will-retain : the client's will.
  -A : local address to bind.
+ --unix : connect through this Unix socket instead of TCP (the broker's unix_socket listener).
+ --tls-version : tlsv1.3 or tlsv1.2 only.  --ciphers : OpenSSL cipher list.  --tls-alpn : ALPN protocol.
+ --proxy : socks5h://[user[:password]@]host[:port], a SOCKS5 proxy to connect through.
+ --psk, --psk-identity : TLS-PSK, not available (use client certificates: --cert, --key).
 
 Exit status: 0 on success; the CONNACK code when the broker refuses the connection (e.g. 5 for
 "not authorised", 135 in v5); 1 for other errors; 7 when the connection was lost for good.

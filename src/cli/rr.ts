@@ -31,6 +31,7 @@ export const RR_USAGE =
                 [-c] [-k keepalive] [-q qos] [-x session-expiry] [-W timeout_secs]
                 [-A bind_address] [-i id] [-I id_prefix] [-d] [-N] [--quiet] [-v] [-F format] [--pretty]
                 [{--cafile file | --capath dir} [--cert file] [--key file] [--insecure]]
+                [--tls-version version] [--ciphers list] [--tls-alpn protocol] [--unix path] [--proxy socks-url]
                 [-D command identifier value]...
        midge rr --help
 

@@ -31,6 +31,7 @@ export const SUB_USAGE =
                  [-d] [-N] [--quiet] [-v] [--pretty] [--retain-as-published]
                  [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]
                  [{--cafile file | --capath dir} [--cert file] [--key file] [--insecure]]
+                 [--tls-version version] [--ciphers list] [--tls-alpn protocol] [--unix path] [--proxy socks-url]
                  [-D command identifier value]...
        midge sub --help
 
@@ -50,6 +51,7 @@ Subscribe to topics and print the messages, like mosquitto_sub (same options and
  -C : exit after this many messages.   -W : exit after this many seconds (exit status 27).
  -E : exit once the subscriptions are acknowledged.
  -R : do not print retained (stale) messages.
+ --random-filter : print only this percentage of the messages received (0.1-100), at random.
  --retained-only : print only retained messages; exit at the first one that is not.
  --remove-retained : clear every retained message received (publish an empty retained one).
  --pretty : indent JSON output.    --retain-as-published : v5 subscription option.
@@ -62,6 +64,10 @@ Subscribe to topics and print the messages, like mosquitto_sub (same options and
  --cafile, --capath, --cert, --key : TLS files.  --insecure : do not check the server's host name.
  --will-topic, --will-payload, --will-qos, --will-retain : the client's will.
  -A : local address to bind.
+ --unix : connect through this Unix socket instead of TCP (the broker's unix_socket listener).
+ --tls-version : tlsv1.3 or tlsv1.2 only.  --ciphers : OpenSSL cipher list.  --tls-alpn : ALPN protocol.
+ --proxy : socks5h://[user[:password]@]host[:port], a SOCKS5 proxy to connect through.
+ --psk, --psk-identity : TLS-PSK, not available (use client certificates: --cert, --key).
 
 Exit status: 0 after -C messages, -E or --retained-only; 27 when -W timed out; the CONNACK code
 when the broker refuses the connection; 1 for other errors.
@@ -83,6 +89,7 @@ const SUB: Record<string, OptionSpec> = {
   unsubscribe: { names: ["-U", "--unsubscribe"], arity: 1, multi: true },
   verbose: { names: ["-v", "--verbose"], arity: 0 },
   timeout: { names: ["-W"], arity: 1 },
+  "random-filter": { names: ["--random-filter"], arity: 1 },
 };
 
 /** Runs `midge sub` with `args`; returns (or exits with) Mosquitto's exit code. */
@@ -116,6 +123,14 @@ export async function runSub(args: string[]): Promise<number> {
     if (v["no-retained"] && v["retained-only"]) {
       throw new UsageError("Cannot use -R and --retained-only together.");
     }
+    let keep = 100;
+    if (v["random-filter"] !== undefined) {
+      const r = v["random-filter"] as string;
+      keep = Number(r);
+      if (!/^\d+(\.\d+)?$/.test(r) || keep < 0.1 || keep > 100) {
+        throw new UsageError(`Invalid random filter given: ${r} (0.1 to 100.0).`);
+      }
+    }
     const output: OutputOptions = {
       verbose: v.verbose === true,
       noEol: v["no-eol"] === true,
@@ -144,6 +159,8 @@ export async function runSub(args: string[]): Promise<number> {
 
     client.on("message", (p: PublishPacket) => {
       if (done) return;
+      // --random-filter, as mosquitto_sub: a message left out is not counted for -C either.
+      if (keep < 100 && Math.random() * 100 >= keep) return;
       if (v["retained-only"] && !p.retain) return finish(EXIT.ok);
       if (v["no-retained"] && p.retain) return;
       if (filterOut.some((f) => topicMatches(f, p.topic))) return;

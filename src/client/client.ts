@@ -60,6 +60,8 @@ export interface ClientOptions {
   properties?: Properties;
   tls?: DialOptions["tls"];
   localAddress?: string;
+  /** Connect through a SOCKS5 proxy (the tools' --proxy). */
+  proxy?: DialOptions["proxy"];
   /** Per attempt, ms (TCP + TLS + CONNACK); default 30000. */
   connectTimeout?: number;
   /** Reconnect (to the next server) after the connection is lost; default false. */
@@ -271,7 +273,12 @@ export class MqttClient extends EventEmitter {
         if (e) reject(e);
         else resolve(p!);
       };
-      dial(server, { tls: this.options.tls, localAddress: this.options.localAddress, timeout })
+      dial(server, {
+        tls: this.options.tls,
+        localAddress: this.options.localAddress,
+        proxy: this.options.proxy,
+        timeout,
+      })
         .then((stream) => {
           if (settled) return stream.destroy();
           this.#attach(stream);

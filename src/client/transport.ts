@@ -8,6 +8,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { createHash, randomBytes } from "node:crypto";
+import { type ProxyOptions, socksConnect } from "./socks.ts";
 
 /** Where to connect: one entry per `-h`/`-L`. */
 export interface ServerAddress {
@@ -16,6 +17,8 @@ export interface ServerAddress {
   port: number;
   /** WebSocket path (ws/wss only), default "/mqtt". */
   path?: string;
+  /** A Unix socket to connect to instead of host and port (mosquitto_pub's --unix). */
+  unix?: string;
 }
 
 /** TLS settings, as Mosquitto's `--cafile --cert --key --insecure`. */
@@ -31,6 +34,12 @@ export interface TlsOptions {
   rejectUnauthorized?: boolean;
   /** SNI / name to verify; default the host. */
   servername?: string;
+  /** Only this TLS version ("TLSv1.2" or "TLSv1.3", from --tls-version); default 1.2 or 1.3. */
+  version?: "TLSv1.2" | "TLSv1.3";
+  /** OpenSSL cipher list (--ciphers). */
+  ciphers?: string;
+  /** ALPN protocol to offer (--tls-alpn); default "mqtt" (mqtts) or "http/1.1" (wss). */
+  alpn?: string;
 }
 
 /** Options for `dial`. */
@@ -38,6 +47,8 @@ export interface DialOptions {
   tls?: TlsOptions;
   /** Local address to bind (Mosquitto's -A). */
   localAddress?: string;
+  /** Connect through this SOCKS5 proxy (--proxy socks5h://...). */
+  proxy?: ProxyOptions;
   /** Give up after this many ms; default 30000. */
   timeout?: number;
 }
@@ -96,6 +107,7 @@ export function parseServerUrl(url: string): ServerAddress & {
 
 /** `host:port` for messages (IPv6 in brackets). */
 export function formatAddress(s: ServerAddress): string {
+  if (s.unix) return `${s.protocol}+unix://${s.unix}`;
   const host = s.host.includes(":") ? `[${s.host}]` : s.host;
   const path = s.protocol === "ws" || s.protocol === "wss" ? s.path ?? "/mqtt" : "";
   return `${s.protocol}://${host}:${s.port}${path}`;
@@ -111,8 +123,19 @@ export async function dial(server: ServerAddress, opts: DialOptions = {}): Promi
   return socketStream(sock);
 }
 
-function openSocket(server: ServerAddress, secure: boolean, opts: DialOptions): Promise<Socket> {
-  return new Promise((resolve, reject) => {
+async function openSocket(
+  server: ServerAddress,
+  secure: boolean,
+  opts: DialOptions,
+): Promise<Socket> {
+  // Through a SOCKS5 proxy, the TCP connection (and TLS on top of it) is the proxy's tunnel.
+  const tunnel = opts.proxy && !server.unix
+    ? await socksConnect(opts.proxy, server.host, server.port, {
+      localAddress: opts.localAddress,
+      timeout: opts.timeout,
+    })
+    : undefined;
+  return await new Promise((resolve, reject) => {
     let sock: Socket | TLSSocket;
     const t = opts.tls ?? {};
     const timer = setTimeout(() => {
@@ -131,18 +154,28 @@ function openSocket(server: ServerAddress, secure: boolean, opts: DialOptions): 
     };
     if (secure) {
       const servername = t.servername ?? (isIp(server.host) ? undefined : server.host);
+      const alpn = t.alpn ?? (server.protocol === "mqtts" ? "mqtt" : "http/1.1");
       sock = tlsConnect({
-        host: server.host,
-        port: server.port,
+        ...(tunnel ? { socket: tunnel } : server.unix ? { path: server.unix } : {
+          host: server.host,
+          port: server.port,
+        }),
         ...(servername ? { servername } : {}),
         ...(t.ca !== undefined ? { ca: asText(t.ca) } : {}),
         ...(t.cert !== undefined ? { cert: asText(t.cert) } : {}),
         ...(t.key !== undefined ? { key: asText(t.key) } : {}),
         rejectUnauthorized: t.rejectUnauthorized ?? true,
         ...(t.insecure ? { checkServerIdentity: () => undefined } : {}),
-        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
-        ALPNProtocols: server.protocol === "mqtts" ? ["mqtt"] : ["http/1.1"],
+        ...(opts.localAddress && !tunnel ? { localAddress: opts.localAddress } : {}),
+        ...(t.version ? { minVersion: t.version, maxVersion: t.version } : {}),
+        ...(t.ciphers ? { ciphers: t.ciphers } : {}),
+        ALPNProtocols: [alpn],
       }, ok);
+    } else if (tunnel) {
+      sock = tunnel;
+      queueMicrotask(ok);
+    } else if (server.unix) {
+      sock = netConnect({ path: server.unix }, ok);
     } else {
       sock = netConnect({
         host: server.host,
