@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { connect, endAll, testConfig, until } from "./helpers/broker.ts";
 import { makeCerts } from "./helpers/certs.ts";
 import { Broker } from "../src/broker/broker.ts";
-import { Session } from "../src/broker/session.ts";
+import { outgoing, Session } from "../src/broker/session.ts";
 import { Logger } from "../src/sys/log.ts";
 import { Ops } from "../src/sys/ops.ts";
 import { plainHttpWarning } from "../src/sys/http.ts";
@@ -722,3 +722,35 @@ test(
     }
   },
 );
+
+test("history: beyond 10,000 sessions the per-session gauges are walked every 10 s, not every sample", () => {
+  const b = new Broker(testConfig());
+  const hist = new History(b, undefined, 2000);
+  const add = (n: number) => {
+    for (let i = b.sessions.size; i < n; i++) b.sessions.set(`s${i}`, new Session(`s${i}`));
+  };
+  const queueOne = () => {
+    const s = b.sessions.get("s7")!;
+    s.enqueue(
+      outgoing(
+        { topic: "q", payload: new Uint8Array(1), qos: 1, retain: false, expiresAt: 0, origin: "" },
+        1,
+        false,
+        undefined,
+      ),
+      0,
+      0,
+    );
+  };
+  add(100);
+  hist.sample(1_000_000);
+  queueOne();
+  assert.equal(hist.sample(1_002_000).queued, 1, "few sessions: walked every sample");
+  add(10_001);
+  hist.sample(1_004_000);
+  queueOne();
+  const t = 1_004_000;
+  assert.equal(hist.sample(t + 2000).queued, 1, "repeated from the last walk");
+  assert.equal(hist.sample(t + 2000).sessions, 10_001, "the session count is always fresh");
+  assert.equal(hist.sample(t + 10_000).queued, 2, "walked again after 10 s");
+});

@@ -36,6 +36,11 @@ export type Sample = { t: number } & Record<Series, number>;
 /** The window kept, ms. */
 export const HISTORY_MS = 15 * 60 * 1000;
 
+/** Up to this many sessions, every sample walks them all. */
+export const WALK_EVERY_SAMPLE = 10_000;
+/** Beyond that, the session walk is repeated at most this often, ms. */
+export const WALK_MS = 10_000;
+
 /** What the console subtracts from the figures (its own internal subscriptions). */
 export interface HiddenCounts {
   subscriptions(): number;
@@ -53,6 +58,7 @@ export class History {
   #timer: ReturnType<typeof setInterval> | null = null;
   #prev: { t: number; pr: number; ps: number; br: number; bs: number; dr: number } | null = null;
   #prevCommit = { n: 0, ms: 0 };
+  #walk: { t: number; connected: number; queued: number; inflight: number } | null = null;
 
   constructor(broker: Broker, lag?: LagSampler, intervalMs = 2000, hidden?: HiddenCounts) {
     this.#broker = broker;
@@ -83,12 +89,19 @@ export class History {
   sample(now = Date.now()): Sample {
     const b = this.#broker;
     const st = b.stats;
-    let connected = 0, queued = 0, inflight = 0;
-    for (const s of b.sessions.values()) {
-      if (s.connection && s.connection.state === "open") connected++;
-      queued += s.queue.length;
-      inflight += s.inflight.size;
+    // The per-session gauges need a walk over every session (about 0.2-0.4 µs each); with many
+    // sessions it is taken every WALK_MS only, and the figures of the last walk are repeated.
+    let w = this.#walk;
+    if (!w || b.sessions.size <= WALK_EVERY_SAMPLE || now - w.t >= WALK_MS || now < w.t) {
+      let connected = 0, queued = 0, inflight = 0;
+      for (const s of b.sessions.values()) {
+        if (s.connection && s.connection.state === "open") connected++;
+        queued += s.queue.length;
+        inflight += s.inflight.size;
+      }
+      w = this.#walk = { t: now, connected, queued, inflight };
     }
+    const { connected, queued, inflight } = w;
     const cur = {
       t: now,
       pr: st.publishReceived,
