@@ -86,6 +86,10 @@ test(
       page.on("request", (r) => {
         if (!r.url().startsWith(base + "/")) foreign.push(r.url());
       });
+      const violations: string[] = [];
+      page.on("console", (m) => {
+        if (/Content.Security.Policy/i.test(m.text())) violations.push(m.text());
+      });
       await page.goto(base + "/");
       await page.fill("#token", "not-the-token-0123456789");
       await page.click("#signin button[type=submit]");
@@ -182,6 +186,7 @@ test(
       assert.equal(retainedSeen, false);
 
       assert.deepEqual(foreign, [], "no request to any other host");
+      assert.deepEqual(violations, [], "nothing the Content-Security-Policy had to block");
     } finally {
       if (pump) clearInterval(pump);
       await endAll(publisher, victim, listener);

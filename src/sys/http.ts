@@ -107,7 +107,7 @@ interface Ctx {
 
 /** Headers of every console file and API answer: nothing from another host, no framing. */
 const SECURITY_HEADERS: Record<string, string> = {
-  "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; " +
+  "Content-Security-Policy": "default-src 'self'; style-src 'self'; " +
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; " +
     "form-action 'self'",
   "X-Content-Type-Options": "nosniff",
