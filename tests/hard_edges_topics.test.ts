@@ -433,6 +433,45 @@ test("an error while publishing a control handler's answer is logged as one line
   }
 });
 
+test("an error in a delivery that waited for an asynchronous read check is logged, not left unhandled", async () => {
+  const tb = await startEdged();
+  try {
+    const c = await connect(tb);
+    await c.subscribeAsync("boom/#", { qos: 0 });
+    // An authorizer that answers later (as the http link does), and a delivery that fails.
+    tb.broker.auth.canRead = () => Promise.resolve(true);
+    const deliver = tb.broker.deliver.bind(tb.broker);
+    tb.broker.deliver = (s, o) => {
+      if (o.msg.topic.startsWith("boom/")) throw new Error("forced failure");
+      return deliver(s, o);
+    };
+    const pub = await connect(tb);
+    await pub.publishAsync("boom/live", "x", { qos: 1 });
+    await until(() => tb.lines.some((l) => /forced failure/.test(l)), 3000, "the live log line");
+    // A retained message sent after the same kind of check: the subscriber is closed, not the process.
+    const publish = tb.broker.publish.bind(tb.broker);
+    publish({
+      topic: "kept/r",
+      payload: new Uint8Array([1]),
+      qos: 0,
+      retain: true,
+      expiresAt: 0,
+      origin: "",
+    });
+    tb.broker.replayRetained = () => {
+      throw new Error("forced failure");
+    };
+    const late = await rawOpen(tb.port, 5);
+    late.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "kept/#", qos: 0 }] });
+    await late.next("suback");
+    assert.equal((await late.next("disconnect")).reasonCode, 0x80);
+    assert.equal(tb.lines.filter((l) => /forced failure/.test(l)).length, 2);
+    await endAll(c, pub);
+  } finally {
+    await tb.stop();
+  }
+});
+
 test("midge serve's last resort: an error no handler caught is logged as one line and the process lives on", () => {
   const root = fileURLToPath(new URL("..", import.meta.url));
   const runtime = process.env.MIDGE_TEST_RUNTIME ?? ("Bun" in globalThis ? "bun" : "deno");

@@ -354,11 +354,14 @@ export class Broker implements FabricSink {
   /** Delivers `msg` to one routed target once an asynchronous read check allows it. */
   #deliverIf(may: Promise<boolean>, t: Target, msg: Message, upgrade: boolean): void {
     ownPayload(msg);
+    // .catch, not a second handler: an error in the delivery itself must not go unhandled.
     may.then((ok) => {
       if (!ok) return;
       const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
       this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
-    }, (e) => this.log.error(`Read check for ${t.session.clientId} failed: ${e}`));
+    }).catch((e) =>
+      this.log.error(`Delivery to ${t.session.clientId} after its read check: ${errorText(e)}`)
+    );
   }
 
   /** Send or queue one message for one session. */
@@ -705,7 +708,7 @@ export class Broker implements FabricSink {
     // PUBLISH, a will may not write into $SYS but for a bridge's connection state.
     const may = sysTopicDenied(w.topic) ? false : this.auth.canPublish(s, w.topic, w.qos, w.retain);
     if (may instanceof Promise) {
-      may.then((ok) => this.#sendWill(s, w, ok), (e) => {
+      may.then((ok) => this.#sendWill(s, w, ok)).catch((e) => {
         this.log.error(`Will of ${s.clientId}: ${errorText(e)}`);
       });
     } else this.#sendWill(s, w, may);

@@ -180,9 +180,10 @@ function suback(
       const may = broker.auth.canRead(s, m.topic);
       if (may === true) sendRetained(conn, e, m);
       else if (may !== false) {
+        // .catch: an error in the sending closes this client, never goes unhandled.
         may.then((ok) => {
           if (ok && !conn.closed) sendRetained(conn, e, m);
-        }, (err) => broker.log.error(`Read check for ${s.clientId} failed: ${err}`));
+        }).catch((err) => conn.fail(err, "a retained message after its read check"));
       }
     }
   }
