@@ -25,7 +25,8 @@ import {
 import { longTimeout } from "./timers.ts";
 import type { Store } from "../store/types.ts";
 import { SqliteStore } from "../store/sqlite.ts";
-import { restore } from "./restore.ts";
+import { recordSession, restore, restoreSession, type SessionRecord } from "./restore.ts";
+import { LocalRegistry, type SessionRegistry } from "./registry.ts";
 import { join } from "node:path";
 import { BridgeManager } from "../bridge/bridge.ts";
 import { ConnectionList, SessionTable } from "./tables.ts";
@@ -72,6 +73,8 @@ export interface BrokerParts {
   fabric?: Fabric;
   /** Retained messages; a shared one reports when its writes are durable. */
   retained?: RetainedStore;
+  /** Who owns which client id (cluster-wide in a cluster). */
+  registry?: SessionRegistry;
 }
 
 export class Broker implements FabricSink {
@@ -82,6 +85,10 @@ export class Broker implements FabricSink {
   readonly retained: RetainedStore;
   /** Other nodes (a cluster), or nothing beyond this process. */
   readonly fabric: Fabric;
+  /** Ownership of client ids. */
+  readonly registry: SessionRegistry;
+  /** The client id being handed to another node: its session ends here without releasing it. */
+  #handingOver: string | null = null;
   readonly connections = new ConnectionList<Connection>();
   /** Connections open through each listener, for its max_connections. */
   readonly #open = new Map<ListenerConfig, number>();
@@ -135,6 +142,7 @@ export class Broker implements FabricSink {
     this.log = log;
     this.fabric = parts.fabric ?? new LocalFabric();
     this.retained = parts.retained ?? new MemoryRetained();
+    this.registry = parts.registry ?? new LocalRegistry();
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
     this.auth = new Auth(config, log);
     this.reloadHooks.push(() => this.auth.reload());
@@ -173,6 +181,7 @@ export class Broker implements FabricSink {
     this.openStore();
     await this.retained.start?.();
     await this.fabric.start(this);
+    await this.registry.start?.();
     for (const l of this.config.listeners) {
       this.#open.set(l, 0);
       const max = l.max_connections;
@@ -214,6 +223,7 @@ export class Broker implements FabricSink {
     await this.bridges.stop();
     for (const c of [...this.connections]) c.close(0x8b, "server shutting down");
     await this.fabric.stop();
+    await this.registry.stop?.();
     this.retained.stop?.();
     for (const s of this.sessions.values()) s.clearTimers();
     await Promise.all(this.listeners.map((l) => l.listener.close()));
@@ -737,6 +747,9 @@ export class Broker implements FabricSink {
 
   /** Drop a session and its subscriptions. */
   endSession(s: Session): void {
+    if (this.sessions.get(s.key) === s && this.#handingOver !== s.key) {
+      this.registry.release(s.key);
+    }
     s.clearTimers();
     if (this.store && this.sessions.get(s.key) === s) this.store.deleteSession(s.key);
     for (const e of s.subscriptions.values()) this.router.remove(e);
@@ -744,6 +757,61 @@ export class Broker implements FabricSink {
     s.clearQueue();
     s.inflight.clear();
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+  }
+
+  /** Whether this node holds the session of `key` (see `sessionKey`; for the cluster's registry). */
+  owns(key: string): boolean {
+    return this.sessions.get(key) !== undefined;
+  }
+
+  /**
+   * Another node takes the session of `key` (see `sessionKey`) over: its client here is disconnected (v5 0x8E Session taken
+   * over [MQTT-3.1.4-2]) and its session leaves this node. Returns the session's record when it
+   * outlives its connection (to be resumed there), else null.
+   */
+  handOver(key: string): SessionRecord | null {
+    const s = this.sessions.get(key);
+    if (!s) return null;
+    this.#handingOver = key;
+    try {
+      s.connection?.close(0x8e, "session taken over by another node");
+      const now = this.sessions.get(key);
+      if (!now) return null;
+      // The new connection brings its own will; a delayed one of this connection is dropped
+      // with it, as when a client resumes its session [MQTT-3.1.3-9].
+      now.will = null;
+      const rec = now.persistent ? recordSession(now) : null;
+      this.endSession(now);
+      return rec;
+    } finally {
+      this.#handingOver = null;
+    }
+  }
+
+  /**
+   * A session handed over by another node, rebuilt here before its client is admitted; kept in
+   * the store when persistence is on, like any session of this node.
+   */
+  adoptSession(rec: SessionRecord): Session {
+    const old = this.sessions.get(rec.session.clientId);
+    if (old) this.endSession(old);
+    const s = restoreSession(this, rec, Date.now());
+    if (this.store && s.persistent) {
+      this.saveSession(s);
+      for (const e of s.subscriptions.values()) this.store.saveSubscription(s.clientId, e);
+      for (const [id, f] of s.inflight) {
+        f.seq = this.store.addClientMessage(s.clientId, {
+          ...f,
+          state: f.state === "pubrel" ? 2 : 1,
+          packetId: id,
+        });
+      }
+      for (const o of s.queue) {
+        o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 0, packetId: 0 });
+      }
+      for (const id of s.incomingQos2 ?? []) this.store.addIncomingQos2(s.clientId, id);
+    }
+    return s;
   }
 
   /** Keep-alive [MQTT-3.1.2-24] and CONNECT time-out checks. */

@@ -6,7 +6,7 @@
 import type { Broker } from "./broker.ts";
 import { outgoing, Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
 import { parseShared, validTopicFilter, validTopicName } from "./topic.ts";
-import type { Snapshot } from "../store/types.ts";
+import type { Snapshot, StoredClientMessage } from "../store/types.ts";
 
 /** Restore a snapshot into an empty broker; returns what was restored. */
 export function restore(
@@ -32,71 +32,138 @@ export function restore(
     retained++;
   }
   let messages = 0;
-  for (const { session: st, subscriptions, messages: msgs, incomingQos2 } of snap.sessions) {
-    // The stored id is the session key: mount point and client id (see sessionKey).
-    const { mountPoint, clientId } = splitSessionKey(st.clientId);
-    const s = new Session(clientId, mountPoint);
-    s.protocolVersion = st.version;
-    s.expiryInterval = st.expiryInterval;
-    // A session that was connected when the broker stopped was disconnected then; the store
-    // does not know when, so its clocks start now.
-    s.disconnectedAt = st.disconnectedAt || now;
-    s.will = st.will;
-    if (s.will && !validTopicName(s.will.topic)) {
-      log.warning(`Persistence: will of ${clientId} on an invalid topic dropped.`);
-      s.will = null;
-    }
-    s.willDelay = st.willDelay;
-    s.username = st.username;
-    broker.sessions.set(s.key, s);
-    broker.auth.bind(s);
-    let dropped = 0;
-    for (const sub of subscriptions) {
-      const shared = safeShared(sub.filter);
-      const topicFilter = sub.topicFilter ?? (shared ? shared.filter : sub.filter);
-      if (!validTopicFilter(topicFilter)) {
-        broker.store?.deleteSubscription(st.clientId, sub.filter);
-        dropped++;
-        continue;
-      }
-      const entry: SubscriptionEntry = {
-        session: s,
-        filter: sub.filter,
-        topicFilter,
-        qos: sub.qos,
-        nl: sub.nl,
-        rap: sub.rap,
-        rh: sub.rh,
-        subId: sub.subId,
-        group: shared ? shared.group : "",
-      };
-      s.addSubscription(sub.filter, entry);
-      broker.router.add(entry);
-    }
-    for (const m of msgs) {
-      if (!validTopicName(m.msg.topic)) {
-        broker.store?.deleteClientMessage(st.clientId, m.seq, m.msg);
-        dropped++;
-        continue;
-      }
-      const o = outgoing(m.msg, m.qos, m.retain, m.subIds, m.seq);
-      if (m.state === 0) {
-        s.enqueue(o, 0, 0);
-      } else {
-        if (m.state === 2) o.state = "pubrel";
-        s.setInflight(m.packetId, o);
-      }
-      messages++;
-    }
-    if (dropped) {
-      log.warning(
-        `Persistence: ${dropped} subscriptions or messages of ${clientId} on invalid topics dropped.`,
-      );
-    }
-    if (incomingQos2.length) s.incomingQos2 = new Set(incomingQos2);
+  for (const rec of snap.sessions) {
+    const s = restoreSession(broker, rec, now);
+    messages += s.inflight.size + s.queue.length;
     broker.goOffline(s);
   }
   return { sessions: snap.sessions.length, retained, messages };
+}
+
+/** One session as a store or another node keeps it: see `Snapshot`. */
+export type SessionRecord = Snapshot["sessions"][number];
+
+/**
+ * Rebuild one session from its record into the broker's table and router (its clocks start at
+ * `now` if it was connected when recorded). Rows on invalid topics are dropped and logged. The
+ * caller decides what happens next (`goOffline`, or a client resuming it).
+ */
+export function restoreSession(broker: Broker, rec: SessionRecord, now: number): Session {
+  const log = broker.log;
+  const { session: st, subscriptions, messages: msgs, incomingQos2 } = rec;
+  // The stored id is the session key: mount point and client id (see sessionKey).
+  const { mountPoint, clientId } = splitSessionKey(st.clientId);
+  const s = new Session(clientId, mountPoint);
+  s.protocolVersion = st.version;
+  s.expiryInterval = st.expiryInterval;
+  // A session that was connected when it was recorded was disconnected then; the record does
+  // not say when, so its clocks start now.
+  s.disconnectedAt = st.disconnectedAt || now;
+  s.will = st.will;
+  if (s.will && !validTopicName(s.will.topic)) {
+    log.warning(`Persistence: will of ${clientId} on an invalid topic dropped.`);
+    s.will = null;
+  }
+  s.willDelay = st.willDelay;
+  s.username = st.username;
+  broker.sessions.set(s.key, s);
+  broker.auth.bind(s);
+  let dropped = 0;
+  for (const sub of subscriptions) {
+    const shared = safeShared(sub.filter);
+    const topicFilter = sub.topicFilter ?? (shared ? shared.filter : sub.filter);
+    if (!validTopicFilter(topicFilter)) {
+      broker.store?.deleteSubscription(st.clientId, sub.filter);
+      dropped++;
+      continue;
+    }
+    const entry: SubscriptionEntry = {
+      session: s,
+      filter: sub.filter,
+      topicFilter,
+      qos: sub.qos,
+      nl: sub.nl,
+      rap: sub.rap,
+      rh: sub.rh,
+      subId: sub.subId,
+      group: shared ? shared.group : "",
+    };
+    s.addSubscription(sub.filter, entry);
+    broker.router.add(entry);
+  }
+  for (const m of msgs) {
+    if (!validTopicName(m.msg.topic)) {
+      broker.store?.deleteClientMessage(st.clientId, m.seq, m.msg);
+      dropped++;
+      continue;
+    }
+    const o = outgoing(m.msg, m.qos, m.retain, m.subIds, m.seq);
+    if (m.state === 0) {
+      s.enqueue(o, 0, 0);
+    } else {
+      if (m.state === 2) o.state = "pubrel";
+      s.setInflight(m.packetId, o);
+    }
+    messages++;
+  }
+  if (dropped) {
+    log.warning(
+      `Persistence: ${dropped} subscriptions or messages of ${clientId} on invalid topics dropped.`,
+    );
+  }
+  if (incomingQos2.length) s.incomingQos2 = new Set(incomingQos2);
+  return s;
+}
+
+/** The record of a live session: its state, subscriptions, queue, in-flight and QoS 2 ids. */
+export function recordSession(s: Session): SessionRecord {
+  const messages: StoredClientMessage[] = [];
+  let seq = 0;
+  for (const [id, f] of s.inflight) {
+    messages.push({
+      seq: ++seq,
+      msg: f.msg,
+      qos: f.qos,
+      retain: f.retain,
+      subIds: f.subIds,
+      state: f.state === "pubrel" ? 2 : 1,
+      packetId: id,
+    });
+  }
+  for (const o of s.queue) {
+    messages.push({
+      seq: ++seq,
+      msg: o.msg,
+      qos: o.qos,
+      retain: o.retain,
+      subIds: o.subIds,
+      state: 0,
+      packetId: 0,
+    });
+  }
+  return {
+    session: {
+      // The session key (mount point and client id), as the store keeps it.
+      clientId: s.key,
+      version: s.protocolVersion,
+      expiryInterval: s.expiryInterval,
+      disconnectedAt: s.connection ? 0 : s.disconnectedAt,
+      will: s.will,
+      willDelay: s.willDelay,
+      username: s.username,
+    },
+    subscriptions: [...s.subscriptions.values()].map((e) => ({
+      filter: e.filter,
+      topicFilter: e.topicFilter,
+      qos: e.qos,
+      nl: e.nl,
+      rap: e.rap,
+      rh: e.rh,
+      subId: e.subId,
+    })),
+    messages,
+    incomingQos2: s.incomingQos2 ? [...s.incomingQos2] : [],
+  };
 }
 
 /** The start of a long topic, for a log line. */

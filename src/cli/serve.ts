@@ -46,7 +46,7 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
     }
   }
   const broker = new Broker(config, log, cluster ?? {});
-  if (cluster) cluster.node.clients = () => broker.connections.size;
+  cluster?.attach(broker);
   const ops = new Ops(broker);
   let bound;
   try {

@@ -3,18 +3,22 @@
  * membership (ClusterNode), the fabric that carries messages between nodes, and the shared
  * retained store. `serve` hands them to the Broker.
  */
-import type { BrokerParts } from "../broker/broker.ts";
+import type { Broker, BrokerParts } from "../broker/broker.ts";
 import type { ClusterConfig } from "../config/schema.ts";
 import type { Logger } from "../sys/log.ts";
 import { NatsFabric } from "./fabric.ts";
 import { ClusterNode } from "./node.ts";
 import { KvRetained } from "./retained.ts";
+import { KvSessions } from "./sessions.ts";
 
 /** What a cluster node adds to a broker. */
 export interface ClusterParts extends BrokerParts {
   node: ClusterNode;
   fabric: NatsFabric;
   retained: KvRetained;
+  registry: KvSessions;
+  /** Ties the parts to the broker they were given to (client counts, session hand-over). */
+  attach(broker: Broker): void;
 }
 
 /**
@@ -27,5 +31,15 @@ export async function joinCluster(cfg: ClusterConfig, log: Logger): Promise<Clus
   log.notice(
     `Cluster: node ${cfg.node_id} joined cluster "${cfg.name}" through ${node.pub.getServer()}.`,
   );
-  return { node, fabric: new NatsFabric(node), retained: new KvRetained(node) };
+  const registry = new KvSessions(node);
+  return {
+    node,
+    fabric: new NatsFabric(node),
+    retained: new KvRetained(node),
+    registry,
+    attach(broker: Broker) {
+      node.clients = () => broker.connections.size;
+      registry.bind(broker);
+    },
+  };
 }

@@ -27,6 +27,8 @@ import { connectNats } from "./nats.ts";
 const HEARTBEAT_MS = 1000;
 /** A peer not heard from for this long is taken as gone. */
 export const PEER_TIMEOUT_MS = 5000;
+/** How long stream and bucket creation waits for JetStream to place its replicas. */
+const PLACEMENT_WAIT_MS = 15_000;
 /** How long a SUBACK waits for the barrier at most before going out anyway. */
 const BARRIER_TIMEOUT_MS = 2000;
 
@@ -197,13 +199,26 @@ export class ClusterNode {
   }
 
   async #withReplicas(make: (replicas: number) => Promise<void>): Promise<void> {
+    // Right after the NATS servers start, the JetStream meta group may not know every peer yet
+    // ("no suitable peers"): that passes, so it is retried for a while before anything changes.
+    const settle = Date.now() + PLACEMENT_WAIT_MS;
     for (;;) {
       try {
         await make(this.replicas);
         return;
       } catch (e) {
         const msg = String((e as Error).message);
-        if (this.replicas > 1 && /replica|insufficient resources|non-clustered/i.test(msg)) {
+        if (
+          /no suitable peers|jetstream not (enabled|available)|timeout/i.test(msg) &&
+          Date.now() < settle
+        ) {
+          await new Promise((r) => setTimeout(r, 250));
+          continue;
+        }
+        if (
+          this.replicas > 1 &&
+          /replica|insufficient resources|non-clustered|suitable peers/i.test(msg)
+        ) {
           this.log.warning(
             `Cluster: NATS cannot hold ${this.replicas} replicas (${msg}); trying ${
               this.replicas - 1

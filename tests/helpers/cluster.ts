@@ -30,7 +30,7 @@ export async function startNode(
   const config = testConfig({ cluster, ...over });
   const parts = await joinCluster(cluster, log);
   const broker = new Broker(config, log, parts);
-  parts.node.clients = () => broker.connections.size;
+  parts.attach(broker);
   const [l] = await broker.start();
   return {
     id,

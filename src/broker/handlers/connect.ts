@@ -66,10 +66,7 @@ function settle(
   r: LoginResult,
 ): Promise<void> | undefined {
   if (conn.closed) return;
-  if (r.ok) {
-    admit(conn, p, a, r.answer);
-    return;
-  }
+  if (r.ok) return admitOwned(conn, p, a, r.answer);
   if (r.delayMs <= 0) {
     refuseLogin(conn, r.reason, r.code);
     return;
@@ -262,11 +259,52 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     conn.hold(login.then((r) => settle(conn, p, a, r)));
   } else {
     const later = settle(conn, p, a, login);
-    if (later) conn.hold(later, false);
+    // A refusal delayed drops what follows; an admission waiting for its client id keeps it.
+    if (later) conn.hold(later, login.ok);
   }
 }
 
-/** The login is accepted: take over or resume the session, send CONNACK. */
+/**
+ * The login is accepted: admit once this node owns the client id. On a single node that is now;
+ * in a cluster it may take the client id from another node, which hands over its session
+ * [MQTT-3.1.4-2], and the client's later packets wait meanwhile.
+ */
+function admitOwned(
+  conn: Connection,
+  p: ConnectPacket,
+  a: Admission,
+  answer?: LoginAnswer,
+): Promise<void> | undefined {
+  const broker = conn.broker;
+  if (!broker.registry.distributed) {
+    admit(conn, p, a, answer);
+    return;
+  }
+  // The registry knows sessions by key: a client id under a listener's mount point.
+  const key = sessionKey(conn.mountPoint, a.clientId);
+  return broker.registry.acquire(key, p.clean).then(
+    (rec) => {
+      if (conn.closed) {
+        // Gone while its id was being taken: nothing of it stays here.
+        if (!broker.sessions.get(key)) broker.registry.release(key);
+        return;
+      }
+      if (rec) broker.adoptSession(rec);
+      admit(conn, p, a, answer);
+    },
+    (e) => {
+      if (conn.closed) return;
+      refuse(
+        conn,
+        ConnackCodeV3.ServerUnavailable,
+        ReasonCode.ServerUnavailable,
+        `cluster: ${e instanceof Error ? e.message : e}`,
+      );
+    },
+  );
+}
+
+/** The client id is this node's: take over or resume the session, send CONNACK. */
 function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginAnswer): void {
   const broker = conn.broker;
   const cfg = broker.config;

@@ -1,0 +1,237 @@
+/**
+ * One owner per client id, cluster-wide: a JetStream KV bucket (`N_sessions`) maps each client
+ * id to the node that holds its session, written by compare-and-set.
+ *
+ * A CONNECT on node B for a client id that node A owns:
+ * 1. B asks A (`N.c.kick.A`) to let the client go. A disconnects it (v5 DISCONNECT 0x8E Session
+ *    taken over [MQTT-3.1.4-2]), takes the session out of its tables and answers with the
+ *    session's record: subscriptions, queue, in-flight messages and QoS 2 state.
+ * 2. B writes itself as the owner, expecting the revision it read. If another node wrote in
+ *    between (simultaneous CONNECTs), B starts again from 1, so exactly one node ends up with
+ *    the client.
+ * 3. B rebuilds the session from the record and the client resumes it (Session Present 1).
+ *
+ * A node whose heartbeat has stopped is not asked: its client ids are taken over without a
+ * record. CONNECTs of one client id on one node are handled one at a time.
+ */
+import { type KV, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
+import type { Msg, QueuedIterator, Subscription } from "@nats-io/nats-core";
+import type { SessionRegistry } from "../broker/registry.ts";
+import type { SessionRecord } from "../broker/restore.ts";
+import type { ClusterNode } from "./node.ts";
+import { decodeRecord, encodeRecord } from "./session_record.ts";
+import { levelToken, MAX_SUBJECT } from "./subject.ts";
+import { createHash } from "node:crypto";
+
+/** Attempts at compare-and-set before a CONNECT is refused. */
+const ATTEMPTS = 8;
+/** How long the previous owner has to answer. */
+const KICK_TIMEOUT_MS = 3000;
+
+/** The value kept per client id. */
+interface Owner {
+  /** The client id (keys of long ids are hashes). */
+  id: string;
+  node: string;
+  num: number;
+  t: number;
+}
+
+/** What this node does when another takes one of its client ids. */
+export interface HandOver {
+  /** Whether a session of `clientId` is on this node. */
+  owns(clientId: string): boolean;
+  /**
+   * Disconnect the client of `clientId` (if connected here), remove its session from this node
+   * and return its record (null when there is none, or it was not persistent).
+   */
+  handOver(clientId: string): SessionRecord | null;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** The KV key of a client id. */
+export function ownerKey(clientId: string): string {
+  const t = "c." + levelToken(clientId);
+  return t.length <= MAX_SUBJECT - 64
+    ? t
+    : "h." + createHash("sha256").update(clientId).digest("hex");
+}
+
+/** The cluster's session registry. */
+export class KvSessions implements SessionRegistry {
+  readonly distributed = true;
+  readonly #node: ClusterNode;
+  #kv: KV | null = null;
+  #kick: Subscription | null = null;
+  #watch: QueuedIterator<KvWatchEntry> | null = null;
+  #local: HandOver | null = null;
+  /** The last acquire of each client id on this node: the next one waits for it. */
+  readonly #chains = new Map<string, Promise<unknown>>();
+  /** Take-overs counted for metrics. */
+  takeovers = 0;
+
+  constructor(node: ClusterNode) {
+    this.#node = node;
+  }
+
+  /** Called by the broker's wiring: how this node lets a client id go. */
+  bind(local: HandOver): void {
+    this.#local = local;
+  }
+
+  async start(): Promise<void> {
+    const node = this.#node;
+    this.#kv = await node.kv(`${node.cfg.name}_sessions`);
+    this.#kick = node.sub.subscribe(`${node.control}.kick.${node.id}`, {
+      callback: (_e, m) => this.#onKick(m),
+    });
+    await node.sub.flush();
+    // A node that missed a kick (it was slow, or seemed gone) still learns that it lost a client
+    // id: every change of owner is watched, and a client of an id owned elsewhere is let go.
+    this.#watch = await this.#kv.watch({ include: KvWatchInclude.UpdatesOnly });
+    (async () => {
+      for await (const e of this.#watch!) {
+        if (e.operation !== "PUT") continue;
+        const owner = parseOwner(e.value);
+        if (!owner || (owner.node === node.id && owner.num === node.num)) continue;
+        const s = this.#local?.owns(owner.id);
+        if (s && !this.#chains.has(owner.id)) {
+          node.log.notice(`Cluster: client ${owner.id} was taken over by node ${owner.node}.`);
+          this.#local!.handOver(owner.id);
+        }
+      }
+    })().catch((e) => node.log.error(`Cluster: session watch ended: ${e}`));
+  }
+
+  stop(): Promise<void> {
+    this.#watch?.stop();
+    this.#kick?.unsubscribe();
+    return Promise.resolve();
+  }
+
+  acquire(clientId: string, clean: boolean): Promise<SessionRecord | null> {
+    const prev = this.#chains.get(clientId) ?? Promise.resolve();
+    const run = prev.then(
+      () => this.#acquire(clientId, clean),
+      () => this.#acquire(clientId, clean),
+    );
+    const tail = run.catch(() => {});
+    this.#chains.set(clientId, tail);
+    tail.then(() => {
+      if (this.#chains.get(clientId) === tail) this.#chains.delete(clientId);
+    });
+    return run;
+  }
+
+  async #acquire(clientId: string, clean: boolean): Promise<SessionRecord | null> {
+    const kv = this.#kv;
+    if (!kv) throw new Error("the session registry is not started");
+    const node = this.#node;
+    const key = ownerKey(clientId);
+    let record: SessionRecord | null = null;
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      const entry = await kv.get(key);
+      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      if (owner && owner.node !== node.id) {
+        const alive = node.livePeers().some((p) => p.id === owner.node && p.num === owner.num);
+        if (alive) {
+          const got = await this.#askToLetGo(owner.node, clientId);
+          if (got) record = got;
+        }
+      }
+      const value = enc.encode(
+        JSON.stringify(
+          { id: clientId, node: node.id, num: node.num, t: Date.now() } satisfies Owner,
+        ),
+      );
+      try {
+        if (entry) await kv.update(key, value, entry.revision);
+        else await kv.create(key, value);
+        if (owner && owner.node !== node.id) this.takeovers++;
+        return clean ? null : record;
+      } catch (e) {
+        // Someone else wrote in between: read again.
+        if (!/wrong last sequence|exists/i.test(String((e as Error).message))) throw e;
+        await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
+      }
+    }
+    throw new Error(`client id ${clientId} is being taken by other nodes`);
+  }
+
+  async #askToLetGo(owner: string, clientId: string): Promise<SessionRecord | null> {
+    const node = this.#node;
+    try {
+      const reply = await node.sub.request(
+        `${node.control}.kick.${owner}`,
+        enc.encode(JSON.stringify({ clientId, by: node.id })),
+        { timeout: KICK_TIMEOUT_MS },
+      );
+      const text = dec.decode(reply.data);
+      return text ? decodeRecord(text) : null;
+    } catch (e) {
+      node.log.warning(
+        `Cluster: node ${owner} did not hand over client ${clientId} (${
+          (e as Error).message
+        }); taking it.`,
+      );
+      return null;
+    }
+  }
+
+  #onKick(m: Msg): void {
+    let clientId: string;
+    try {
+      clientId = JSON.parse(dec.decode(m.data)).clientId;
+      if (typeof clientId !== "string") throw new Error("no clientId");
+    } catch {
+      return;
+    }
+    let text = "";
+    try {
+      const rec = this.#local?.handOver(clientId) ?? null;
+      if (rec) text = encodeRecord(rec);
+    } catch (e) {
+      this.#node.log.error(`Cluster: handing over client ${clientId} failed: ${e}`);
+    }
+    const max = this.#node.sub.info?.max_payload ?? 1024 * 1024;
+    if (text.length > max - 1024) {
+      this.#node.log.warning(
+        `Cluster: the session of ${clientId} is too large to move (${text.length} bytes); its queue stays behind.`,
+      );
+      const rec = decodeRecord(text);
+      rec.messages = rec.messages.filter((x) => x.state !== 0);
+      text = encodeRecord(rec);
+    }
+    try {
+      m.respond(enc.encode(text));
+    } catch { /* the asking node gave up */ }
+  }
+
+  release(clientId: string): void {
+    const kv = this.#kv;
+    if (!kv) return;
+    const node = this.#node;
+    const key = ownerKey(clientId);
+    (async () => {
+      const entry = await kv.get(key);
+      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return;
+      await kv.delete(key, { previousSeq: entry.revision });
+    })().catch(
+      () => {/* another node took it meanwhile, or NATS is away: the owner entry stays */},
+    );
+  }
+}
+
+function parseOwner(v: Uint8Array): Owner | null {
+  try {
+    const o = JSON.parse(dec.decode(v));
+    return typeof o?.node === "string" && typeof o.id === "string"
+      ? { id: o.id, node: o.node, num: o.num >>> 0, t: o.t }
+      : null;
+  } catch {
+    return null;
+  }
+}
