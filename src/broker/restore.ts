@@ -104,7 +104,6 @@ export function restoreSession(broker: Broker, rec: SessionRecord, now: number):
       if (m.state === 2) o.state = "pubrel";
       s.setInflight(m.packetId, o);
     }
-    messages++;
   }
   if (dropped) {
     log.warning(
