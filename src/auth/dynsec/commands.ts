@@ -278,6 +278,24 @@ function texts(cmd: Cmd, optional: boolean) {
   return { textname, textdescription };
 }
 
+/**
+ * The text name and description a modify command sets, when they are strings (others are
+ * ignored, as by Mosquitto); false after a reply when one is not valid UTF-8 or too long.
+ */
+function modifyTexts(cmd: Cmd): { tn?: string; td?: string } | false {
+  const out: { tn?: string; td?: string } = {};
+  for (const [key, k] of [["textname", "tn"], ["textdescription", "td"]] as const) {
+    const v = field(cmd.args, key);
+    if (typeof v !== "string") continue;
+    if (!validUtf8(v) || v.length > MAX_STRING) {
+      cmd.reply(`Invalid/missing ${key}`);
+      return false;
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
 /** A `roles` argument: null when absent, false after a reply, else the references. */
 function roleList(cmd: Cmd, d: DynsecData): Ref[] | null | false {
   const v = field(cmd.args, "roles");
@@ -514,8 +532,9 @@ on("modifyClient", async (cmd, d) => {
   if (clientid !== undefined && !validUtf8(clientid)) return cmd.reply("Client ID not valid UTF-8");
   const pv = field(cmd.args, "password");
   const password = typeof pv === "string" && pv !== "" ? pv : undefined;
-  const tn = field(cmd.args, "textname");
-  const td = field(cmd.args, "textdescription");
+  const tx = modifyTexts(cmd);
+  if (tx === false) return;
+  const { tn, td } = tx;
   const roles = roleList(cmd, d);
   if (roles === false) return;
   let groups: Ref[] | null = null;
@@ -652,8 +671,9 @@ on("deleteGroup", (cmd, d) => {
 on("modifyGroup", (cmd, d) => {
   const g = withGroup(cmd, d);
   if (!g) return;
-  const tn = field(cmd.args, "textname");
-  const td = field(cmd.args, "textdescription");
+  const tx = modifyTexts(cmd);
+  if (tx === false) return;
+  const { tn, td } = tx;
   const roles = roleList(cmd, d);
   if (roles === false) return;
   let members: Ref[] | null = null;
@@ -821,8 +841,9 @@ on("deleteRole", (cmd, d) => {
 on("modifyRole", (cmd, d) => {
   const role = withRole(cmd, d, "Role does not exist");
   if (!role) return;
-  const tn = field(cmd.args, "textname");
-  const td = field(cmd.args, "textdescription");
+  const tx = modifyTexts(cmd);
+  if (tx === false) return;
+  const { tn, td } = tx;
   const w = field(cmd.args, "allowwildcardsubs");
   const acls = aclList(cmd);
   if (acls === false) return;
