@@ -808,6 +808,17 @@ test("JSON API: modifyClient/Group/Role, verbose lists with paging, correlationD
 
     r = await request(admin, [{ command: "setClientPassword", username: "u1", password: "" }]);
     assert.deepEqual(r, [{ command: "setClientPassword", error: "Empty password is not allowed" }]);
+    // Text Mosquitto's cJSON could not read back (a lone surrogate) is refused, not saved.
+    r = await request(admin, [
+      { command: "modifyClient", username: "u1", textname: "bad\ud800" },
+      { command: "modifyRole", rolename: "r1", textdescription: "\udc00" },
+      { command: "createGroup", groupname: "g\ud800" },
+    ]);
+    assert.deepEqual(r, [
+      { command: "modifyClient", error: "Invalid/missing textname" },
+      { command: "modifyRole", error: "Invalid/missing textdescription" },
+      { command: "createGroup", error: "Group name not valid UTF-8" },
+    ]);
   } finally {
     await endAll(admin);
     await tb.stop();
@@ -885,6 +896,132 @@ test("control: at most MAX_PENDING requests are held; more are answered at once 
   });
   assert.equal(ds.data.roles.size, MAX_PENDING + 1, "the admin role and one per accepted request");
   assert.equal(JSON.parse(readFileSync(file, "utf8")).roles.length, MAX_PENDING + 1);
+});
+
+test("control: thousands of random, ill-typed commands never throw; every one gets an answer and the file stays loadable", async () => {
+  const file = fresh();
+  await init(file);
+  const ds = new DynamicSecurity(file, silentLogger);
+  await ds.load();
+  let seed = 42;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const names = ["a", "b", "admin", "", "__proto__", "x/y", "\u0000", "\ud800"];
+  const value = (depth = 0): unknown => {
+    switch (rnd(depth > 1 ? 5 : 8)) {
+      case 0:
+        return names[rnd(names.length)];
+      case 1:
+        return rnd(3) - 1;
+      case 2:
+        return null;
+      case 3:
+        return rnd(2) === 0;
+      case 4:
+        return ["a/#", "#", "+/x", "a/#/b", "$CONTROL/#", "%c/%u"][rnd(6)];
+      case 5:
+        return Array.from({ length: rnd(3) }, () => value(depth + 1));
+      default: {
+        const o: Record<string, unknown> = {};
+        for (
+          const k of ["rolename", "groupname", "username", "acltype", "topic", "priority", "allow"]
+        ) {
+          if (rnd(2)) o[k] = value(depth + 1);
+        }
+        return o;
+      }
+    }
+  };
+  const commandNames = [
+    "createClient",
+    "deleteClient",
+    "setClientPassword",
+    "setClientId",
+    "modifyClient",
+    "enableClient",
+    "disableClient",
+    "addClientRole",
+    "removeClientRole",
+    "getClient",
+    "listClients",
+    "createGroup",
+    "deleteGroup",
+    "modifyGroup",
+    "getGroup",
+    "listGroups",
+    "addGroupClient",
+    "removeGroupClient",
+    "addGroupRole",
+    "removeGroupRole",
+    "setAnonymousGroup",
+    "getAnonymousGroup",
+    "createRole",
+    "deleteRole",
+    "modifyRole",
+    "getRole",
+    "listRoles",
+    "addRoleACL",
+    "removeRoleACL",
+    "setDefaultACLAccess",
+    "getDefaultACLAccess",
+  ];
+  const keys = [
+    "username",
+    "password",
+    "clientid",
+    "groupname",
+    "rolename",
+    "textname",
+    "textdescription",
+    "roles",
+    "groups",
+    "clients",
+    "acls",
+    "acltype",
+    "topic",
+    "priority",
+    "allow",
+    "count",
+    "offset",
+    "verbose",
+    "correlationData",
+  ];
+  const from = { clientId: "a", username: "admin", listener: undefined };
+  let changes = 0;
+  for (let round = 0; round < 40; round++) {
+    const commands = Array.from({ length: 50 }, () => {
+      const c: Record<string, unknown> = { command: commandNames[rnd(commandNames.length)] };
+      for (const k of keys) if (rnd(3) === 0) c[k] = value();
+      if (typeof c.correlationData !== "string") delete c.correlationData;
+      if (typeof c.password === "string" && rnd(2)) c.password = "pw";
+      return c;
+    });
+    const out = JSON.parse(new TextDecoder().decode(
+      await ds.control(new TextEncoder().encode(JSON.stringify({ commands })), from),
+    ));
+    assert.equal(out.responses.length, commands.length);
+    for (const r of out.responses) {
+      assert.equal(typeof r.command, "string");
+      if (!r.error && /^(create|add|modify|set|delete|remove)/.test(r.command)) changes++;
+    }
+  }
+  assert.ok(changes > 50, `only ${changes} commands changed something`);
+  // What was saved loads again, without warnings, and equals what is in force.
+  const again = new DynamicSecurity(file, silentLogger);
+  await again.load();
+  assert.equal(formatDynsec(again.data as never), formatDynsec(ds.data as never));
+  const saved = readFileSync(file, "utf8");
+  assert.deepEqual(parseDynsec(saved).warnings, []);
+  // No lone surrogate (JSON.stringify writes it as an escape) that Mosquitto's cJSON would refuse.
+  assert.ok(!/\\ud[89a-f][0-9a-f]{2}/i.test(saved), "a lone surrogate was saved");
+  for (const bad of ["", "null", "[]", '{"commands":{}}', '{"commands":[1,null,[]]}', "\xff\xfe"]) {
+    const r = JSON.parse(new TextDecoder().decode(
+      await ds.control(new TextEncoder().encode(bad), from),
+    ));
+    assert.ok(r.responses.length >= 1 && r.responses.every((x: { error?: string }) => x.error));
+  }
 });
 
 test("config: [[plugins]] dynamic-security with config_file; a missing file or unknown plugin is refused", () => {
