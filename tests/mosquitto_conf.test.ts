@@ -433,3 +433,80 @@ test("midge serve -d runs in the background and pid_file lets kill find it", asy
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("bridges: connection blocks become [[bridge]] tables with Mosquitto's option names", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "midge-mbridge-"));
+  try {
+    const file = join(dir, "mosquitto.conf");
+    writeFileSync(
+      file,
+      [
+        "listener 1883 127.0.0.1",
+        "",
+        "# Cloud bridge",
+        "connection cloud",
+        "address 10.0.0.1:1884 10.0.0.2",
+        'topic sensors/# out 1 site1/ ""',
+        "topic commands/# in 2",
+        "bridge_protocol_version mqttv50",
+        "remote_clientid site1",
+        "cleansession true",
+        "keepalive_interval 2",
+        "try_private false",
+        "restart_timeout 2 10",
+      ].join("\n") + "\n",
+    );
+    const config = await loadConfig(file);
+    assert.equal(config.bridges.length, 1);
+    const b = config.bridges[0];
+    assert.equal(b.name, "cloud");
+    assert.deepEqual(b.addresses, ["10.0.0.1:1884", "10.0.0.2"]);
+    assert.deepEqual(b.topic, ['sensors/# out 1 site1/ ""', "commands/# in 2"]);
+    assert.equal(b.bridge_protocol_version, "mqttv50");
+    assert.equal(b.remote_clientid, "site1");
+    assert.equal(b.cleansession, true);
+    assert.equal(b.keepalive_interval, 5, "raised to Mosquitto's minimum, with a note");
+    assert.equal(b.try_private, false);
+    assert.equal(b.restart_timeout, "2 10");
+    assert.ok(conversionMessages(config).notes.some((n) => /:11: keepalive_interval 2/.test(n)));
+    const t = translateMosquittoConf(readFileSync(file, "utf8"), file);
+    assert.match(t.toml, /^# Cloud bridge\n\[\[bridge\]\]\nname = "cloud"$/m);
+    // A bridge option outside a bridge is a malformed line.
+    const bad = translateMosquittoConf("topic a/# both\n", "m.conf");
+    assert.deepEqual(bad.errors.map((e) => `${e.line}: ${e.message}`), [
+      `1: topic: only in a bridge (after "connection")`,
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a file a mosquitto.conf names that cannot be read is reported at the line naming it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "midge-mfiles-"));
+  try {
+    const file = join(dir, "mosquitto.conf");
+    const missing = join(dir, "missing.pem");
+    writeFileSync(
+      file,
+      `listener 1883 127.0.0.1\ncertfile ${missing}\nkeyfile ${join(dir, "missing.key")}\n`,
+    );
+    const r = await midge("serve", "-c", file, "--test-config");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`${file}:2: certfile: cannot read ${missing}`));
+    assert.match(r.stderr, new RegExp(`${file}:3: keyfile: cannot read`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("check_retain_source: Mosquitto's default (true) with an ACL is warned about; false is accepted", () => {
+  const warned = translateMosquittoConf("listener 1883\nacl_file /etc/acl\n", "m.conf");
+  assert.ok(warned.warnings.some((w) => /check_retain_source .*not honoured/.test(w.message)));
+  const off = translateMosquittoConf(
+    "listener 1883\nacl_file /etc/acl\ncheck_retain_source false\n",
+    "m.conf",
+  );
+  assert.deepEqual(off.warnings, []);
+  const noAcl = translateMosquittoConf("listener 1883\n", "m.conf");
+  assert.deepEqual(noAcl.warnings, []);
+});

@@ -14,6 +14,7 @@ import { parseAcl } from "../auth/acl.ts";
 import { parseDynsec } from "../auth/dynsec/model.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
+import { formatMessage, mosquittoSource } from "../config/mosquitto_conf.ts";
 import { pemBlocks, RevocationList } from "../transport/x509.ts";
 import { SqliteStore, StoreError } from "../store/sqlite.ts";
 
@@ -32,9 +33,15 @@ export interface CheckOptions {
  */
 export function checkFiles(config: Config, opts: CheckOptions = {}): string[] {
   const out: string[] = [];
-  /** A problem with the file named by `key`: `config.toml: key "k": problem`. */
-  const bad = (key: string, problem: string) =>
-    out.push(new ConfigError(config.file, 0, key, problem).message);
+  /**
+   * A problem with the file named by `key`: `config.toml: key "k": problem`, or for a
+   * mosquitto.conf `mosquitto.conf:12: option: problem` at the line that named the file.
+   */
+  const bad = (key: string, problem: string) => {
+    const at = mosquittoSource(config, key);
+    if (at) out.push(formatMessage({ ...at, message: `${key.replace(/^.*\./, "")}: ${problem}` }));
+    else out.push(new ConfigError(config.file, 0, key, problem).message);
+  };
 
   /** A certificate and its key, each set or not: both read, and paired when both are. */
   const pair = (certKey: string, cert: string, keyKey: string, key: string) => {

@@ -128,6 +128,8 @@ class Reader {
   /** A security option was seen (per_listener_settings must come before any). */
   securitySeen = false;
   globalAnonymous?: boolean;
+  /** An explicit check_retain_source line. */
+  checkRetainSource?: { value: boolean; where: Where };
   /** The plugin that the following plugin_opt_* lines belong to. */
   plugin: { kind: "dynsec" | "other"; where: Where; configFile?: string } | null = null;
   readonly plugins: { where: Where; configFile?: string }[] = [];
@@ -232,6 +234,10 @@ const ACCEPTED: Record<string, string> = {
   packet_buffer_size: "Midge sizes its read buffers itself",
 };
 
+/** Why check_retain_source (Mosquitto's default true) is not honoured. */
+const CHECK_RETAIN_SOURCE =
+  "not honoured: a retained message is not checked again against its publisher's current ACL before it is sent (as with check_retain_source false)";
+
 /** Options that cannot be honoured, with the reason (each gets a warning). */
 const UNSUPPORTED: Record<string, string> = {
   psk_file: PSK_REASON,
@@ -247,8 +253,6 @@ const UNSUPPORTED: Record<string, string> = {
   log_facility: "Midge does not log to syslog",
   memory_limit: "Midge has no heap cap; each kind of client state has its own limit",
   max_inflight_bytes: "not supported: max_inflight_messages limits the in-flight window",
-  check_retain_source:
-    "retained messages are not checked again against their publisher's current ACL",
   retry_interval: "no longer available (as in Mosquitto 2.0)",
   store_clean_interval: "no longer available (Mosquitto 1.x)",
   global_max_clients: "not supported: use max_connections",
@@ -406,7 +410,13 @@ function option(
     let v = value(r, where, name, rest, kind);
     // Mosquitto raises values below the minimum with a notice rather than refusing them.
     const min: Record<string, bigint> = { keepalive_interval: 5n, threshold: 1n, idle_timeout: 1n };
-    if (typeof v === "bigint" && key in min && v < min[key]) v = min[key];
+    if (typeof v === "bigint" && key in min && v < min[key]) {
+      r.notes.push({
+        ...where,
+        message: `${name} ${v} is too low, using ${min[key]} (as Mosquitto)`,
+      });
+      v = min[key];
+    }
     v = check(r, where, name, BRIDGE_KEYS, key, v);
     to(r.bridge);
     if (v !== undefined) r.bridge.set(key, v, where, item);
@@ -598,6 +608,15 @@ function option(
       const c = check(r, where, name, GLOBAL_KEYS, "max_packet_size", v === 0n ? 268435460n : v);
       to(r.global);
       if (c !== undefined) r.global.set("max_packet_size", c, where, item);
+      return;
+    }
+    case "check_retain_source": {
+      // Mosquitto's default is true; Midge behaves as false (see the check after reading).
+      const v = value(r, where, name, rest, "bool");
+      if (v === undefined) return;
+      r.checkRetainSource = { value: v as boolean, where };
+      if (v) return unsupported(r.global, CHECK_RETAIN_SOURCE);
+      skip(r.global, "Midge does not check retained messages against their publisher's ACL");
       return;
     }
     case "set_tcp_nodelay": {
@@ -965,6 +984,12 @@ export function translateMosquittoConf(text: string, file: string): Translation 
     }
   });
 
+  // check_retain_source is true by default in Mosquitto; it matters only with ACLs.
+  const acl = g.has("acl_file") || listeners.some((l) => l.section.has("acl_file"));
+  if (acl && r.checkRetainSource === undefined) {
+    r.warn(fileWhere, `check_retain_source (Mosquitto's default true): ${CHECK_RETAIN_SOURCE}`);
+  }
+
   // Recommendations where a Mosquitto default is unsafe (the meaning stays Mosquitto's).
   if (g.values.get("max_packet_size") === 268435460) {
     r.notes.push({
@@ -1011,7 +1036,7 @@ export function translateMosquittoConf(text: string, file: string): Translation 
   if (r.trailing.length > 0) out.push("", ...r.trailing);
   // Sections hold only their own keys: top-level keys never appear after a table header.
   return {
-    toml: out.join("\n") + "\n",
+    toml: out.join("\n").replace(/\n{3,}/g, "\n\n") + "\n",
     errors: r.errors,
     warnings: r.warnings,
     notes: r.notes,
@@ -1049,6 +1074,17 @@ export function conversionMessages(config: object): { warnings: string[]; notes:
     warnings: t?.warnings.map(formatMessage) ?? [],
     notes: t?.notes.map(formatMessage) ?? [],
   };
+}
+
+/**
+ * For a configuration read from a Mosquitto file: the file and line the TOML key `key`
+ * ("listener[1].password_file") came from; undefined for a TOML configuration.
+ */
+export function mosquittoSource(config: object, key: string): Where | undefined {
+  const t = translations.get(config);
+  if (!t) return undefined;
+  const where = sourceOf(t, key, "");
+  return where.file ? where : undefined;
 }
 
 /** The problems of a TOML check, as the loader's ConfigError carries them. */
