@@ -754,3 +754,24 @@ test("history: beyond 10,000 sessions the per-session gauges are walked every 10
   assert.equal(hist.sample(t + 2000).sessions, 10_001, "the session count is always fresh");
   assert.equal(hist.sample(t + 10_000).queued, 2, "walked again after 10 s");
 });
+
+test("a new admin_token (SIGHUP reload) ends the console sessions made with the old one", {
+  timeout: 30_000,
+}, async () => {
+  const h = await start();
+  try {
+    const s = await signIn(h);
+    assert.equal((await call(h, "GET", "/api/clients", { cookie: s.cookie })).status, 200);
+    h.broker.config.admin_token = "rotated-token-0123456789";
+    assert.equal((await call(h, "GET", "/api/clients", { cookie: s.cookie })).status, 401);
+    assert.equal((await call(h, "GET", "/api/clients", bearer)).status, 401, "old token");
+    assert.equal(
+      (await call(h, "GET", "/api/clients", {
+        authorization: "Bearer rotated-token-0123456789",
+      })).status,
+      200,
+    );
+  } finally {
+    await h.stop();
+  }
+});
