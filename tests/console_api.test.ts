@@ -9,7 +9,9 @@ import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { gunzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, endAll, testConfig, until } from "./helpers/broker.ts";
@@ -335,6 +337,24 @@ test("client list: server-side search and paging over 100k sessions; client deta
       r.body.clients.map((c: { id: string }) => c.id),
       ["sensor-099905", "sensor-099906", "sensor-099907", "sensor-099908", "sensor-099909"],
     );
+    // A large answer is gzipped for a client that accepts it.
+    const big = await new Promise<{ encoding: string | undefined; body: Uint8Array }>(
+      (resolve, reject) => {
+        httpGet(`${h.base}/api/clients?limit=10000`, {
+          headers: { ...bearer, "accept-encoding": "gzip" },
+        }, (res) => {
+          const chunks: Uint8Array[] = [];
+          res.on("data", (d: Uint8Array) => chunks.push(d));
+          res.on("end", () =>
+            resolve({
+              encoding: res.headers["content-encoding"],
+              body: Buffer.concat(chunks),
+            }));
+        }).on("error", reject);
+      },
+    );
+    assert.equal(big.encoding, "gzip");
+    assert.equal(JSON.parse(gunzipSync(big.body).toString()).count, 10_000);
     r = await call(h, "GET", "/api/clients?state=connected", bearer);
     assert.deepEqual(r.body.clients.map((c: { id: string }) => c.id), ["live-one"]);
     r = await call(h, "GET", "/api/clients?search=operator", bearer);

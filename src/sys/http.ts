@@ -133,11 +133,22 @@ function send(
   res.end(req.method === "HEAD" ? undefined : bytes);
 }
 
+/** JSON answers larger than this are gzipped for clients that accept it (the 15-minute history). */
+const GZIP_JSON_BYTES = 8 * 1024;
+
 function sendJson(res: ServerResponse, req: IncomingMessage, r: ApiResponse): void {
-  send(res, req, r.status, "application/json", JSON.stringify(r.body) + "\n", {
-    ...SECURITY_HEADERS,
-    ...r.headers,
-  });
+  const text = JSON.stringify(r.body) + "\n";
+  const headers = { ...SECURITY_HEADERS, ...r.headers };
+  if (text.length > GZIP_JSON_BYTES && /\bgzip\b/.test(String(req.headers["accept-encoding"]))) {
+    const body = new Uint8Array(gzipSync(new TextEncoder().encode(text), { level: 6 }));
+    send(res, req, r.status, "application/json", body, {
+      ...headers,
+      "Content-Encoding": "gzip",
+      Vary: "Accept-Encoding",
+    });
+    return;
+  }
+  send(res, req, r.status, "application/json", text, headers);
 }
 
 /** A console file, plain and gzipped, with its ETag; made on first use. */
