@@ -14,7 +14,8 @@ import process from "node:process";
 import type { MqttClient } from "mqtt";
 import { connect, endAll, freePort, sleep, startBroker, until } from "./helpers/broker.ts";
 import type { TestBroker } from "./helpers/broker.ts";
-import { parseConfig } from "../src/config/load.ts";
+import { loadConfig, parseConfig } from "../src/config/load.ts";
+import { Broker } from "../src/broker/broker.ts";
 import { checkFiles } from "../src/cli/check_files.ts";
 import { ConsoleState } from "../src/sys/console_api.ts";
 import { DynamicSecurity, DYNSEC_TOPIC, MAX_PENDING } from "../src/auth/dynsec/dynsec.ts";
@@ -1061,6 +1062,37 @@ test("config check (serve --test-config): dynamic security's file is read and a 
   assert.deepEqual(checkFiles(conf(missing)), [
     `p.toml: key "plugins[0].config_file": cannot read ${missing}: no such file`,
   ]);
+});
+
+test("mosquitto.conf: plugin …/mosquitto_dynamic_security.so with plugin_opt_config_file loads the built-in one", async () => {
+  const file = fresh();
+  await init(file);
+  const conf = join(dir, `mosquitto${++n}.conf`);
+  writeFileSync(
+    conf,
+    `listener 1883 127.0.0.1\nallow_anonymous false\npersistence false\n` +
+      `plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n` +
+      `plugin_opt_config_file ${file}\n`,
+  );
+  const config = await loadConfig(conf);
+  assert.deepEqual(config.plugins, [{ name: "dynamic-security", config_file: file }]);
+  config.listeners[0].port = 0; // as `midge serve -p 0` does
+  const broker = new Broker(config, silentLogger);
+  const [l] = await broker.start();
+  const tb: TestBroker = {
+    broker,
+    port: l.port,
+    url: `mqtt://127.0.0.1:${l.port}`,
+    stop: () => broker.stop(),
+  };
+  try {
+    await ok(tb, "createClient", "m", "-p", "mpw");
+    assert.equal(await loginCode(tb, "m", "mpw"), 0);
+    assert.equal(await loginCode(tb, "m", "nope"), 0x87);
+    assert.ok(broker.controls.has(DYNSEC_TOPIC));
+  } finally {
+    await tb.stop();
+  }
 });
 
 // ---------------------------------------------------------------- real Mosquitto
