@@ -37,6 +37,7 @@ const EXPECTED: Omit<Config, "file"> = {
     acl_file: "",
     use_username_as_clientid: false,
     auth_chain: [],
+    http_dir: "",
   }],
   bridges: [],
   cluster: null,

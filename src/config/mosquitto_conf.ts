@@ -220,6 +220,7 @@ const LISTENER_SIMPLE: Record<string, [string, Kind]> = {
   use_identity_as_username: ["use_identity_as_username", "bool"],
   use_subject_as_username: ["use_subject_as_username", "bool"],
   use_username_as_clientid: ["use_username_as_clientid", "bool"],
+  http_dir: ["http_dir", "string"],
 };
 
 /** Options accepted and not needed: what Midge does anyway, with the reason. */
@@ -249,7 +250,6 @@ const UNSUPPORTED: Record<string, string> = {
   tls_keyform: "OpenSSL engines are not available (keys are read as PEM)",
   tls_engine_kpass_sha1: "OpenSSL engines are not available",
   bind_interface: "binding to an interface is not supported: use the interface's address",
-  http_dir: "Midge does not serve files over HTTP on a websockets listener",
   log_facility: "Midge does not log to syslog",
   memory_limit: "Midge has no heap cap; each kind of client state has its own limit",
   max_inflight_bytes: "not supported: max_inflight_messages limits the in-flight window",
@@ -275,7 +275,6 @@ const LISTENER_LEVEL: ReadonlySet<string> = new Set([
   "tls_keyform",
   "tls_engine_kpass_sha1",
   "bind_interface",
-  "http_dir",
 ]);
 
 /** Bridge options that map onto a [[bridge]] key. */

@@ -469,6 +469,7 @@ export const LISTENER_KEYS = {
   password_file: key(str(4096), "", "this listener's password file (per_listener_settings)"),
   acl_file: key(str(4096), "", "this listener's ACL file (per_listener_settings)"),
   use_username_as_clientid: key(bool(), false, "the user name replaces the client id"),
+  http_dir: key(str(4096), "", 'websockets: directory served to plain HTTP GETs; "" = none'),
   auth_chain: key<string[]>(list(oneOf(AUTH_LINKS)), [], "this listener's chain; [] = global"),
 };
 
@@ -649,7 +650,6 @@ export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
   "enable_control_api",
   "bind_interface",
   "socket_domain",
-  "http_dir",
   "accept_protocol_versions",
   "listener_allow_anonymous",
   "proxy_protocol_v2_require_tls",

@@ -15,7 +15,8 @@ import type {
   SocketHandlers,
   TransportSocket,
 } from "./types.ts";
-import { checkUpgrade, type RequestHead } from "./upgrade.ts";
+import { checkUpgrade, type RequestHead, wantsFile } from "./upgrade.ts";
+import { staticFile } from "./http_dir.ts";
 import { removeSocketFile } from "./unix.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -153,6 +154,14 @@ export function listenBunWebSocket(opts: ListenOptions, accept: AcceptFn): Promi
       const address = opts.unixPath ?? ip?.address ?? "";
       const port = ip?.port ?? 0;
       const check = checkUpgrade(head, settings);
+      if (!check.ok && wantsFile(head, settings, check.code)) {
+        // http_dir: a plain GET is answered with a file.
+        const a = staticFile(settings.httpDir!, head.url);
+        return new Response(req.method === "HEAD" ? null : (a.body as Uint8Array<ArrayBuffer>), {
+          status: a.status,
+          headers: { "Content-Type": a.type, Connection: "close" },
+        });
+      }
       if (!check.ok) {
         opts.onRefused?.(`${address}:${port}`, `WebSocket upgrade refused: ${check.reason}`);
         return new Response(null, { status: check.code, headers: { Connection: "close" } });

@@ -85,6 +85,7 @@ export function listenerOptions(
   if (l.unix_socket) opts.unixPath = l.unix_socket;
   if (l.protocol === "websockets") {
     opts.websocket = { path: l.websockets_path, origins: l.websockets_origin };
+    if (l.http_dir) opts.websocket.httpDir = l.http_dir;
     // A WebSocket message may hold several MQTT packets; leave room beyond one packet.
     if (global) opts.maxMessageBytes = Math.max(global.max_packet_size * 2, 1 << 20);
   }

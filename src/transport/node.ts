@@ -26,7 +26,14 @@ import type {
 } from "./types.ts";
 import { LINGER_MS } from "./types.ts";
 import { removeSocketFile } from "./unix.ts";
-import { checkUpgrade, MQTT_SUBPROTOCOLS, parseRequestHead, refusal } from "./upgrade.ts";
+import {
+  checkUpgrade,
+  MQTT_SUBPROTOCOLS,
+  parseRequestHead,
+  refusal,
+  wantsFile,
+} from "./upgrade.ts";
+import { staticFile, staticResponse } from "./http_dir.ts";
 
 /** The client as the broker should see it (the PROXY header's source when there is one). */
 interface Peer {
@@ -229,6 +236,13 @@ export function listenNode(opts: ListenOptions, accept: AcceptFn): Promise<Liste
       const check = r.status === "ok"
         ? checkUpgrade(r.head, opts.websocket!)
         : { ok: false as const, code: r.code, reason: r.reason };
+      if (r.status === "ok" && !check.ok && wantsFile(r.head, opts.websocket!, check.code)) {
+        // http_dir: a plain GET is answered with a file, then the connection closes.
+        const answer = staticFile(opts.websocket!.httpDir!, r.head.url);
+        sock.end(staticResponse(answer, r.head.method === "HEAD"));
+        setTimeout(() => sock.destroy(), LINGER_MS).unref?.();
+        return true;
+      }
       if (!check.ok || r.status !== "ok") {
         if (!check.ok) refuse(peer, `WebSocket upgrade refused: ${check.reason}`);
         sock.end(refusal(check.ok ? 400 : check.code));

@@ -12,6 +12,14 @@ export interface WebSocketSettings {
   origins: string[];
   /** Largest request head, bytes. */
   maxHeadBytes?: number;
+  /** Mosquitto's http_dir: plain GET requests are answered with files from it. */
+  httpDir?: string;
+}
+
+/** Whether a refused upgrade is a plain GET/HEAD that http_dir should answer instead. */
+export function wantsFile(head: RequestHead, ws: WebSocketSettings, code: number): boolean {
+  return ws.httpDir !== undefined && (head.method === "GET" || head.method === "HEAD") &&
+    (code === 426 || code === 404);
 }
 
 /** MQTT's WebSocket subprotocols, in order of preference [MQTT-6.0.0-3][MQTT-6.0.0-4]. */
