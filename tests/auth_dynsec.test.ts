@@ -1097,22 +1097,54 @@ test("mosquitto.conf: plugin …/mosquitto_dynamic_security.so with plugin_opt_c
 
 // ---------------------------------------------------------------- real Mosquitto
 
-test("real Mosquitto loads the file Midge saved and accepts the same clients", async () => {
+test("real Mosquitto loads the file Midge saved and accepts the same clients with the same rights", async () => {
   assert.ok(MOSQUITTO, "mosquitto is not installed (apt-get install mosquitto)");
   assert.ok(PLUGIN, "mosquitto_dynamic_security.so not found (dpkg -L mosquitto)");
   const file = fresh();
   await init(file);
-  const tb = await withDynsec(file);
+  /** The same questions to Midge and to Mosquitto. */
+  const checks = async (t: TestBroker, who: string) => {
+    assert.equal(await loginCode(t, "alice", "wrong"), 0x87, who);
+    assert.equal(await loginCode(t, "carol", "carolpw"), 0x87, `${who}: carol is disabled`);
+    assert.equal(await loginCode(t, "bob", "bobpw", { clientId: "nope" }), 0x87, who);
+    const alice = await as(t, "alice", "alicepw");
+    assert.equal(await pubCode(alice, "a/b"), 0x87, `${who}: denyAB (priority 5) first`);
+    assert.equal(await pubCode(alice, "a/c"), 0, who);
+    await endAll(alice);
+    const bob = await as(t, "bob", "bobpw", { clientId: "bob-id" });
+    assert.equal(await subCode(bob, "a/#"), 1, `${who}: through group g's role`);
+    assert.equal(await subCode(bob, "b/#"), 0x87, who);
+    await endAll(bob);
+    const anon = await connect(t, { protocolVersion: 5 });
+    assert.equal(await pubCode(anon, "public/x"), 0, `${who}: the anonymous group's role`);
+    assert.equal(await pubCode(anon, "a/x"), 0x87, who);
+    await endAll(anon);
+    const admin = await as(t, "admin", "adminpw");
+    assert.equal(await subCode(admin, `${DYNSEC_TOPIC}/#`), 1, who);
+    await endAll(admin);
+  };
+  const tb = await withDynsec(file, { allow_anonymous: true });
   try {
     await ok(tb, "createClient", "alice", "-p", "alicepw");
     await ok(tb, "createClient", "bob", "-p", "bobpw", "-c", "bob-id");
+    await ok(tb, "createClient", "carol", "-p", "carolpw");
+    await ok(tb, "disableClient", "carol");
     await ok(tb, "createRole", "pubA");
     await ok(tb, "addRoleACL", "pubA", "publishClientSend", "a/#", "allow");
     await ok(tb, "addRoleACL", "pubA", "subscribePattern", "a/#", "allow");
+    await ok(tb, "createRole", "denyAB");
+    await ok(tb, "addRoleACL", "denyAB", "publishClientSend", "a/b", "deny");
+    await ok(tb, "createRole", "public");
+    await ok(tb, "addRoleACL", "public", "publishClientSend", "public/#", "allow");
     await ok(tb, "createGroup", "g");
     await ok(tb, "addGroupRole", "g", "pubA");
     await ok(tb, "addGroupClient", "g", "bob");
-    await ok(tb, "addClientRole", "alice", "pubA");
+    await ok(tb, "addClientRole", "alice", "pubA", "1");
+    await ok(tb, "addClientRole", "alice", "denyAB", "5");
+    await ok(tb, "createGroup", "anon");
+    await ok(tb, "addGroupRole", "anon", "public");
+    await ok(tb, "setAnonymousGroup", "anon");
+    await checks(tb, "Midge");
   } finally {
     await tb.stop();
   }
@@ -1123,7 +1155,7 @@ test("real Mosquitto loads the file Midge saved and accepts the same clients", a
     conf,
     `user ${
       process.getuid?.() === 0 ? "root" : userInfo().username
-    }\nlistener ${port} 127.0.0.1\nallow_anonymous false\nplugin ${PLUGIN}\nplugin_opt_config_file ${file}\n`,
+    }\nlistener ${port} 127.0.0.1\nallow_anonymous true\nplugin ${PLUGIN}\nplugin_opt_config_file ${file}\n`,
   );
   const child = spawn(MOSQUITTO, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
@@ -1135,15 +1167,7 @@ test("real Mosquitto loads the file Midge saved and accepts the same clients", a
       assert.ok(Date.now() < end && child.exitCode === null, `mosquitto did not start: ${log}`);
       await sleep(50);
     }
-    assert.equal(await loginCode(mq, "alice", "wrong"), 0x87);
-    assert.equal(await loginCode(mq, "bob", "bobpw", { clientId: "nope" }), 0x87);
-    const bob = await as(mq, "bob", "bobpw", { clientId: "bob-id" });
-    assert.equal(await subCode(bob, "a/#"), 1, "through group g's role");
-    assert.equal(await subCode(bob, "b/#"), 0x87);
-    await endAll(bob);
-    const admin = await as(mq, "admin", "adminpw");
-    assert.equal(await subCode(admin, `${DYNSEC_TOPIC}/#`), 1);
-    await endAll(admin);
+    await checks(mq, "Mosquitto");
   } finally {
     child.kill("SIGTERM");
     await new Promise((r) => child.once("exit", r));
