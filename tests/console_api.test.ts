@@ -23,6 +23,7 @@ import { Ops } from "../src/sys/ops.ts";
 import { plainHttpWarning } from "../src/sys/http.ts";
 import { LogRing } from "../src/sys/log_ring.ts";
 import { TopicStats } from "../src/sys/topic_stats.ts";
+import { Tap } from "../src/sys/tap.ts";
 import { History } from "../src/sys/history.ts";
 import { LagSampler } from "../src/sys/metrics.ts";
 import type { Config } from "../src/config/schema.ts";
@@ -795,3 +796,34 @@ test("a new admin_token (SIGHUP reload) ends the console sessions made with the 
     await h.stop();
   }
 });
+
+test(
+  "an internal subscription whose receiver throws breaks neither the publisher nor the other subscribers",
+  {
+    timeout: 30_000,
+  },
+  async () => {
+    const h = await start();
+    const tap = new Tap(h.broker, "t/#", () => {
+      throw new Error("console bug");
+    });
+    const sub = await connect({ url: h.mqtt } as never, { clientId: "other" });
+    const pub = await connect({ url: h.mqtt } as never, { clientId: "pub2" });
+    try {
+      await sub.subscribeAsync("t/#", { qos: 1 });
+      const got = new Promise<string>((r) => sub.on("message", (_t, p) => r(p.toString())));
+      await pub.publishAsync("t/1", "still delivered", { qos: 1 });
+      assert.equal(await got, "still delivered");
+      assert.ok(
+        h.ops.console.logs.read(0, 100).some((l) =>
+          /Internal subscription on t\/#: .*console bug/.test(l.text)
+        ),
+      );
+      assert.equal(h.broker.sessions.get("pub2")?.connection?.state, "open");
+    } finally {
+      tap.close();
+      await endAll(sub, pub);
+      await h.stop();
+    }
+  },
+);

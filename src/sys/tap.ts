@@ -85,7 +85,12 @@ export class Tap {
       state: "open",
       congested: false,
       sendPublish(o: Outgoing): boolean {
-        receive(o.msg);
+        try {
+          receive(o.msg);
+        } catch (e) {
+          // The console's trouble must never reach the publisher or the other receivers.
+          broker.log.error(`Internal subscription on ${filter}: ${e}`);
+        }
         return true;
       },
     };
