@@ -45,6 +45,7 @@ const EXPECTED: Omit<Config, "file"> = {
   max_inflight_messages: 20,
   max_queued_messages: 1000,
   max_queued_bytes: 0,
+  max_inflight_bytes: 0,
   queue_qos0_messages: false,
   max_keepalive: 65535,
   max_packet_size: 2000000,

@@ -15,7 +15,8 @@ import { defaults, LISTENER_KEYS } from "../src/config/schema.ts";
 import { listenerSecurity } from "../src/config/listener_security.ts";
 import { Logger, silentLogger } from "../src/sys/log.ts";
 import { strftime } from "../src/sys/strftime.ts";
-import { collect, connect, endAll, startBroker, testConfig } from "./helpers/broker.ts";
+import { collect, connect, endAll, startBroker, testConfig, until } from "./helpers/broker.ts";
+import { rawConnect } from "./helpers/raw.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "midge-mopts-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -138,4 +139,31 @@ test("log_timestamp_format: strftime fields in local time, as Mosquitto's", () =
   assert.equal(strftime("%s", ms), String(Math.floor(ms / 1000)));
   const log = new Logger(["all"], { sinks: [], timestampFormat: "%H:%M:%S" });
   assert.equal(log.format("notice", "hello", ms), "04:05:06: hello");
+});
+
+test("max_inflight_bytes: no more QoS 1 messages go out while those in flight hold that many payload bytes", async () => {
+  const tb = await startBroker({ max_inflight_bytes: 10 });
+  const r = await rawConnect(tb.port);
+  const pub = await connect(tb, { clientId: "pub" });
+  try {
+    r.send({ cmd: "connect", clientId: "slow", protocolVersion: 4, keepalive: 60, clean: true });
+    await r.next("connack");
+    r.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "b/#", qos: 1 }] });
+    await r.next("suback");
+    for (const n of ["1", "2", "3"]) await pub.publishAsync(`b/${n}`, "sixsix", { qos: 1 });
+    // The three are routed (acknowledged to the publisher); a PINGRESP after them shows what
+    // the slow client was sent: 6 bytes, then 12 >= 10, so the third waits.
+    r.send({ cmd: "pingreq" });
+    await r.next("pingresp");
+    const sent = () => r.packets.filter((p) => p.cmd === "publish").map((p) => p.topic);
+    assert.deepEqual(sent(), ["b/1", "b/2"]);
+    const first = r.packets.find((p) => p.cmd === "publish");
+    r.send({ cmd: "puback", messageId: first.messageId });
+    await until(() => sent().length === 3, 5000, "the third message after an acknowledgement");
+    assert.deepEqual(sent(), ["b/1", "b/2", "b/3"]);
+  } finally {
+    r.close();
+    await endAll(pub);
+    await tb.stop();
+  }
 });

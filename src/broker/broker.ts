@@ -387,7 +387,7 @@ export class Broker implements FabricSink {
         conn.sendPublish(o, 0);
         return;
       }
-      if (s.queue.length === 0 && s.inflight.size < this.sendQuota(conn)) {
+      if (s.queue.length === 0 && this.#roomInFlight(s, this.sendQuota(conn))) {
         this.#sendInflight(s, conn, o);
         return;
       }
@@ -427,6 +427,19 @@ export class Broker implements FabricSink {
       return;
     }
     this.pump(s);
+  }
+
+  /**
+   * Whether one more QoS 1/2 message may go in flight: fewer than `quota` in flight and, with
+   * max_inflight_bytes, less than that many payload bytes (summed only when it is set).
+   */
+  #roomInFlight(s: Session, quota: number): boolean {
+    if (s.inflight.size >= quota) return false;
+    const max = this.config.max_inflight_bytes;
+    if (max === 0) return true;
+    let bytes = 0;
+    for (const f of s.inflight.values()) bytes += f.msg.payload.length;
+    return bytes < max;
   }
 
   /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9]. */
@@ -482,7 +495,7 @@ export class Broker implements FabricSink {
           conn.awaitRoom();
           return;
         }
-      } else if (s.inflight.size >= quota) return;
+      } else if (!this.#roomInFlight(s, quota)) return;
       const o = s.dequeue()!;
       if (o.msg.expiresAt && o.msg.expiresAt <= now) {
         this.forget(s, o);

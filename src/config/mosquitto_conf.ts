@@ -252,7 +252,6 @@ const UNSUPPORTED: Record<string, string> = {
   bind_interface: "binding to an interface is not supported: use the interface's address",
   log_facility: "Midge does not log to syslog",
   memory_limit: "Midge has no heap cap; each kind of client state has its own limit",
-  max_inflight_bytes: "not supported: max_inflight_messages limits the in-flight window",
   retry_interval: "no longer available (as in Mosquitto 2.0)",
   store_clean_interval: "no longer available (Mosquitto 1.x)",
   global_max_clients: "not supported: use max_connections",
@@ -594,7 +593,8 @@ function option(
       return;
     }
     case "max_queued_messages":
-    case "max_queued_bytes": {
+    case "max_queued_bytes":
+    case "max_inflight_bytes": {
       let v = value(r, where, name, rest, "int") as bigint | undefined;
       if (v !== undefined && v < 0n) v = 0n;
       const c = check(r, where, name, GLOBAL_KEYS, name, v);

@@ -334,6 +334,11 @@ export const GLOBAL_KEYS = {
   ),
   max_queued_messages: key(int(0, I32), 1000, "messages queued per client; 0 = no limit"),
   max_queued_bytes: key(int(0, Number.MAX_SAFE_INTEGER), 0, "bytes queued per client; 0 = none"),
+  max_inflight_bytes: key(
+    int(0, Number.MAX_SAFE_INTEGER),
+    0,
+    "payload bytes in flight to one client; 0 = no limit",
+  ),
   queue_qos0_messages: key(bool(), false, "queue QoS 0 for offline persistent sessions"),
   upgrade_outgoing_qos: key(bool(), false, "deliver at the subscription's QoS"),
   max_keepalive: key(int(0, 65535), 65535, "largest keep-alive, seconds; 0 = no limit"),
@@ -641,7 +646,6 @@ export function defaults<S extends Schema>(schema: S): Values<S> {
  */
 export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
   "include_dir",
-  "max_inflight_bytes",
   "memory_limit",
   "retain_expiry_interval",
   "allow_duplicate_messages",

@@ -14,6 +14,7 @@ export const RELOADABLE_KEYS: Set<string> = new Set([
   "max_inflight_messages",
   "max_queued_messages",
   "max_queued_bytes",
+  "max_inflight_bytes",
   "queue_qos0_messages",
   "upgrade_outgoing_qos",
   "max_keepalive",
