@@ -24,6 +24,7 @@ import mqtt from "mqtt";
 import { freePort, until } from "./helpers/broker.ts";
 import { makeCerts, type TestCerts } from "./helpers/certs.ts";
 import { ConfigError, loadConfig } from "../src/config/load.ts";
+import { lookupUser } from "../src/sys/process.ts";
 import {
   conversionMessages,
   isMosquittoConf,
@@ -246,6 +247,14 @@ test("a mosquitto.conf with several listeners, TLS, websockets, per_listener_set
     const served = await serve(s.conf, 4);
     child = served.child;
     assert.equal(readFileSync(s.pidFile, "utf8").trim(), String(child.pid));
+    // Mosquitto's `user` (default "mosquitto"): started as root, the broker runs as that user
+    // once its listeners are bound; otherwise it keeps its user.
+    const uid = Number(
+      /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))![1],
+    );
+    const me = process.getuid!();
+    const mosquitto = lookupUser("mosquitto") ?? lookupUser("nobody");
+    assert.equal(uid, me === 0 ? mosquitto!.uid : me);
     await exercise(s);
     await stop(child);
     assert.equal(existsSync(s.pidFile), false, "pid_file removed at exit");
