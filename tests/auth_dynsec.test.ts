@@ -19,7 +19,8 @@ import { Broker } from "../src/broker/broker.ts";
 import { checkFiles } from "../src/cli/check_files.ts";
 import { ConsoleState } from "../src/sys/console_api.ts";
 import { DynamicSecurity, DYNSEC_TOPIC, MAX_PENDING } from "../src/auth/dynsec/dynsec.ts";
-import { formatDynsec, parseDynsec } from "../src/auth/dynsec/model.ts";
+import { byName, formatDynsec, parseDynsec } from "../src/auth/dynsec/model.ts";
+import { COMMANDS } from "../src/auth/dynsec/commands.ts";
 import { DynsecAcl, filterCovered, topicMatches } from "../src/auth/dynsec/acl.ts";
 import {
   ACCESS_READ,
@@ -968,6 +969,7 @@ test("control: thousands of random, ill-typed commands never throw; every one ge
     "setDefaultACLAccess",
     "getDefaultACLAccess",
   ];
+  assert.deepEqual([...commandNames].sort(byName), COMMANDS, "every command the API takes");
   const keys = [
     "username",
     "password",
