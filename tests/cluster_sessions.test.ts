@@ -120,3 +120,53 @@ test("cluster: QoS 1/2 messages queued for an offline persistent session are del
     await endAll(pub);
   }
 });
+
+test("cluster: a persistent session that moves while messages flow loses none, and copies of one message come only as DUP resends [MQTT-4.4.0-1]", async () => {
+  const [a, b, c] = cluster.nodes;
+  const opts = { clientId: "flow-mover", clean: false, protocolVersion: 4 as const };
+  const first = await connect(a, opts);
+  await first.subscribeAsync("flow/#", { qos: 1 });
+  const seen: { n: number; dup: boolean }[] = [];
+  const take = (client: typeof first) =>
+    client.on(
+      "message",
+      (_t, payload, packet) => seen.push({ n: Number(String(payload)), dup: !!packet.dup }),
+    );
+  take(first);
+  const pub = await connect(c, { clientId: "flow-pub" });
+  const total = 300;
+  let second: typeof first | undefined;
+  try {
+    const publishing = (async () => {
+      for (let i = 0; i < total; i++) {
+        await pub.publishAsync("flow/x", String(i), { qos: 1 });
+        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+      }
+    })();
+    // Move the session to node B while the publisher is in the middle of its run.
+    while (seen.length < 60) await new Promise((r) => setTimeout(r, 5));
+    second = mqtt.connect(b.url, { ...opts, reconnectPeriod: 0 });
+    take(second);
+    await new Promise<void>((resolve, reject) => {
+      second!.once("connect", () => resolve());
+      second!.once("error", reject);
+    });
+    await publishing;
+    const deadline = Date.now() + 10_000;
+    while (new Set(seen.map((x) => x.n)).size < total && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const got = new Set(seen.map((x) => x.n));
+    const lost = Array.from({ length: total }, (_, i) => i).filter((i) => !got.has(i));
+    assert.deepEqual(lost, [], "no acknowledged message is lost while the session moves");
+    const firstSeen = new Set<number>();
+    const plainCopies = seen.filter((x) => {
+      const again = firstSeen.has(x.n);
+      firstSeen.add(x.n);
+      return again && !x.dup;
+    });
+    assert.deepEqual(plainCopies.map((x) => x.n), [], "a second copy is only ever a DUP resend");
+  } finally {
+    await endAll(first, second, pub);
+  }
+});

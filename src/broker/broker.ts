@@ -23,7 +23,7 @@ import {
   type SubscriptionEntry,
 } from "./session.ts";
 import { longTimeout } from "./timers.ts";
-import type { Store } from "../store/types.ts";
+import type { Store, StoredClientMessage } from "../store/types.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import { recordSession, restore, restoreSession, type SessionRecord } from "./restore.ts";
 import { LocalRegistry, type SessionRegistry } from "./registry.ts";
@@ -55,6 +55,9 @@ export interface Stats {
   /** Offline sessions ended by their expiry. */
   clientsExpired: number;
 }
+
+/** How long a session handed to another node waits here for it to take the rest. */
+const MOVE_TIMEOUT_MS = 30_000;
 
 /** A listener as bound, with its configuration index. */
 export interface BoundListener {
@@ -89,6 +92,11 @@ export class Broker implements FabricSink {
   readonly registry: SessionRegistry;
   /** The client id being handed to another node: its session ends here without releasing it. */
   #handingOver: string | null = null;
+  /** Sessions recorded for another node and kept until it has taken them (see `handOver`). */
+  readonly #moving = new Map<
+    string,
+    { session: Session; mark: number; timer: ReturnType<typeof setTimeout> }
+  >();
   readonly connections = new ConnectionList<Connection>();
   /** Connections open through each listener, for its max_connections. */
   readonly #open = new Map<ListenerConfig, number>();
@@ -310,9 +318,10 @@ export class Broker implements FabricSink {
     }
     const fabric = this.fabric;
     if (!fabric.distributed) return this.#deliverAll(msg, true);
-    const n = this.#deliverAll(msg, false);
     // $SYS is per node: the broker's own status does not travel.
-    if (msg.origin === "" && msg.topic.startsWith("$SYS/")) return n;
+    if (msg.origin === "" && msg.topic.startsWith("$SYS/")) return this.#deliverAll(msg, false);
+    fabric.stamp(msg);
+    const n = this.#deliverAll(msg, false);
     fabric.forward(msg);
     return Math.max(n, 1);
   }
@@ -772,19 +781,24 @@ export class Broker implements FabricSink {
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
   }
 
-  /** Whether this node holds the session of `key` (see `sessionKey`; for the cluster's registry). */
+  /**
+   * Whether this node holds the session of `key` (see `sessionKey`) as its own, not one it is
+   * handing to another node (for the cluster's registry).
+   */
   owns(key: string): boolean {
-    return this.sessions.get(key) !== undefined;
+    return this.sessions.get(key) !== undefined && !this.#moving.has(key);
   }
 
   /**
-   * Another node takes the session of `key` (see `sessionKey`) over: its client here is disconnected (v5 0x8E Session taken
-   * over [MQTT-3.1.4-2]) and its session leaves this node. Returns the session's record when it
-   * outlives its connection (to be resumed there), else null.
+   * Another node takes the session of `key` (see `sessionKey`) over: its client here is
+   * disconnected (v5 0x8E Session taken over [MQTT-3.1.4-2]). Returns the session's record when it
+   * outlives its connection (to be resumed there), else null (and the session ends here). A
+   * recorded session stays here, queueing what arrives for it, until `releaseMoved` (the new
+   * owner has its subscriptions everywhere), so nothing published meanwhile is lost.
    */
   handOver(key: string): SessionRecord | null {
     const s = this.sessions.get(key);
-    if (!s) return null;
+    if (!s || this.#moving.has(key)) return null;
     this.#handingOver = key;
     try {
       s.connection?.close(0x8e, "session taken over by another node");
@@ -793,12 +807,50 @@ export class Broker implements FabricSink {
       // The new connection brings its own will; a delayed one of this connection is dropped
       // with it, as when a client resumes its session [MQTT-3.1.3-9].
       now.will = null;
-      const rec = now.persistent ? recordSession(now) : null;
-      this.endSession(now);
+      if (now.willTimer) clearTimeout(now.willTimer);
+      now.willTimer = null;
+      if (!now.persistent) {
+        this.endSession(now);
+        return null;
+      }
+      const rec = recordSession(now);
+      // Should the new owner never come back for the rest, the session ends here anyway.
+      const timer = setTimeout(() => this.releaseMoved(key), MOVE_TIMEOUT_MS);
+      (timer as { unref?: () => void }).unref?.();
+      this.#moving.set(key, { session: now, mark: now.queue.length, timer });
       return rec;
     } finally {
       this.#handingOver = null;
     }
+  }
+
+  /**
+   * The second half of `handOver`: the session leaves this node. Returns the messages queued for
+   * it since its record was taken.
+   */
+  releaseMoved(key: string): StoredClientMessage[] {
+    const m = this.#moving.get(key);
+    if (!m) return [];
+    this.#moving.delete(key);
+    clearTimeout(m.timer);
+    const delta = m.session.queue.slice(m.mark).map((o): StoredClientMessage => ({
+      seq: 0,
+      msg: o.msg,
+      qos: o.qos,
+      retain: o.retain,
+      subIds: o.subIds,
+      state: 0,
+      packetId: 0,
+    }));
+    if (this.sessions.get(key) === m.session) {
+      this.#handingOver = key;
+      try {
+        this.endSession(m.session);
+      } finally {
+        this.#handingOver = null;
+      }
+    }
+    return delta;
   }
 
   /**
@@ -811,20 +863,40 @@ export class Broker implements FabricSink {
     const s = restoreSession(this, rec, Date.now());
     if (this.store && s.persistent) {
       this.saveSession(s);
-      for (const e of s.subscriptions.values()) this.store.saveSubscription(s.clientId, e);
+      for (const e of s.subscriptions.values()) this.store.saveSubscription(s.key, e);
       for (const [id, f] of s.inflight) {
-        f.seq = this.store.addClientMessage(s.clientId, {
+        f.seq = this.store.addClientMessage(s.key, {
           ...f,
           state: f.state === "pubrel" ? 2 : 1,
           packetId: id,
         });
       }
       for (const o of s.queue) {
-        o.seq = this.store.addClientMessage(s.clientId, { ...o, state: 0, packetId: 0 });
+        o.seq = this.store.addClientMessage(s.key, { ...o, state: 0, packetId: 0 });
       }
-      for (const id of s.incomingQos2 ?? []) this.store.addIncomingQos2(s.clientId, id);
+      for (const id of s.incomingQos2 ?? []) this.store.addIncomingQos2(s.key, id);
     }
     return s;
+  }
+
+  /**
+   * The messages the previous owner queued for an adopted session after recording it: those not
+   * here already (by `Message.fid`) go after the recorded queue, before what arrived here since.
+   */
+  mergeMoved(s: Session, at: number, delta: StoredClientMessage[]): void {
+    if (delta.length === 0) return;
+    const have = new Set<number>();
+    for (const f of s.inflight.values()) if (f.msg.fid !== undefined) have.add(f.msg.fid);
+    for (const o of s.queue) if (o.msg.fid !== undefined) have.add(o.msg.fid);
+    let i = Math.min(at, s.queue.length);
+    for (const m of delta) {
+      if (m.msg.fid !== undefined && have.has(m.msg.fid)) continue;
+      const o = outgoing(m.msg, m.qos, m.retain, m.subIds);
+      s.enqueueAt(i++, o);
+      if (this.store && s.persistent) {
+        o.seq = this.store.addClientMessage(s.key, { ...o, state: 0, packetId: 0 });
+      }
+    }
   }
 
   /** Keep-alive [MQTT-3.1.2-24] and CONNECT time-out checks. */

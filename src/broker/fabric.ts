@@ -25,7 +25,9 @@ export interface Fabric {
   readonly maxMessageBytes: number;
   start(sink: FabricSink): Promise<void>;
   stop(): Promise<void>;
-  /** A message published on this node (already delivered locally): carry it to the others. */
+  /** Gives a message published on this node its cluster identity (`Message.fid`). */
+  stamp(msg: Message): void;
+  /** A message published on this node (stamped, already delivered locally): carry it on. */
   forward(msg: Message): void;
   /** The first local subscription to `topicFilter` (in `group`, "" = not shared) was added. */
   addInterest(topicFilter: string, group: string): void;
@@ -53,6 +55,7 @@ export class LocalFabric implements Fabric {
   stop(): Promise<void> {
     return Promise.resolve();
   }
+  stamp(): void {}
   forward(): void {}
   addInterest(): void {}
   removeInterest(): void {}

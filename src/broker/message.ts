@@ -16,6 +16,19 @@ export interface Message {
   expiresAt: number;
   /** Session key of the publisher (for No Local; see `sessionKey`), "" for the broker itself. */
   origin: string;
+  /**
+   * In a cluster: the message's identity, its origin node and that node's sequence number
+   * (`fabricId`), so copies of it can be told apart when a session moves between nodes.
+   */
+  fid?: number;
+}
+
+/** Sequence numbers of one node wrap at this (21 bits, so a fabric id fits a double exactly). */
+export const FABRIC_SEQ = 0x200000;
+
+/** A message's cluster identity from its origin node's number and sequence number. */
+export function fabricId(node: number, seq: number): number {
+  return node * FABRIC_SEQ + seq;
 }
 
 /** Properties a PUBLISH forwards to subscribers, without the per-hop ones. */

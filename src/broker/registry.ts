@@ -5,6 +5,19 @@
  * the client from another node and bring its session here, which takes a round trip.
  */
 import type { SessionRecord } from "./restore.ts";
+import type { StoredClientMessage } from "../store/types.ts";
+
+/** A session coming from the node that owned its client id. */
+export interface Handover {
+  /** The session as the previous owner recorded it when it let the client go. */
+  record: SessionRecord;
+  /**
+   * Call once the session is rebuilt here and every node knows its subscriptions: the previous
+   * owner lets the session go and answers with the messages it queued for it since the record
+   * (some may have reached this node too; skip those by `Message.fid`).
+   */
+  finish(): Promise<StoredClientMessage[]>;
+}
 
 /** Owns client ids. */
 export interface SessionRegistry {
@@ -13,19 +26,19 @@ export interface SessionRegistry {
   start?(): Promise<void>;
   stop?(): Promise<void>;
   /**
-   * Makes this node the owner of `clientId` before a client is admitted with it. Resolves with
-   * the session the previous owner handed over (null when there was none, or when `clean` asks
-   * for a new one); rejects when ownership could not be had.
+   * Makes this node the owner of `key` before a client is admitted with it. Resolves with the
+   * session the previous owner hands over (null when there was none, or when `clean` asks for a
+   * new one); rejects when ownership could not be had.
    */
-  acquire(clientId: string, clean: boolean): Promise<SessionRecord | null>;
-  /** The session of `clientId` ended on this node: give the id up. */
-  release(clientId: string): void;
+  acquire(key: string, clean: boolean): Promise<Handover | null>;
+  /** The session of `key` ended on this node: give the id up. */
+  release(key: string): void;
 }
 
 /** The single-node registry: the broker's table decides, nothing to acquire. */
 export class LocalRegistry implements SessionRegistry {
   readonly distributed = false;
-  acquire(): Promise<SessionRecord | null> {
+  acquire(): Promise<Handover | null> {
     return Promise.resolve(null);
   }
   release(): void {}

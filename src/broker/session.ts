@@ -188,6 +188,17 @@ export class Session {
     return true;
   }
 
+  /**
+   * Put a message at `index` of the queue, whatever the limits (a message already accepted
+   * elsewhere, such as one handed over by another node).
+   */
+  enqueueAt(index: number, o: Outgoing): void {
+    ownPayload(o.msg);
+    if (this.queue === NO_QUEUE) this.queue = [];
+    this.queue.splice(index, 0, o);
+    this.queuedBytes += messageBytes(o.msg);
+  }
+
   /** Add or replace a subscription (the map is made on the first one). */
   addSubscription(filter: string, entry: SubscriptionEntry): void {
     if (this.subscriptions === NO_SUBSCRIPTIONS) this.subscriptions = new Map();

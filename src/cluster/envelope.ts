@@ -5,7 +5,7 @@
  * ```
  * byte 0      flags: bits 0-1 QoS, 2 retain, 3 properties, 4 topic included, 5 expiry
  * bytes 1-4   origin node (u32, random per process)
- * bytes 5-8   sequence number of the origin node (u32, wraps)
+ * bytes 5-8   sequence number of the origin node (21 bits, wraps: see FABRIC_SEQ)
  * [expiry]    f64 absolute expiry time, ms since the epoch
  * [topic]     u32 length + UTF-8 (only when the subject cannot carry it: overflow, KV values)
  * [props]     u32 length + JSON of the forwarded v5 properties
@@ -14,7 +14,7 @@
  * ```
  */
 import type { Properties, QoS } from "../codec/types.ts";
-import type { Message } from "../broker/message.ts";
+import { fabricId, type Message } from "../broker/message.ts";
 
 const F_RETAIN = 4;
 const F_PROPS = 8;
@@ -135,6 +135,7 @@ export function decodeEnvelope(data: Uint8Array, topic: string | null): Envelope
       properties,
       expiresAt,
       origin,
+      fid: fabricId(view.getUint32(1), view.getUint32(5)),
     },
     node: view.getUint32(1),
     seq: view.getUint32(5),

@@ -22,7 +22,7 @@ import { createHash } from "node:crypto";
 import type { Msg, Subscription } from "@nats-io/nats-core";
 import { RetentionPolicy, StorageType } from "@nats-io/jetstream";
 import type { Fabric, FabricSink } from "../broker/fabric.ts";
-import type { Message } from "../broker/message.ts";
+import { FABRIC_SEQ, fabricId, type Message } from "../broker/message.ts";
 import { topicMatches } from "../broker/topic.ts";
 import { DurableWrites } from "./durable.ts";
 import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
@@ -50,6 +50,8 @@ export class NatsFabric implements Fabric {
   readonly #lastSeq = new Map<number, number>();
   readonly #durable = new DurableWrites();
   #seq = 0;
+  /** Times `#seq` wrapped (part of JetStream message ids, so they stay unique). */
+  #wraps = 0;
   /** Interest added since the last barrier. */
   #dirty = false;
   #stopped = false;
@@ -100,10 +102,20 @@ export class NatsFabric implements Fabric {
     return Promise.resolve();
   }
 
+  stamp(msg: Message): void {
+    let seq = this.#seq + 1;
+    if (seq === FABRIC_SEQ) {
+      seq = 0;
+      this.#wraps++;
+    }
+    this.#seq = seq;
+    msg.fid = fabricId(this.#node.num, seq);
+  }
+
   forward(msg: Message): void {
     const node = this.#node;
     if (this.#stopped || !node.pub) return;
-    const seq = this.#seq = (this.#seq + 1) >>> 0;
+    const seq = (msg.fid ?? 0) % FABRIC_SEQ;
     const data = encodeEnvelope(msg, node.num, seq, true);
     this.forwarded++;
     if (msg.qos === 0) {
@@ -114,7 +126,8 @@ export class NatsFabric implements Fabric {
       return;
     }
     const subject = topicSubject(`${node.data}.q`, msg.topic) ?? `${node.data}.q.x`;
-    this.#durable.track(this.#store(subject, data, `${node.num.toString(36)}-${seq.toString(36)}`));
+    const msgID = `${node.num.toString(36)}-${this.#wraps.toString(36)}-${seq.toString(36)}`;
+    this.#durable.track(this.#store(subject, data, msgID));
   }
 
   /** Publishes to the stream until it is stored (same message id on every try). */
@@ -203,7 +216,11 @@ export class NatsFabric implements Fabric {
     if (!env || env.node === this.#node.num) return;
     // Several subscriptions of this node may match one message: deliver the first copy only.
     const last = this.#lastSeq.get(env.node);
-    if (last !== undefined && ((env.seq - last) | 0) <= 0) return;
+    if (last !== undefined) {
+      // Sequence numbers wrap: a copy is at most half the range behind the last one seen.
+      const ahead = (env.seq - last + FABRIC_SEQ) % FABRIC_SEQ;
+      if (ahead === 0 || ahead >= FABRIC_SEQ / 2) return;
+    }
     this.#lastSeq.set(env.node, env.seq);
     this.received++;
     try {

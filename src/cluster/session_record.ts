@@ -4,6 +4,8 @@
  */
 import { Buffer } from "node:buffer";
 import type { SessionRecord } from "../broker/restore.ts";
+import { FABRIC_SEQ } from "../broker/message.ts";
+import type { StoredClientMessage } from "../store/types.ts";
 import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
@@ -26,7 +28,7 @@ export function encodeRecord(r: SessionRecord): string {
   return JSON.stringify({
     ...r,
     session: { ...r.session, will },
-    messages: r.messages.map((m) => ({ ...m, msg: b64(encodeEnvelope(m.msg, 0, 0, true)) })),
+    messages: encodeMessages(r.messages),
   });
 }
 
@@ -40,9 +42,25 @@ export function decodeRecord(text: string): SessionRecord {
       w.properties.correlationData = unb64(w.properties.correlationData);
     }
   }
-  o.messages = o.messages.map((m: { msg: string }) => ({
-    ...m,
-    msg: decodeEnvelope(unb64(m.msg), null).msg,
-  }));
+  o.messages = decodeMessages(o.messages);
   return o as SessionRecord;
+}
+
+/** Queued or in-flight messages in their wire form (envelopes keep each message's `fid`). */
+export function encodeMessages(ms: StoredClientMessage[]): unknown[] {
+  return ms.map((m) => {
+    const fid = m.msg.fid ?? 0;
+    const env = encodeEnvelope(m.msg, Math.floor(fid / FABRIC_SEQ), fid % FABRIC_SEQ, true);
+    return { ...m, msg: b64(env) };
+  });
+}
+
+/** The inverse of `encodeMessages`. */
+export function decodeMessages(raw: unknown): StoredClientMessage[] {
+  if (!Array.isArray(raw)) throw new Error("messages: expected an array");
+  return raw.map((m: { msg: string }) => {
+    const msg = decodeEnvelope(unb64(m.msg), null).msg;
+    if (msg.fid === 0) delete msg.fid;
+    return { ...m, msg } as StoredClientMessage;
+  });
 }

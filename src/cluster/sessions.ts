@@ -16,10 +16,11 @@
  */
 import { type KV, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { Msg, QueuedIterator, Subscription } from "@nats-io/nats-core";
-import type { SessionRegistry } from "../broker/registry.ts";
+import type { Handover, SessionRegistry } from "../broker/registry.ts";
+import type { StoredClientMessage } from "../store/types.ts";
 import type { SessionRecord } from "../broker/restore.ts";
 import type { ClusterNode } from "./node.ts";
-import { decodeRecord, encodeRecord } from "./session_record.ts";
+import { decodeMessages, decodeRecord, encodeMessages, encodeRecord } from "./session_record.ts";
 import { levelToken, MAX_SUBJECT } from "./subject.ts";
 import { createHash } from "node:crypto";
 
@@ -42,10 +43,12 @@ export interface HandOver {
   /** Whether a session of `clientId` is on this node. */
   owns(clientId: string): boolean;
   /**
-   * Disconnect the client of `clientId` (if connected here), remove its session from this node
-   * and return its record (null when there is none, or it was not persistent).
+   * Disconnect the client of `key` (if connected here) and return its session's record (null
+   * when there is none, or it was not persistent); a recorded session waits for `releaseMoved`.
    */
-  handOver(clientId: string): SessionRecord | null;
+  handOver(key: string): SessionRecord | null;
+  /** The session recorded by `handOver` leaves: the messages queued for it since. */
+  releaseMoved(key: string): StoredClientMessage[];
 }
 
 const enc = new TextEncoder();
@@ -99,7 +102,9 @@ export class KvSessions implements SessionRegistry {
         const s = this.#local?.owns(owner.id);
         if (s && !this.#chains.has(owner.id)) {
           node.log.notice(`Cluster: client ${owner.id} was taken over by node ${owner.node}.`);
+          // Nobody asked for the record: the session simply leaves.
           this.#local!.handOver(owner.id);
+          this.#local!.releaseMoved(owner.id);
         }
       }
     })().catch((e) => node.log.error(`Cluster: session watch ended: ${e}`));
@@ -111,7 +116,7 @@ export class KvSessions implements SessionRegistry {
     return Promise.resolve();
   }
 
-  acquire(clientId: string, clean: boolean): Promise<SessionRecord | null> {
+  acquire(clientId: string, clean: boolean): Promise<Handover | null> {
     const prev = this.#chains.get(clientId) ?? Promise.resolve();
     const run = prev.then(
       () => this.#acquire(clientId, clean),
@@ -125,12 +130,13 @@ export class KvSessions implements SessionRegistry {
     return run;
   }
 
-  async #acquire(clientId: string, clean: boolean): Promise<SessionRecord | null> {
+  async #acquire(clientId: string, clean: boolean): Promise<Handover | null> {
     const kv = this.#kv;
     if (!kv) throw new Error("the session registry is not started");
     const node = this.#node;
     const key = ownerKey(clientId);
     let record: SessionRecord | null = null;
+    let from = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const entry = await kv.get(key);
       const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
@@ -138,7 +144,10 @@ export class KvSessions implements SessionRegistry {
         const alive = node.livePeers().some((p) => p.id === owner.node && p.num === owner.num);
         if (alive) {
           const got = await this.#askToLetGo(owner.node, clientId);
-          if (got) record = got;
+          if (got) {
+            record = got;
+            from = owner.node;
+          }
         }
       }
       const value = enc.encode(
@@ -150,7 +159,14 @@ export class KvSessions implements SessionRegistry {
         if (entry) await kv.update(key, value, entry.revision);
         else await kv.create(key, value);
         if (owner && owner.node !== node.id) this.takeovers++;
-        return clean ? null : record;
+        if (!record) return null;
+        const prev = from;
+        if (clean) {
+          // A clean start discards the session [MQTT-3.1.2-4]: the old owner may let it go now.
+          void this.#finish(prev, clientId);
+          return null;
+        }
+        return { record, finish: () => this.#finish(prev, clientId) };
       } catch (e) {
         // Someone else wrote in between: read again.
         if (!/wrong last sequence|exists/i.test(String((e as Error).message))) throw e;
@@ -160,12 +176,33 @@ export class KvSessions implements SessionRegistry {
     throw new Error(`client id ${clientId} is being taken by other nodes`);
   }
 
+  /** Tells the previous owner to let the session go; resolves with what it queued since. */
+  async #finish(owner: string, clientId: string): Promise<StoredClientMessage[]> {
+    const node = this.#node;
+    try {
+      const reply = await node.sub.request(
+        `${node.control}.kick.${owner}`,
+        enc.encode(JSON.stringify({ op: "done", clientId, by: node.id })),
+        { timeout: KICK_TIMEOUT_MS },
+      );
+      const text = dec.decode(reply.data);
+      return text ? decodeMessages(JSON.parse(text)) : [];
+    } catch (e) {
+      node.log.warning(
+        `Cluster: node ${owner} did not send what it queued for ${clientId} while it moved (${
+          (e as Error).message
+        }).`,
+      );
+      return [];
+    }
+  }
+
   async #askToLetGo(owner: string, clientId: string): Promise<SessionRecord | null> {
     const node = this.#node;
     try {
       const reply = await node.sub.request(
         `${node.control}.kick.${owner}`,
-        enc.encode(JSON.stringify({ clientId, by: node.id })),
+        enc.encode(JSON.stringify({ op: "take", clientId, by: node.id })),
         { timeout: KICK_TIMEOUT_MS },
       );
       const text = dec.decode(reply.data);
@@ -181,28 +218,31 @@ export class KvSessions implements SessionRegistry {
   }
 
   #onKick(m: Msg): void {
-    let clientId: string;
+    let req: { op?: string; clientId: string };
     try {
-      clientId = JSON.parse(dec.decode(m.data)).clientId;
-      if (typeof clientId !== "string") throw new Error("no clientId");
+      req = JSON.parse(dec.decode(m.data));
+      if (typeof req.clientId !== "string") throw new Error("no clientId");
     } catch {
       return;
     }
+    const clientId = req.clientId;
     let text = "";
     try {
-      const rec = this.#local?.handOver(clientId) ?? null;
-      if (rec) text = encodeRecord(rec);
+      if (req.op === "done") {
+        text = JSON.stringify(encodeMessages(this.#local?.releaseMoved(clientId) ?? []));
+      } else {
+        const rec = this.#local?.handOver(clientId) ?? null;
+        if (rec) text = encodeRecord(rec);
+      }
     } catch (e) {
       this.#node.log.error(`Cluster: handing over client ${clientId} failed: ${e}`);
     }
     const max = this.#node.sub.info?.max_payload ?? 1024 * 1024;
     if (text.length > max - 1024) {
       this.#node.log.warning(
-        `Cluster: the session of ${clientId} is too large to move (${text.length} bytes); its queue stays behind.`,
+        `Cluster: the session of ${clientId} is too large to move (${text.length} bytes); it starts empty there.`,
       );
-      const rec = decodeRecord(text);
-      rec.messages = rec.messages.filter((x) => x.state !== 0);
-      text = encodeRecord(rec);
+      text = "";
     }
     try {
       m.respond(enc.encode(text));

@@ -283,13 +283,22 @@ function admitOwned(
   // The registry knows sessions by key: a client id under a listener's mount point.
   const key = sessionKey(conn.mountPoint, a.clientId);
   return broker.registry.acquire(key, p.clean).then(
-    (rec) => {
+    async (h) => {
+      if (h) {
+        const s = broker.adoptSession(h.record);
+        const recorded = s.queue.length;
+        // Its subscriptions reach every node before the previous owner stops queueing for it.
+        await broker.fabric.barrier();
+        broker.mergeMoved(s, recorded, await h.finish());
+      }
       if (conn.closed) {
-        // Gone while its id was being taken: nothing of it stays here.
-        if (!broker.sessions.get(key)) broker.registry.release(key);
+        // Gone while its id was being taken: an adopted session stays, offline; otherwise
+        // nothing of it stays here.
+        const s = broker.sessions.get(key);
+        if (!s) broker.registry.release(key);
+        else if (!s.connection) broker.goOffline(s);
         return;
       }
-      if (rec) broker.adoptSession(rec);
       admit(conn, p, a, answer);
     },
     (e) => {
