@@ -46,6 +46,7 @@ const EXPECTED: Omit<Config, "file"> = {
   max_queued_messages: 1000,
   max_queued_bytes: 0,
   max_inflight_bytes: 0,
+  memory_limit: 0,
   queue_qos0_messages: false,
   max_keepalive: 65535,
   max_packet_size: 2000000,

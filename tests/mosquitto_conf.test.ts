@@ -362,7 +362,7 @@ test("every malformed line of a mosquitto.conf and its include_dir is reported a
 
 test("options Midge cannot honour are warned about with file, line and reason (psk_file points to client certificates)", () => {
   const t = translateMosquittoConf(
-    "listener 8883\npsk_hint hint\npsk_file /etc/mosquitto/psk\nmemory_limit 100000\nlistener 1884\n",
+    "listener 8883\npsk_hint hint\npsk_file /etc/mosquitto/psk\ncapath /etc/ssl/certs\nlistener 1884\n",
     "m.conf",
   );
   assert.deepEqual(t.errors, []);
@@ -370,7 +370,7 @@ test("options Midge cannot honour are warned about with file, line and reason (p
   assert.equal(w.length, 3, w.join("\n"));
   assert.match(w[0], /^m\.conf:2: psk_hint: TLS-PSK .*Bun.*Deno.*client certificates/);
   assert.match(w[1], /^m\.conf:3: psk_file: TLS-PSK .*client certificates/);
-  assert.match(w[2], /^m\.conf:4: memory_limit: /);
+  assert.match(w[2], /^m\.conf:4: capath: .*use cafile/);
   // Carried into the TOML as comments, not silently dropped.
   assert.match(t.toml, /^# psk_file \/etc\/mosquitto\/psk {4}\(not used: TLS-PSK/m);
 });

@@ -167,3 +167,29 @@ test("max_inflight_bytes: no more QoS 1 messages go out while those in flight ho
     await tb.stop();
   }
 });
+
+test("memory_limit: over it, new connections are refused (v5 0x89) and incoming messages dropped (0x97)", async () => {
+  const tb = await startBroker({ allow_anonymous: true });
+  const c = await connect(tb, { clientId: "m1", protocolVersion: 5 });
+  try {
+    const got = collect(c);
+    await c.subscribeAsync("m/#", { qos: 1 });
+    // A limit the process is certainly over (one byte), sampled as the broker's sweep does.
+    tb.broker.config.memory_limit = 1;
+    tb.broker.sweep();
+    assert.equal(tb.broker.memoryOver, true);
+    assert.equal(await connackCode(tb.url, { clientId: "m2", protocolVersion: 5 }), 0x89);
+    await assert.rejects(c.publishAsync("m/1", "x", { qos: 1 }), /Quota exceeded/);
+    // Back under the limit: connections and messages are taken again.
+    tb.broker.config.memory_limit = 0;
+    tb.broker.sweep();
+    assert.equal(tb.broker.memoryOver, false);
+    assert.equal(await connackCode(tb.url, { clientId: "m2", protocolVersion: 5 }), 0);
+    await c.publishAsync("m/2", "y", { qos: 1 });
+    const [m] = await got.next(1, 5000);
+    assert.equal(m.topic, "m/2");
+  } finally {
+    await endAll(c);
+    await tb.stop();
+  }
+});

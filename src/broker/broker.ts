@@ -2,6 +2,7 @@
  * The broker: sessions, the router, retained messages, wills, limits, and the listeners that
  * feed connections in. Packet handling itself lives in ./handlers/, one file per packet type.
  */
+import { processMemory } from "./memory.ts";
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import { Auth } from "../auth/auth.ts";
 import type { ControlHandler } from "../auth/chain_types.ts";
@@ -449,6 +450,24 @@ export class Broker implements FabricSink {
     let bytes = 0;
     for (const f of s.inflight.values()) bytes += f.msg.payload.length;
     return bytes < max;
+  }
+
+  /**
+   * memory_limit: true while the process holds more than the limit (sampled by `sweep`); new
+   * connections are refused and incoming messages dropped meanwhile.
+   */
+  memoryOver = false;
+
+  #checkMemory(limit: number): void {
+    const rss = limit > 0 ? processMemory() : 0;
+    const over = limit > 0 && rss > limit;
+    if (over === this.memoryOver) return;
+    this.memoryOver = over;
+    if (over) {
+      this.log.warning(
+        `Memory use ${rss} bytes is over memory_limit ${limit}: refusing new connections and incoming messages.`,
+      );
+    } else this.log.notice("Memory use is below memory_limit again.");
   }
 
   /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9]. */
@@ -902,6 +921,8 @@ export class Broker implements FabricSink {
   /** Keep-alive [MQTT-3.1.2-24] and CONNECT time-out checks. */
   sweep(): void {
     const now = Date.now();
+    const limit = this.config.memory_limit;
+    if (limit > 0 || this.memoryOver) this.#checkMemory(limit);
     const connectMs = this.config.connect_timeout * 1000;
     for (const c of this.connections) {
       try {

@@ -251,7 +251,6 @@ const UNSUPPORTED: Record<string, string> = {
   tls_engine_kpass_sha1: "OpenSSL engines are not available",
   bind_interface: "binding to an interface is not supported: use the interface's address",
   log_facility: "Midge does not log to syslog",
-  memory_limit: "Midge has no heap cap; each kind of client state has its own limit",
   retry_interval: "no longer available (as in Mosquitto 2.0)",
   store_clean_interval: "no longer available (Mosquitto 1.x)",
   global_max_clients: "not supported: use max_connections",
@@ -590,6 +589,14 @@ function option(
       const c = check(r, where, name, GLOBAL_KEYS, "max_inflight_messages", v);
       to(r.global);
       if (c !== undefined) r.global.set("max_inflight_messages", c, where, item);
+      return;
+    }
+    case "memory_limit": {
+      const v = value(r, where, name, rest, "int") as bigint | undefined;
+      if (v !== undefined && v < 0n) return r.error(where, `memory_limit: invalid value ${v}`);
+      const c = check(r, where, name, GLOBAL_KEYS, name, v);
+      to(r.global);
+      if (c !== undefined) r.global.set(name, c, where, item);
       return;
     }
     case "max_queued_messages":

@@ -334,6 +334,11 @@ export const GLOBAL_KEYS = {
   ),
   max_queued_messages: key(int(0, I32), 1000, "messages queued per client; 0 = no limit"),
   max_queued_bytes: key(int(0, Number.MAX_SAFE_INTEGER), 0, "bytes queued per client; 0 = none"),
+  memory_limit: key(
+    int(0, Number.MAX_SAFE_INTEGER),
+    0,
+    "process memory (resident) above which clients and messages are refused; 0 = none",
+  ),
   max_inflight_bytes: key(
     int(0, Number.MAX_SAFE_INTEGER),
     0,
@@ -646,7 +651,6 @@ export function defaults<S extends Schema>(schema: S): Values<S> {
  */
 export const MOSQUITTO_ONLY: ReadonlySet<string> = new Set([
   "include_dir",
-  "memory_limit",
   "retain_expiry_interval",
   "allow_duplicate_messages",
   "set_tcp_nodelay",

@@ -15,6 +15,7 @@ export const RELOADABLE_KEYS: Set<string> = new Set([
   "max_queued_messages",
   "max_queued_bytes",
   "max_inflight_bytes",
+  "memory_limit",
   "queue_qos0_messages",
   "upgrade_outgoing_qos",
   "max_keepalive",

@@ -321,6 +321,13 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginA
   const props = p.properties ?? {};
   const will = p.will;
   const { clientId, assigned, keepalive, serverKeepAlive } = a;
+  if (broker.memoryOver) {
+    // memory_limit: the broker holds more than allowed; v5 0x89 Server busy, v3 has no code.
+    const why = "memory_limit reached";
+    if (v5) refuse(conn, 0, ReasonCode.ServerBusy, why);
+    else conn.close(undefined, why);
+    return;
+  }
 
   // Session expiry: v5 property; v3 clean session = 0, persistent = never (or the configured cap).
   let expiry: number;

@@ -104,6 +104,10 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   } else if (cfg.message_size_limit > 0 && p.payload.length > cfg.message_size_limit) {
     rc = ReasonCode.PacketTooLarge;
     broker.stats.publishDropped++;
+  } else if (broker.memoryOver) {
+    // memory_limit: nothing more is taken in until memory use is below it again.
+    rc = ReasonCode.QuotaExceeded;
+    broker.stats.publishDropped++;
   } else if (sysTopicDenied(topic)) {
     // Clients cannot publish into the broker's own tree, except bridge connection states
     // ($SYS/broker/connection/<id>/state), which bridges publish on the brokers they connect to.
