@@ -18,6 +18,7 @@ import { loadConfig, parseConfig } from "../src/config/load.ts";
 import { Broker } from "../src/broker/broker.ts";
 import { checkFiles } from "../src/cli/check_files.ts";
 import { ConsoleState } from "../src/sys/console_api.ts";
+import { passwordSignInOf } from "../src/sys/console_auth.ts";
 import { DynamicSecurity, DYNSEC_TOPIC, MAX_PENDING } from "../src/auth/dynsec/dynsec.ts";
 import { byName, formatDynsec, parseDynsec } from "../src/auth/dynsec/model.ts";
 import { COMMANDS } from "../src/auth/dynsec/commands.ts";
@@ -834,7 +835,7 @@ test("console: dynamic-security admins (clients that may send it commands) sign 
   try {
     await ok(tb, "createClient", "user", "-p", "userpw");
     const st = new ConsoleState(tb.broker);
-    const signIn = st.sessions.passwordSignIn!;
+    const signIn = passwordSignInOf(tb.broker, st.sessions)!;
     assert.equal(await signIn("admin", "adminpw"), "admin");
     assert.equal(await signIn("admin", "wrong"), null);
     assert.equal(await signIn("user", "userpw"), null, "not allowed to send to $CONTROL");

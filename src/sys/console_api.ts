@@ -63,9 +63,6 @@ export class ConsoleState {
   constructor(broker: Broker, lag?: LagSampler, sampleMs = 2000) {
     this.broker = broker;
     this.topics = new TopicStats(broker);
-    // Dynamic security's admins (clients that may send it commands) may sign in by password.
-    const ds = broker.auth.dynsec;
-    if (ds) this.sessions.passwordSignIn = async (u, p) => (await ds.adminSignIn(u, p)) ? u : null;
     this.history = new History(broker, lag, sampleMs, {
       subscriptions: () => this.topics.subscriptions + this.streams,
     });
