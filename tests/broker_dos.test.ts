@@ -7,6 +7,7 @@ import { sleep, startBroker, type TestBroker, until } from "./helpers/broker.ts"
 import { type AnyPacket, connectPacket, rawConnect } from "./helpers/raw.ts";
 import { SLOW_READER_BYTES } from "../src/broker/connection.ts";
 import type { Session } from "../src/broker/session.ts";
+import { collidingLevels } from "../bench/hashflood_keys.ts";
 
 /** Store `count` retained QoS 0 messages of `size` bytes on topics r/0, r/1, … */
 function retain(tb: TestBroker, count: number, size: number): void {
@@ -210,6 +211,47 @@ test("a subscription storm leaves nothing behind: the next storms reuse the memo
     // first storm left them.
     for (const h of after) assert.equal(h.nodes, 1);
     for (let r = 1; r < after.length; r++) assert.deepEqual(after[r], after[0], `round ${r}`);
+  } finally {
+    await tb.stop();
+  }
+});
+
+test("subscriptions on level names that collide under an unkeyed hash make no long probe chains in the broker", async () => {
+  const tb = await startBroker();
+  try {
+    const names = collidingLevels(5000);
+    const clients = [];
+    for (let c = 0; c < 3; c++) {
+      const rc = await rawSession(tb, `flood${c}`, 4);
+      rc.send({
+        cmd: "subscribe",
+        messageId: 1,
+        subscriptions: names.map((n) => ({ topic: `f/${n}`, qos: 0 })),
+      });
+      const ack = await rc.next("suback", 20_000);
+      assert.equal(ack.granted.filter((g: number) => g === 0).length, 5000);
+      clients.push(rc);
+    }
+    assert.equal(tb.broker.router.count, 15_000);
+    // The former hash put all 5,000 names in one chain; keyed, the longest probe stays short.
+    assert.ok(
+      tb.broker.router.longestProbe < 200,
+      `longest probe ${tb.broker.router.longestProbe}`,
+    );
+    // A bystander is answered, and a message on one of the names reaches all three.
+    const other = await rawSession(tb, "bystander", 4);
+    other.send({ cmd: "pingreq" });
+    await other.next("pingresp");
+    tb.broker.publish({
+      topic: `f/${names[1234]}`,
+      payload: new Uint8Array([7]),
+      qos: 0,
+      retain: false,
+      expiresAt: 0,
+      origin: "",
+    });
+    for (const rc of clients) assert.equal((await rc.next("publish")).topic, `f/${names[1234]}`);
+    for (const rc of [...clients, other]) rc.close();
   } finally {
     await tb.stop();
   }

@@ -79,6 +79,11 @@ export class Router {
     };
   }
 
+  /** The longest probe sequence in the matcher's edge table (hash flooding makes it long). */
+  get longestProbe(): number {
+    return this.#matcher.longestProbe;
+  }
+
   /** Add a subscription (a replaced one must be removed first). */
   add(entry: SubscriptionEntry): void {
     this.count++;
