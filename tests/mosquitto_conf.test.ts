@@ -310,7 +310,7 @@ test("Debian's example mosquitto.conf is accepted as it is, with Mosquitto 2.0's
     assert.equal(config.persistence, false);
     assert.equal(config.max_inflight_messages, 20);
     assert.equal(config.max_queued_messages, 1000);
-    assert.equal(config.max_keepalive, 0);
+    assert.equal(config.max_keepalive, 65535);
     assert.equal(config.max_packet_size, 268435460);
     assert.deepEqual(conversionMessages(config).warnings, []);
     const r = await midge("serve", "-c", file, "--test-config");
@@ -518,4 +518,49 @@ test("check_retain_source: Mosquitto's default (true) with an ACL is warned abou
   assert.deepEqual(off.warnings, []);
   const noAcl = translateMosquittoConf("listener 1883\n", "m.conf");
   assert.deepEqual(noAcl.warnings, []);
+});
+
+test("the same mosquitto.conf: Midge's CONNACK properties are those real Mosquitto sends", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "midge-mconnack-"));
+  chmodSync(dir, 0o777);
+  const [mport, gport] = [await freePort(), await freePort()];
+  const text = (port: number) =>
+    `listener ${port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 15\n`;
+  writeFileSync(join(dir, "mosquitto.conf"), text(mport));
+  writeFileSync(join(dir, "midge.conf"), text(gport));
+  const mosquitto = spawn("mosquitto", ["-c", join(dir, "mosquitto.conf")], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  mosquitto.stderr!.on("data", (d) => (log += d));
+  let midgeChild: ChildProcess | undefined;
+  try {
+    await until(() => /running/.test(log), 15000, `mosquitto to start: ${log}`);
+    midgeChild = (await serve(join(dir, "midge.conf"), 1)).child;
+    const connack = async (port: number, o: mqtt.IClientOptions) => {
+      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+        protocolVersion: 5,
+        reconnectPeriod: 0,
+        ...o,
+      });
+      // deno-lint-ignore no-explicit-any
+      const p = { ...((c as any).connackPacket?.properties ?? {}) };
+      await c.endAsync();
+      if (p.assignedClientIdentifier) p.assignedClientIdentifier = "<assigned>";
+      return p;
+    };
+    for (
+      const o of [
+        { clientId: "c1", keepalive: 60 },
+        { clientId: "c2", keepalive: 0 },
+        { clientId: "", keepalive: 30 },
+      ]
+    ) {
+      assert.deepEqual(await connack(gport, o), await connack(mport, o), JSON.stringify(o));
+    }
+  } finally {
+    mosquitto.kill("SIGTERM");
+    if (midgeChild) await stop(midgeChild);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

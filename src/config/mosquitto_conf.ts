@@ -972,7 +972,6 @@ export function translateMosquittoConf(text: string, file: string): Translation 
   g.mosquittoDefault("persistence", false);
   g.mosquittoDefault("persistence_location", ".");
   g.mosquittoDefault("max_packet_size", 268435460);
-  g.mosquittoDefault("max_keepalive", 0);
   g.mosquittoDefault("max_subscriptions_per_client", 0);
   g.mosquittoDefault("user", "mosquitto");
   listeners.forEach((l) => {
