@@ -571,6 +571,7 @@
       const nr = input("role name");
       const ra = [input("role"), input("ACL type, e.g. publishClientSend"), input("topic"), h("select", {}, h("option", {}, "allow"), h("option", {}, "deny"))];
       const cr = [input("client or group"), input("role")];
+      const gc = [input("client"), input("group")];
       box.replaceChildren(
         h("h2", {}, "Clients"),
         h("table", { class: "list", id: "dynsec-clients" }, h("tr", {}, h("th", {}, "User"), h("th", {}, "Groups"), h("th", {}, "Roles"), h("th", {})),
@@ -578,6 +579,7 @@
             h("td", {}, confirmButton("Delete", async () => { await run({ command: "deleteClient", username: x.username }); load(); }))))),
         h("form", { class: "bar", onsubmit: async (e) => { e.preventDefault(); await run({ command: "createClient", username: nc[0].value, password: nc[1].value }); load(); } }, ...nc, h("button", {}, "Create client")),
         h("form", { class: "bar", onsubmit: async (e) => { e.preventDefault(); const isGroup = (g.groups || []).some((x) => x.groupname === cr[0].value); await run(isGroup ? { command: "addGroupRole", groupname: cr[0].value, rolename: cr[1].value } : { command: "addClientRole", username: cr[0].value, rolename: cr[1].value }); load(); } }, ...cr, h("button", {}, "Add role")),
+        h("form", { class: "bar", onsubmit: async (e) => { e.preventDefault(); await run({ command: "addGroupClient", username: gc[0].value, groupname: gc[1].value }); load(); } }, ...gc, h("button", {}, "Add to group")),
         h("h2", {}, "Groups"),
         h("table", { class: "list", id: "dynsec-groups" }, h("tr", {}, h("th", {}, "Group"), h("th", {}, "Clients"), h("th", {}, "Roles"), h("th", {})),
           ...(g.groups || []).map((x) => h("tr", {}, h("td", {}, x.groupname), h("td", {}, (x.clients || []).map((y) => y.username).join(", ")), h("td", {}, (x.roles || []).map((y) => y.rolename).join(", ")),
