@@ -2,7 +2,9 @@
 // broker (bun src/main.ts serve) with the console, a password file and an ACL file, connects a
 // few dozen MQTT.js clients that subscribe and publish (JSON, text and binary payloads, retained
 // messages, offline persistent sessions), waits for the overview's charts to fill, then signs in
-// with headless Chromium (playwright-core, /usr/bin/chromium) and photographs each page.
+// with headless Chromium (playwright-core, /usr/bin/chromium) and photographs each page; then
+// the security page once more on a second broker with dynamic security (a file made by
+// mosquitto_ctrl), signed in to as its admin.
 // Usage: node scripts/console-screenshots.mjs [seconds of traffic before the first picture, 60]
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -71,22 +73,28 @@ writeFileSync(
   ].join("\n"),
 );
 
-const broker = spawn(bun, [join(root, "src", "main.ts"), "serve", "-c", config], {
-  cwd: dir,
-  stdio: ["ignore", "pipe", "inherit"],
-});
-const ports = await new Promise((resolve, reject) => {
-  const found = {};
-  let out = "";
-  broker.stdout.on("data", (d) => {
-    out += d;
-    for (const m of out.matchAll(/listening (mqtt|http) on 127\.0\.0\.1:(\d+)/g)) {
-      found[m[1]] = m[2];
-    }
-    if (found.mqtt && found.http) resolve(found);
+/** Starts `midge serve -c file` in `cwd`; resolves with the process and its mqtt/http ports. */
+async function serve(file, cwd) {
+  const proc = spawn(bun, [join(root, "src", "main.ts"), "serve", "-c", file], {
+    cwd,
+    stdio: ["ignore", "pipe", "inherit"],
   });
-  broker.on("exit", (c) => reject(new Error(`broker exited (${c})`)));
-});
+  const ports = await new Promise((resolve, reject) => {
+    const found = {};
+    let out = "";
+    proc.stdout.on("data", (d) => {
+      out += d;
+      for (const m of out.matchAll(/listening (mqtt|http) on 127\.0\.0\.1:(\d+)/g)) {
+        found[m[1]] = m[2];
+      }
+      if (found.mqtt && found.http) resolve(found);
+    });
+    proc.on("exit", (c) => reject(new Error(`broker exited (${c})`)));
+  });
+  return { proc, ports };
+}
+
+const { proc: broker, ports } = await serve(config, dir);
 const url = `mqtt://127.0.0.1:${ports.mqtt}`;
 const base = `http://127.0.0.1:${ports.http}`;
 console.log(`broker: ${url}, console: ${base}`);
@@ -191,7 +199,6 @@ const shot = async (page, name) => {
 try {
   const page = await browser.newPage();
   await page.goto(base + "/");
-  await shot(page, "signin");
   await page.fill("#token", TOKEN);
   await page.click("#signin button[type=submit]");
   await page.waitForSelector("#chart-msg canvas");
@@ -230,6 +237,83 @@ try {
   await page.click("#nav a[href='#logs']");
   await page.waitForTimeout(1500);
   await shot(page, "logs");
+
+  // The security page with dynamic security: a second broker on a file made by mosquitto_ctrl,
+  // given clients, groups and roles through the admin API, signed in to as its admin.
+  clearInterval(pump);
+  const dsFile = join(dir, "dynamic-security.json");
+  execFileSync("mosquitto_ctrl", ["dynsec", "init", dsFile, "admin", "admin-pw"]);
+  const dsDir = join(dir, "dynsec");
+  mkdirSync(dsDir);
+  const dsConfig = join(dsDir, "midge.toml");
+  writeFileSync(
+    dsConfig,
+    [
+      `http_listener = "127.0.0.1:0"`,
+      `admin_token = "${TOKEN}"`,
+      "persistence = false",
+      "[[listener]]",
+      "port = 0",
+      "[[plugins]]",
+      'name = "dynamic-security"',
+      `config_file = "${dsFile}"`,
+      "",
+    ].join("\n"),
+  );
+  const ds = await serve(dsConfig, dsDir);
+  try {
+    const dsBase = `http://127.0.0.1:${ds.ports.http}`;
+    const commands = [
+      { command: "createRole", rolename: "sensor-writer" },
+      {
+        command: "addRoleACL",
+        rolename: "sensor-writer",
+        acltype: "publishClientSend",
+        topic: "plant/+/+/temperature",
+        allow: true,
+      },
+      { command: "createRole", rolename: "dashboard-reader" },
+      {
+        command: "addRoleACL",
+        rolename: "dashboard-reader",
+        acltype: "subscribePattern",
+        topic: "plant/#",
+        allow: true,
+      },
+      { command: "createGroup", groupname: "dashboards" },
+      { command: "addGroupRole", groupname: "dashboards", rolename: "dashboard-reader" },
+    ];
+    for (const line of ["line1", "line2", "line3"]) {
+      commands.push(
+        { command: "createClient", username: `sensor-${line}`, password: `${line}-pw` },
+        { command: "addClientRole", username: `sensor-${line}`, rolename: "sensor-writer" },
+      );
+    }
+    for (const n of [1, 2]) {
+      commands.push(
+        { command: "createClient", username: `dashboard-${n}`, password: `d${n}-pw` },
+        { command: "addGroupClient", groupname: "dashboards", username: `dashboard-${n}` },
+      );
+    }
+    const r = await fetch(`${dsBase}/api/dynsec`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ commands }),
+    });
+    if (!r.ok) throw new Error(`dynsec commands: ${r.status} ${await r.text()}`);
+    const page = await browser.newPage();
+    await page.goto(`${dsBase}/#security`);
+    await page.waitForSelector("#username", { state: "visible" });
+    await page.fill("#username", "admin");
+    await page.fill("#password", "admin-pw");
+    await shot(page, "signin");
+    await page.click("#signin button[type=submit]");
+    await page.waitForSelector("#dynsec-clients td:has-text('sensor-line1')");
+    await shot(page, "security-dynsec");
+  } finally {
+    ds.proc.kill("SIGTERM");
+    await new Promise((r) => ds.proc.once("exit", r));
+  }
 } finally {
   clearInterval(pump);
   await browser.close();
