@@ -134,3 +134,22 @@ test("stealSeconds reads the machine's steal time from /proc/stat and never goes
   const b = stealSeconds()!;
   assert.ok(b >= a);
 });
+
+test("bench --jwt-secret: clients log in with tokens whose acl claim grants their own topic; a broker with another secret refuses them", async () => {
+  const secret = "bench-smoke-secret-longer-than-32-bytes";
+  const tb = await startBroker({ auth_chain: ["jwt"], jwt_secret: secret, allow_anonymous: false });
+  try {
+    const o = { ...opts(tb.port, { scenario: "fan-in", qos: 1, clients: 3 }), jwtSecret: secret };
+    assert.equal(benchOptions({ "jwt-secret": secret }, ["fan-in"]).jwtSecret, secret);
+    const r = await runBench(o);
+    assert.deepEqual(r.errors, []);
+    assert.ok(r.sent > 0);
+    assert.equal(r.lost, 0, "every publish and delivery allowed by the acl claims");
+    await assert.rejects(
+      runBench({ ...o, jwtSecret: "another-secret-longer-than-32-bytes" }),
+      /CONNACK refused with code 4/,
+    );
+  } finally {
+    await tb.stop();
+  }
+});

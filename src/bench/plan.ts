@@ -43,6 +43,11 @@ export interface WorkerPlan {
   subs: SubPlan[];
   /** Subscribers keep a persistent session (clean session 0, or a v5 session expiry). */
   persistent: boolean;
+  /**
+   * Non-empty: every client connects with user name = client id and an HS256 token signed with
+   * this secret as password, its `acl` claim granting its own topic or filter.
+   */
+  jwtSecret: string;
   /** Source addresses to spread connections over (empty: let the OS choose). */
   localAddresses: string[];
   /** Milliseconds between credit/progress reports to the coordinator. */

@@ -58,6 +58,8 @@ export interface BenchOptions {
   addresses: number;
   /** Subscribers with persistent sessions (a broker with persistence stores what it queues). */
   persistent: boolean;
+  /** Clients log in with tokens signed with this HMAC secret (see src/bench/token.ts). */
+  jwtSecret?: string;
   brokerPid?: number;
 }
 
@@ -169,6 +171,7 @@ export function makePlans(o: BenchOptions, runId: string): WorkerPlan[] {
     subs: [],
     localAddresses: [],
     persistent: o.persistent,
+    jwtSecret: o.jwtSecret ?? "",
     reportMs: n > 1 ? 2 : 20,
   }));
   const pubWorker: number[] = [];

@@ -10,12 +10,16 @@
  * slowest subscriber (so the broker is measured moving messages, not buffering them), and at
  * QoS 1/2 also an inflight window of unacknowledged PUBLISH packets.
  */
+import { type AclRule, benchToken } from "./token.ts";
 import process from "node:process";
 import { encode, preparePublish } from "../codec/encoder.ts";
 import type { DialSocket } from "../transport/dial.ts";
 import { dialTcp } from "../transport/dial.ts";
 import { Histogram } from "./histogram.ts";
 import type { FromWorker, PubPlan, SubPlan, ToWorker, WorkerPlan, WorkerResult } from "./plan.ts";
+
+/** The acl rule of clients other than publishers and subscribers of a flow. */
+const ALL: AclRule = { permission: "allow", action: "all", topic: "#" };
 
 /** Microseconds since the epoch, with sub-millisecond resolution. */
 export function nowUs(): number {
@@ -72,7 +76,11 @@ class Client {
     this.id = id;
   }
 
-  async open(localAddress: string | undefined, clean = true): Promise<void> {
+  /**
+   * Connect; with the plan's `jwtSecret`, as user `id` with a token whose acl claim is `acl`
+   * (all topics when not given).
+   */
+  async open(localAddress: string | undefined, clean = true, acl?: AclRule[]): Promise<void> {
     const p = this.w.plan;
     this.sock = await dialTcp({ host: p.host, port: p.port, localAddress }, {
       onData: (d) => this.onData(d),
@@ -92,6 +100,14 @@ class Client {
       clean,
       keepalive: 0,
       clientId: this.id,
+      ...(p.jwtSecret
+        ? {
+          username: this.id,
+          password: new TextEncoder().encode(
+            benchToken(p.jwtSecret, this.id, acl ?? [ALL]),
+          ),
+        }
+        : {}),
       // v5: a persistent session outlives the connection (v3.1.1: clean session 0 is enough).
       ...(!clean && p.version === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}),
     }, p.version);
@@ -456,11 +472,13 @@ export class Worker {
       return c;
     });
     await pool(this.subs, 64, async (c) => {
-      await c.open(this.#localAddress(), !p.persistent);
+      const grant: AclRule = { permission: "allow", action: "subscribe", topic: c.sub!.filter };
+      await c.open(this.#localAddress(), !p.persistent, [grant]);
       await c.subscribe(c.sub!.filter, p.qos);
     });
     await pool(this.pubs, 64, async (c) => {
-      await c.open(this.#localAddress());
+      const grant: AclRule = { permission: "allow", action: "publish", topic: c.pub!.topic };
+      await c.open(this.#localAddress(), true, [grant]);
       c.prepare(c.pub!.topic, p.qos, false);
     });
     const perPub = p.pubs.length ? p.rate / p.pubs.length : 0;

@@ -47,6 +47,8 @@ Options:
       --hold S              conn-storm: seconds to hold the connections before measuring (default 2)
       --addresses N         Source addresses 127.0.0.1..N to use (default: one per 20000 connections)
       --persistent          Subscribers keep persistent sessions (clean session 0)
+      --jwt-secret SECRET   Log in with HS256 tokens signed with SECRET (user name = client id),
+                            whose acl claim grants each client its own topic or filter
       --broker-pid PID      Read the broker's CPU time and memory from /proc/PID
       --json                Print the result as JSON
   -h, --help                Show this help
@@ -99,6 +101,7 @@ export function benchOptions(values: Values, positionals: string[]): BenchOption
     hold: num(values, "hold", 2),
     addresses: num(values, "addresses", 0),
     persistent: values.persistent === true,
+    ...(typeof values["jwt-secret"] === "string" ? { jwtSecret: values["jwt-secret"] } : {}),
     brokerPid: pid === undefined ? undefined : num(values, "broker-pid", 0, 1),
   } as BenchOptions;
 }
@@ -193,6 +196,7 @@ const OPTIONS = {
   addresses: { type: "string" },
   "broker-pid": { type: "string" },
   persistent: { type: "boolean" },
+  "jwt-secret": { type: "string" },
   json: { type: "boolean" },
   worker: { type: "boolean" },
   help: { type: "boolean", short: "h" },
