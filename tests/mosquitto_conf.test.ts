@@ -564,3 +564,22 @@ test("the same mosquitto.conf: Midge's CONNACK properties are those real Mosquit
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("socket_domain picks the address family of a listener without an address; an address wins", async () => {
+  const t = translateMosquittoConf(
+    "listener 1883\nsocket_domain ipv6\nlistener 1884\nsocket_domain ipv4\nlistener 1885 127.0.0.1\nsocket_domain ipv6\n",
+    "m.conf",
+  );
+  assert.deepEqual(t.errors, []);
+  const dir = mkdtempSync(join(tmpdir(), "midge-mdomain-"));
+  try {
+    const file = join(dir, "m.conf");
+    writeFileSync(file, t.toml);
+    const config = await loadConfig(file);
+    assert.deepEqual(config.listeners.map((l) => l.bind_address), ["::", "0.0.0.0", "127.0.0.1"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const bad = translateMosquittoConf("listener 1883\nsocket_domain ipx\n", "m.conf");
+  assert.deepEqual(bad.errors.map((e) => e.line), [2]);
+});
