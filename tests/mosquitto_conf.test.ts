@@ -583,3 +583,23 @@ test("socket_domain picks the address family of a listener without an address; a
   const bad = translateMosquittoConf("listener 1883\nsocket_domain ipx\n", "m.conf");
   assert.deepEqual(bad.errors.map((e) => e.line), [2]);
 });
+
+test("options Midge behaves as one value of are accepted at that value and warned about at the other", () => {
+  const t = translateMosquittoConf(
+    [
+      "listener 1883",
+      "allow_duplicate_messages false",
+      "allow_duplicate_messages true",
+      "auth_plugin_deny_special_chars true",
+      "auth_plugin_deny_special_chars false",
+      "set_tcp_nodelay true",
+      "set_tcp_nodelay false",
+      "autosave_interval 300",
+    ].join("\n"),
+    "m.conf",
+  );
+  assert.deepEqual(t.errors, []);
+  assert.deepEqual(t.warnings.map((w) => w.line), [3, 5, 7]);
+  assert.match(t.toml, /^# autosave_interval 300 {4}\(not needed: /m);
+  assert.match(t.toml, /^# allow_duplicate_messages false {4}\(as Midge does: /m);
+});

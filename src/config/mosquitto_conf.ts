@@ -227,9 +227,6 @@ const LISTENER_SIMPLE: Record<string, [string, Kind]> = {
 const ACCEPTED: Record<string, string> = {
   autosave_interval: "Midge commits every acknowledged message at once",
   autosave_on_changes: "Midge commits every acknowledged message at once",
-  allow_duplicate_messages: "deprecated in Mosquitto; overlapping subscriptions follow MQTT",
-  auth_plugin_deny_special_chars:
-    "Midge never matches a client id or user name holding + or # in ACL patterns",
   websockets_log_level: "libwebsockets' own log; Midge logs WebSocket events at websockets",
   websockets_headers_size: "Midge sizes WebSocket headers itself (bounded)",
   packet_buffer_size: "Midge sizes its read buffers itself",
@@ -367,8 +364,8 @@ function option(
     s.touched = true;
     return s;
   };
-  const skip = (s: Section, why: string) => {
-    item.note = `# ${original.trim()}    (not used: ${why})`;
+  const skip = (s: Section, why: string, label = "not used") => {
+    item.note = `# ${original.trim()}    (${label}: ${why})`;
     s.items.push(item);
   };
   const unsupported = (s: Section, why: string) => {
@@ -387,7 +384,7 @@ function option(
     return;
   }
   if (Object.hasOwn(ACCEPTED, name)) {
-    skip(r.global, ACCEPTED[name]);
+    skip(r.global, ACCEPTED[name], "not needed");
     return;
   }
   if (Object.hasOwn(UNSUPPORTED, name)) {
@@ -622,7 +619,31 @@ function option(
       if (v === undefined) return;
       r.checkRetainSource = { value: v as boolean, where };
       if (v) return unsupported(r.global, CHECK_RETAIN_SOURCE);
-      skip(r.global, "Midge does not check retained messages against their publisher's ACL");
+      skip(
+        r.global,
+        "retained messages are not checked again against their publisher's ACL",
+        "as Midge does",
+      );
+      return;
+    }
+    case "allow_duplicate_messages":
+    case "auth_plugin_deny_special_chars": {
+      // Midge behaves as one value of each: the other is warned about.
+      const v = value(r, where, name, rest, "bool");
+      if (v === undefined) return;
+      const [honoured, what, why] = name === "allow_duplicate_messages"
+        ? [
+          false,
+          "a client with overlapping subscriptions gets each message once",
+          "true is not honoured: a client with overlapping subscriptions gets each message once (at the highest QoS)",
+        ]
+        : [
+          true,
+          "a client id or user name holding + or # never matches an ACL pattern",
+          "false is not honoured: a client id or user name holding + or # never matches an ACL pattern",
+        ];
+      if (v !== honoured) return unsupported(r.global, why);
+      skip(r.global, what, "as Midge does");
       return;
     }
     case "set_tcp_nodelay": {
@@ -633,7 +654,7 @@ function option(
           "Midge always sets TCP_NODELAY and writes each batch of packets at once",
         );
       }
-      skip(r.global, "Midge always sets TCP_NODELAY");
+      skip(r.global, "TCP_NODELAY is always set", "as Midge does");
       return;
     }
     case "persistence_file": {
@@ -718,7 +739,7 @@ function option(
           `include_dir: cannot read ${dir}: ${(e as { code?: string }).code ?? e}`,
         );
       }
-      skip(r.global, "its files are included below");
+      skip(r.global, "its *.conf files follow, in name order", "included");
       for (const n of names) {
         const path = join(dir, n);
         let text: string;
