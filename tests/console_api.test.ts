@@ -21,6 +21,7 @@ import { outgoing, Session } from "../src/broker/session.ts";
 import { Logger } from "../src/sys/log.ts";
 import { Ops } from "../src/sys/ops.ts";
 import { plainHttpWarning } from "../src/sys/http.ts";
+import { MAX_SIGNINS } from "../src/sys/console_auth.ts";
 import { LogRing } from "../src/sys/log_ring.ts";
 import { TopicStats } from "../src/sys/topic_stats.ts";
 import { Tap } from "../src/sys/tap.ts";
@@ -827,3 +828,22 @@ test(
     }
   },
 );
+
+test("sign-ins checked at once are bounded: beyond MAX_SIGNINS the answer is 429 at once", {
+  timeout: 30_000,
+}, async () => {
+  const h = await start();
+  try {
+    const sessions = h.ops.console.sessions;
+    for (let i = 0; i < MAX_SIGNINS; i++) assert.equal(sessions.beginSignIn(), true);
+    assert.equal(sessions.beginSignIn(), false);
+    const busy = await call(h, "POST", "/api/session", {}, { token: TOKEN });
+    assert.equal(busy.status, 429, "even the right token waits for a slot");
+    sessions.endSignIn();
+    const ok = await call(h, "POST", "/api/session", {}, { token: TOKEN });
+    assert.equal(ok.status, 200);
+    assert.equal(sessions.beginSignIn(), true, "the slot came back after the sign-in");
+  } finally {
+    await h.stop();
+  }
+});

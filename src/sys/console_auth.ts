@@ -20,6 +20,11 @@ export const COOKIE = "midge_console";
 export const CSRF_HEADER = "x-csrf-token";
 /** Sessions kept at most; signing in beyond that ends the least recently used one. */
 export const MAX_SESSIONS = 64;
+/**
+ * Sign-ins checked at once at most; more are answered 429 at once. A refused one is held for a
+ * second, so this also bounds guesses to about this many per second.
+ */
+export const MAX_SIGNINS = 16;
 /** A session ends after this long without a request, ms. */
 export const IDLE_MS = 8 * 60 * 60 * 1000;
 
@@ -83,6 +88,20 @@ export class ConsoleSessions {
   #sessions = new Map<string, ConsoleSession>();
   /** Set by the dynamic-security plugin to let its admin users sign in. */
   passwordSignIn: PasswordSignIn | null = null;
+
+  #signingIn = 0;
+
+  /** Take a sign-in slot; false when MAX_SIGNINS are taken (answer 429). */
+  beginSignIn(): boolean {
+    if (this.#signingIn >= MAX_SIGNINS) return false;
+    this.#signingIn++;
+    return true;
+  }
+
+  /** Give back a slot taken by `beginSignIn`. */
+  endSignIn(): void {
+    if (this.#signingIn > 0) this.#signingIn--;
+  }
 
   /** Number of open sessions. */
   get size(): number {

@@ -13,7 +13,14 @@ import { gzipSync } from "node:zlib";
 import type { Broker } from "../broker/broker.ts";
 import { adminRead, apiError, type ApiResponse } from "./admin.ts";
 import { adminWrite } from "./admin_write.ts";
-import { type Caller, COOKIE, CSRF_HEADER, passwordSignInOf, sameSecret } from "./console_auth.ts";
+import {
+  type Caller,
+  COOKIE,
+  CSRF_HEADER,
+  type PasswordSignIn,
+  passwordSignInOf,
+  sameSecret,
+} from "./console_auth.ts";
 import { consoleRead, ConsoleState, messageStream } from "./console_api.ts";
 import { consoleAssets } from "./console_assets.generated.ts";
 import { type LagSampler, METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
@@ -363,8 +370,8 @@ async function session(
 ): Promise<ApiResponse> {
   const { broker, st } = ctx;
   const sessions = st.sessions;
-  const signIn = passwordSignInOf(broker, sessions);
-  const passwords = signIn !== null;
+  const signInFn = passwordSignInOf(broker, sessions);
+  const passwords = signInFn !== null;
   if (method === "GET" || method === "HEAD") {
     const s = sessions.lookup(req.headers.cookie);
     if (!s) {
@@ -389,6 +396,27 @@ async function session(
   if (method !== "POST") {
     return apiError(405, "GET, POST or DELETE", { Allow: "GET, POST, DELETE" });
   }
+  if (!sessions.beginSignIn()) {
+    return apiError(429, "too many sign-ins at once; try again in a few seconds", {
+      "Retry-After": "2",
+    });
+  }
+  try {
+    return await signIn(ctx, req, signInFn);
+  } finally {
+    sessions.endSignIn();
+  }
+}
+
+/** Checks a sign-in request and makes the session (see `session`). */
+async function signIn(
+  ctx: Ctx,
+  req: IncomingMessage,
+  signInFn: PasswordSignIn | null,
+): Promise<ApiResponse> {
+  const { broker, st } = ctx;
+  const sessions = st.sessions;
+  const passwords = signInFn !== null;
   const body = await jsonBody(req);
   if (isAnswer(body)) return body;
   const b = (body as { json?: Record<string, unknown> } | undefined)?.json ?? {};
@@ -396,7 +424,7 @@ async function session(
   if (typeof b.token === "string") {
     who = sameSecret(b.token, broker.config.admin_token) ? "admin_token" : null;
   } else if (typeof b.username === "string" && typeof b.password === "string" && passwords) {
-    who = await signIn!(b.username, b.password);
+    who = await signInFn!(b.username, b.password);
   } else {
     return apiError(
       400,
