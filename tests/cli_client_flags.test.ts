@@ -173,7 +173,20 @@ async function socksProxy(user: string, pass: string) {
 }
 
 test("--proxy socks5h://user:pass@host:port: through a SOCKS5 proxy, as mosquitto_pub", async () => {
-  const tb = await startBroker({ allow_anonymous: true });
+  const certs = makeCerts();
+  const tb = await startBroker({
+    allow_anonymous: true,
+    listeners: [
+      { ...defaults(LISTENER_KEYS), port: 0 },
+      {
+        ...defaults(LISTENER_KEYS),
+        port: 0,
+        certfile: certs.serverCert,
+        keyfile: certs.serverKey,
+      },
+    ],
+  });
+  const tlsPort = tb.broker.listeners[1].port;
   const proxy = await socksProxy("pu", "pp");
   const url = `socks5h://pu:pp@127.0.0.1:${proxy.port}`;
   try {
@@ -227,9 +240,31 @@ test("--proxy socks5h://user:pass@host:port: through a SOCKS5 proxy, as mosquitt
     ]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /SOCKS5 proxy authentication failed/);
+    // TLS inside the tunnel: the certificate is checked for the broker's name, not the proxy's.
+    r = await midge([
+      "pub",
+      "--proxy",
+      url,
+      "-h",
+      "localhost",
+      "-p",
+      String(tlsPort),
+      "--cafile",
+      certs.caCert,
+      "-t",
+      "p/4",
+      "-m",
+      "tls via midge",
+      "-r",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(proxy.asked.at(-1), `localhost:${tlsPort}`);
+    r = await midge(["sub", "-h", "127.0.0.1", "-p", String(tb.port), "-t", "p/4", "-C", "1"]);
+    assert.equal(r.stdout, "tls via midge\n", r.stderr);
   } finally {
     proxy.server.close();
     await tb.stop();
+    certs.cleanup();
   }
 });
 
