@@ -19,6 +19,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { generateKeyPairSync } from "node:crypto";
+import { now, pem, signJwt, tamper } from "./helpers/jwt.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version;
@@ -173,4 +175,57 @@ test("the compiled client speaks MQTT over WebSockets (midge pub -L ws://) to mo
   }
   assert.ok(got, "mosquitto_sub got nothing");
   assert.equal(got.stdout, "via ws\n");
+});
+
+test("the compiled broker verifies JWTs (jose, Ed25519 from a PEM file): mosquitto_pub -P <token> is let in, a tampered token refused", async () => {
+  const ed = generateKeyPairSync("ed25519");
+  writeFileSync(join(dir, "jwt.pem"), pem(ed.publicKey));
+  writeFileSync(
+    join(dir, "jwt.toml"),
+    `auth_chain = ["jwt"]\njwt_public_key_file = "jwt.pem"\npersistence = false\n` +
+      `[[listener]]\nport = 0\n`,
+  );
+  const jwtServer = spawn(exe, ["serve", "-c", "jwt.toml"], { cwd: dir });
+  try {
+    const jwtPort = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      const timer = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 15000);
+      jwtServer.stdout!.on("data", (d) => {
+        out += d;
+        const m = /listening mqtt on 127\.0\.0\.1:(\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[1]));
+        }
+      });
+      jwtServer.on("exit", (code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+    });
+    const token = signJwt({ alg: "EdDSA", key: ed.privateKey }, { sub: "dev1", exp: now(600) });
+    const pub = (t: string) =>
+      runAsync("mosquitto_pub", [
+        "-p",
+        String(jwtPort),
+        "-V",
+        "mqttv5",
+        "-i",
+        "dev1",
+        "-u",
+        "dev1",
+        "-P",
+        t,
+        "-t",
+        "t",
+        "-m",
+        "x",
+      ]).done;
+    const ok = await pub(token);
+    assert.equal(ok.status, 0, ok.stderr);
+    const bad = await pub(tamper(token));
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr + bad.stdout, /bad user name or password/i);
+  } finally {
+    const gone = new Promise((r) => jwtServer.once("exit", r));
+    jwtServer.kill("SIGTERM");
+    await gone;
+  }
 });
