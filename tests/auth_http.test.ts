@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import mqtt, { type MqttClient } from "mqtt";
 import mqttPacket from "mqtt-packet";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import type { Config } from "../src/config/schema.ts";
 import { Logger } from "../src/sys/log.ts";
 import { endAll, testConfig, until } from "./helpers/broker.ts";
@@ -67,7 +67,7 @@ async function service(
 
 async function httpBroker(port: number, over: Partial<Config> = {}) {
   const lines: string[] = [];
-  const broker = new Broker(
+  const broker = assembleBroker(
     testConfig({
       auth_chain: ["http"],
       auth_opt_http_port: port,
@@ -81,7 +81,7 @@ async function httpBroker(port: number, over: Partial<Config> = {}) {
         allLines.push(l);
       },
     }),
-  );
+  ).broker;
   const [l] = await broker.start();
   return { broker, url: `mqtt://127.0.0.1:${l.port}`, port: l.port, lines };
 }

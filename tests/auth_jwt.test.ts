@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import type { Config } from "../src/config/schema.ts";
 import { Logger } from "../src/sys/log.ts";
 import type { MqttClient } from "mqtt";
@@ -180,7 +180,7 @@ test("jwt: a JWKS served over https (certificate made by the test) is fetched, r
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
   const lines: string[] = [];
-  const broker = new Broker(
+  const broker = assembleBroker(
     testConfig({
       auth_chain: ["jwt"],
       jwt_jwks_url: `https://127.0.0.1:${port}/jwks`,
@@ -188,7 +188,7 @@ test("jwt: a JWKS served over https (certificate made by the test) is fetched, r
       jwt_jwks_refresh: 1,
     }),
     new Logger(["all"], { sink: (l) => lines.push(l) }),
-  );
+  ).broker;
   const [l] = await broker.start();
   try {
     assert.equal(await withToken(l.port, 5, signJwt(k1, good("dev1"))), 0, "key from the URL");

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import type { Config } from "../src/config/schema.ts";
 import { silentLogger } from "../src/sys/log.ts";
 import { backoff, parseBridgeTopic } from "../src/bridge/bridge.ts";
@@ -24,7 +24,7 @@ import {
 
 /** The bridge's link is up (its local session has a connection). */
 function linked(tb: TestBroker, name = "b1"): boolean {
-  return tb.broker.bridges.bridges.get(name)?.client?.connected === true;
+  return tb.bridges!.bridges.get(name)?.client?.connected === true;
 }
 
 test("bridge topic lines parse like Mosquitto's, and backoff grows to its cap", () => {
@@ -95,6 +95,35 @@ for (const version of ["mqttv311", "mqttv50"] as const) {
   });
 }
 
+test("QoS 2 messages forwarded by a bridge are done locally once the remote has them: none stays in flight, the window never fills [MQTT-4.3.3-1]", async () => {
+  const remote = await startBroker();
+  // A window of 2: messages left in flight locally would stop the bridge after the second.
+  const local = await startBroker({
+    max_inflight_messages: 2,
+    bridges: [bridgeTo(remote.port, ["q2/# out 2"])],
+  });
+  try {
+    await until(() => linked(local), 5000, "bridge link");
+    const rsub = await connect(remote);
+    const rgot = collect(rsub);
+    await rsub.subscribeAsync("q2/#", { qos: 2 });
+    const lpub = await connect(local);
+    for (let i = 0; i < 6; i++) await lpub.publishAsync("q2/x", `m${i}`, { qos: 2 });
+    const got = await rgot.next(6);
+    assert.deepEqual(got.map((m) => m.payload), ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    const localId = local.bridges!.bridges.get("b1")!.localId;
+    await until(
+      () => local.broker.sessions.get(localId)!.inflight.size === 0,
+      5000,
+      "the bridge session's in-flight messages completed",
+    );
+    await endAll(rsub, lpub);
+  } finally {
+    await local.stop();
+    await remote.stop();
+  }
+});
+
 test("two brokers bridged both ways on # do not echo messages back and forth", async () => {
   for (const version of ["mqttv311", "mqttv50"] as const) {
     const b = await startBroker();
@@ -129,7 +158,7 @@ test("two brokers bridged both ways on # do not echo messages back and forth", a
 test("the remote stopped and restarted mid-stream: no acknowledged QoS 1/2 message is lost", async () => {
   const dir = mkdtempSync(join(tmpdir(), "midge-bridge-"));
   const remoteCfg: Config = testConfig({ persistence: true, persistence_location: dir });
-  let remote = new Broker(remoteCfg, silentLogger);
+  let remote = assembleBroker(remoteCfg, silentLogger).broker;
   const [rl] = await remote.start();
   remoteCfg.listeners[0].port = rl.port; // restart on the same port
   const remoteTb = {
@@ -153,7 +182,7 @@ test("the remote stopped and restarted mid-stream: no acknowledged QoS 1/2 messa
       if (i === 7) await remote.stop();
     }
     await sleep(200);
-    remote = new Broker(remoteCfg, silentLogger);
+    remote = assembleBroker(remoteCfg, silentLogger).broker;
     await remote.start();
     remoteTb.broker = remote;
     await until(() => linked(local), 10000, "bridge link after the remote's restart");
@@ -191,7 +220,7 @@ test("notifications: connection state 1 while linked, 0 (the bridge's will) when
     assert.equal(m.payload, "1");
     assert.equal(m.packet.retain, true);
     // Kill the bridge's socket without a DISCONNECT: the remote publishes the will.
-    const client = local.broker.bridges.bridges.get("b1")!.client!;
+    const client = local.bridges!.bridges.get("b1")!.client!;
     client.destroy();
     const all = await g.next(2);
     assert.equal(all[1].payload, "0");
@@ -210,12 +239,12 @@ test("bridges are added and removed at run time (SIGHUP) without a restart", asy
     const g = collect(rsub);
     await rsub.subscribeAsync("hup/#", { qos: 1 });
     const pub = await connect(local);
-    await local.broker.bridges.apply([bridgeTo(remote.port, ["hup/# out 1"])]);
+    await local.bridges!.apply([bridgeTo(remote.port, ["hup/# out 1"])]);
     await until(() => linked(local), 5000, "bridge link");
     await pub.publishAsync("hup/1", "bridged", { qos: 1 });
     await g.next(1);
-    await local.broker.bridges.apply([]);
-    assert.equal(local.broker.bridges.bridges.size, 0);
+    await local.bridges!.apply([]);
+    assert.equal(local.bridges!.bridges.size, 0);
     await pub.publishAsync("hup/2", "not bridged", { qos: 1 });
     await sleep(300);
     assert.deepEqual(g.messages.map((m) => m.payload), ["bridged"]);
@@ -235,7 +264,7 @@ test("broker.reload() (what SIGHUP runs) applies a changed [[bridge]] list", asy
     await until(() => linked(local, "added"), 5000, "bridge added by reload");
     local.broker.config.bridges = [];
     await local.broker.reload();
-    assert.equal(local.broker.bridges.bridges.size, 0);
+    assert.equal(local.bridges!.bridges.size, 0);
   } finally {
     await local.stop();
     await remote.stop();
@@ -296,7 +325,7 @@ test("messages queued for an absent remote survive a restart of the local broker
     // A constant 1 s retry: the remote's subscriber is in place before the link comes up.
     bridges: [bridgeTo(remotePort, ["keep/# out 1"], { restart_timeout: "1" })],
   });
-  let local = new Broker(cfg, silentLogger);
+  let local = assembleBroker(cfg, silentLogger).broker;
   const [ll] = await local.start();
   cfg.listeners[0].port = ll.port;
   const localTb = {
@@ -311,7 +340,7 @@ test("messages queued for an absent remote survive a restart of the local broker
     for (let i = 0; i < 5; i++) await pub.publishAsync("keep/x", `k${i}`, { qos: 1 });
     await endAll(pub);
     await local.stop();
-    local = new Broker(cfg, silentLogger);
+    local = assembleBroker(cfg, silentLogger).broker;
     await local.start();
     remote = await startBroker({ listeners: [{ ...testConfig().listeners[0], port: remotePort }] });
     const rsub = await connect(remote);

@@ -97,7 +97,7 @@ for (const version of ["mqttv311", "mqttv50"] as const) {
     });
     try {
       await until(
-        () => local.broker.bridges.bridges.get("tomq")?.client?.connected === true,
+        () => local.bridges!.bridges.get("tomq")?.client?.connected === true,
         5000,
         "link",
       );
@@ -182,7 +182,7 @@ test("Midge→Mosquitto bridge over TLS (bridge_cafile) carries messages", async
   });
   try {
     await until(
-      () => local.broker.bridges.bridges.get("tomq")?.client?.connected === true,
+      () => local.bridges!.bridges.get("tomq")?.client?.connected === true,
       5000,
       "TLS link",
     );

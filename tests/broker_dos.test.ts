@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { sleep, startBroker, type TestBroker, until } from "./helpers/broker.ts";
 import { type AnyPacket, connectPacket, rawConnect } from "./helpers/raw.ts";
-import { SLOW_READER_BYTES } from "../src/broker/connection.ts";
+import { type Connection, SLOW_READER_BYTES } from "../src/broker/connection.ts";
 import type { Session } from "../src/broker/session.ts";
 import { collidingLevels } from "../bench/hashflood_keys.ts";
 
@@ -52,7 +52,7 @@ test("retained replay to a client that never reads stays within the slow-reader 
       "SUBSCRIBE",
     );
     await sleep(200); // let writes and drains settle (the bounds below hold at every moment)
-    const conn = s!.connection!;
+    const conn = s!.connection as Connection;
     const held = conn.socket.bufferedAmount;
     assert.ok(held <= SLOW_READER_BYTES + size + 64, `socket holds ${held} bytes`);
     assert.ok(s!.queue.length <= 3, `queue ${s!.queue.length}`);

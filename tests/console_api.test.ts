@@ -16,8 +16,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, endAll, testConfig, until } from "./helpers/broker.ts";
 import { makeCerts } from "./helpers/certs.ts";
-import { Broker } from "../src/broker/broker.ts";
-import { outgoing, Session } from "../src/broker/session.ts";
+import type { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
+import { Session } from "../src/broker/session.ts";
+import { outgoing } from "../src/broker/outgoing.ts";
 import { Logger } from "../src/sys/log.ts";
 import { Ops } from "../src/sys/ops.ts";
 import { plainHttpWarning } from "../src/sys/http.ts";
@@ -45,10 +47,10 @@ interface H {
 /** A broker whose log keeps notices (for the ring) but prints nothing, with its Ops. */
 async function start(over: Partial<Config> = {}): Promise<H> {
   const log = new Logger(["error", "warning", "notice", "information"], { sinks: [] });
-  const broker = new Broker(
+  const broker = assembleBroker(
     testConfig({ http_listener: "127.0.0.1:0", sys_interval: 0, admin_token: TOKEN, ...over }),
     log,
-  );
+  ).broker;
   const [l] = await broker.start();
   const ops = new Ops(broker);
   await ops.start();
@@ -594,7 +596,7 @@ test("log ring: bounded, read after a sequence number, filtered by text and type
 });
 
 test("topic stats: bounded number of topics; history ring keeps 15 minutes", () => {
-  const b = new Broker(testConfig());
+  const b = assembleBroker(testConfig()).broker;
   const ts = new TopicStats(b, 3);
   for (const t of ["a/1", "a/2", "b", "c", "d"]) ts.count(t, 10);
   assert.equal(ts.untracked, 2);
@@ -746,7 +748,7 @@ test(
 );
 
 test("history: beyond 10,000 sessions the per-session gauges are walked every 10 s, not every sample", () => {
-  const b = new Broker(testConfig());
+  const b = assembleBroker(testConfig()).broker;
   const hist = new History(b, undefined, 2000);
   const add = (n: number) => {
     for (let i = b.sessions.size; i < n; i++) b.sessions.set(`s${i}`, new Session(`s${i}`));

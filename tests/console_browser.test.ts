@@ -16,7 +16,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { chromium, type Page } from "playwright-core";
 import { endAll, testConfig, until } from "./helpers/broker.ts";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { Logger } from "../src/sys/log.ts";
 import { LagSampler } from "../src/sys/metrics.ts";
 import { ConsoleState } from "../src/sys/console_api.ts";
@@ -61,10 +61,10 @@ test(
   },
   async () => {
     const log = new Logger(["error", "warning", "notice", "information"], { sinks: [] });
-    const broker = new Broker(
+    const broker = assembleBroker(
       testConfig({ admin_token: TOKEN, sys_interval: 0, persistence: false }),
       log,
-    );
+    ).broker;
     const [l] = await broker.start();
     const lag = new LagSampler();
     lag.start();
@@ -209,14 +209,14 @@ test(
     const dir = mkdtempSync(join(tmpdir(), "midge-console-dynsec-"));
     const file = join(dir, "dynamic-security.json");
     execFileSync("mosquitto_ctrl", ["dynsec", "init", file, "admin", "admin-pw"]);
-    const broker = new Broker(
+    const broker = assembleBroker(
       testConfig({
         admin_token: TOKEN,
         sys_interval: 0,
         allow_anonymous: false,
         plugins: [{ name: "dynamic-security", config_file: file }],
       }),
-    );
+    ).broker;
     const [l] = await broker.start();
     const url = `mqtt://127.0.0.1:${l.port}`;
     const state = new ConsoleState(broker);

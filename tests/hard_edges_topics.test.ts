@@ -14,7 +14,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { bridgeTopicProblem, type Config } from "../src/config/schema.ts";
 import { Logger } from "../src/sys/log.ts";
 import { hashPassword } from "../src/auth/password.ts";
@@ -52,7 +52,7 @@ async function startEdged(over: Partial<Config> = {}): Promise<Edged> {
   const base = testConfig(over);
   const plain = base.listeners[0];
   base.listeners = [plain, { ...plain, mount_point: MOUNT }];
-  const broker = new Broker(base, log);
+  const broker = assembleBroker(base, log).broker;
   const [a, b] = await broker.start();
   return {
     broker,

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { Buffer } from "node:buffer";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { silentLogger } from "../src/sys/log.ts";
 import { MosquittoDbError, parseMosquittoDb, planImport } from "../src/store/mosquitto_import.ts";
 import {
@@ -293,10 +293,10 @@ test("midge import-mosquitto imports into the configured store; Midge then serve
   const forced = midge("import-mosquitto", "-c", conf, "--force", file);
   assert.equal(forced.status, 0, forced.stderr);
 
-  const broker = new Broker(
+  const broker = assembleBroker(
     testConfig({ persistence: true, persistence_location: data }),
     silentLogger,
-  );
+  ).broker;
   const [l] = await broker.start();
   const tb: TestBroker = {
     broker,

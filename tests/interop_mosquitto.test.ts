@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import process from "node:process";
 import { connect, endAll, startBroker, type TestBroker } from "./helpers/broker.ts";
+import type { Connection } from "../src/broker/connection.ts";
 
 const VERSIONS = ["mqttv31", "mqttv311", "mqttv5"] as const;
 type Tool = "mosquitto_pub" | "mosquitto_sub";
@@ -384,7 +385,7 @@ test("max_keepalive: MQTT 3.1.1 mosquitto_pub -k over it is refused, MQTT 5 is t
 
     const s = sub(tb, `-V mqttv5 -i k5 -k 120 -t k -C 1 ${F}`);
     await subscribed(tb, "k5", "k");
-    assert.equal(tb.broker.sessions.get("k5")!.connection!.keepalive, 60);
+    assert.equal((tb.broker.sessions.get("k5")!.connection as Connection).keepalive, 60);
     await pub(tb, "-V mqttv5 -k 120 -t k -m ok");
     const e = await s.done;
     assert.equal(e.code, 0, e.stderr);

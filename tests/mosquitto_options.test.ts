@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt from "mqtt";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { defaults, LISTENER_KEYS } from "../src/config/schema.ts";
 import { listenerSecurity } from "../src/config/listener_security.ts";
 import { Logger, silentLogger } from "../src/sys/log.ts";
@@ -58,7 +58,7 @@ test("per_listener_settings: each listener checks its own password file and ACL 
     acl_file: "",
     allow_anonymous: true,
   });
-  const broker = new Broker(config, silentLogger);
+  const broker = assembleBroker(config, silentLogger).broker;
   const [b1, b2] = await broker.start();
   const u1 = `mqtt://127.0.0.1:${b1.port}`;
   const u2 = `mqtt://127.0.0.1:${b2.port}`;

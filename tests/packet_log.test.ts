@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import mqtt from "mqtt";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { Logger } from "../src/sys/log.ts";
 import { testConfig, until } from "./helpers/broker.ts";
 import { rawConnect } from "./helpers/raw.ts";
@@ -15,7 +15,7 @@ import { rawConnect } from "./helpers/raw.ts";
 async function logged(types: string[]) {
   const lines: string[] = [];
   const log = new Logger(types, { timestamp: false, sink: (l) => lines.push(l) });
-  const broker = new Broker(testConfig({ allow_anonymous: true }), log);
+  const broker = assembleBroker(testConfig({ allow_anonymous: true }), log).broker;
   const [l] = await broker.start();
   return { broker, lines, url: `mqtt://127.0.0.1:${l.port}` };
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { sessionKey } from "../src/broker/session.ts";
 import { StoreError } from "../src/store/sqlite.ts";
 import { silentLogger } from "../src/sys/log.ts";
@@ -25,7 +25,7 @@ import type { Config } from "../src/config/schema.ts";
 async function durableBroker(over: Partial<Config> = {}) {
   const dir = mkdtempSync(join(tmpdir(), "midge-persist-"));
   const cfg = testConfig({ persistence: true, persistence_location: dir, ...over });
-  let broker = new Broker(cfg, silentLogger);
+  let broker = assembleBroker(cfg, silentLogger).broker;
   let [l] = await broker.start();
   const tb: TestBroker & { dir: string; restart(): Promise<void>; cleanup(): Promise<void> } = {
     broker,
@@ -35,7 +35,7 @@ async function durableBroker(over: Partial<Config> = {}) {
     stop: () => broker.stop(),
     async restart() {
       await broker.stop();
-      broker = new Broker(cfg, silentLogger);
+      broker = assembleBroker(cfg, silentLogger).broker;
       [l] = await broker.start();
       tb.broker = broker;
       tb.port = l.port;
@@ -199,10 +199,10 @@ test("a corrupt database stops start-up with a message naming the file", async (
   const dir = mkdtempSync(join(tmpdir(), "midge-corrupt-"));
   try {
     writeFileSync(join(dir, "midge.db"), "this is not an SQLite database, just text ".repeat(200));
-    const broker = new Broker(
+    const broker = assembleBroker(
       testConfig({ persistence: true, persistence_location: dir }),
       silentLogger,
-    );
+    ).broker;
     await assert.rejects(() => broker.start(), (e: Error) => {
       assert.match(e.message, /midge\.db/);
       assert.match(e.message, /cannot open the persistence database/);
@@ -218,7 +218,7 @@ test("a malformed row stops start-up with one line naming the file, the table an
   const file = join(dir, "midge.db");
   const cfg = testConfig({ persistence: true, persistence_location: dir });
   try {
-    const first = new Broker(cfg, silentLogger);
+    const first = assembleBroker(cfg, silentLogger).broker;
     await first.start();
     await first.stop();
     /** Start on the database after `sql`; the StoreError's message. */
@@ -226,7 +226,7 @@ test("a malformed row stops start-up with one line naming the file, the table an
       const db = new DatabaseSync(file);
       db.exec(sql);
       db.close();
-      const broker = new Broker(cfg, silentLogger);
+      const broker = assembleBroker(cfg, silentLogger).broker;
       let message = "";
       await assert.rejects(() => broker.start(), (e: Error) => {
         assert.ok(e instanceof StoreError, `a StoreError, not ${e.name}: ${e.message}`);
@@ -255,7 +255,7 @@ test("a malformed row stops start-up with one line naming the file, the table an
     const db = new DatabaseSync(file);
     db.exec("DELETE FROM messages");
     db.close();
-    const ok = new Broker(cfg, silentLogger);
+    const ok = assembleBroker(cfg, silentLogger).broker;
     await ok.start();
     await ok.stop();
   } finally {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { Logger, sinksFor } from "../src/sys/log.ts";
 import { configureLog } from "../src/sys/ops.ts";
 import {
@@ -28,7 +28,7 @@ test.after(() => rmSync(dir, { recursive: true, force: true }));
 async function start(over: Partial<Config>): Promise<TestBroker & { log: Logger }> {
   const config = testConfig(over);
   const log = new Logger(config.log_type, { sinks: [] });
-  const broker = new Broker(config, log);
+  const broker = assembleBroker(config, log).broker;
   configureLog(log, broker, config);
   const [l] = await broker.start();
   return {

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { Logger } from "../src/sys/log.ts";
 import { configureLog, Ops } from "../src/sys/ops.ts";
 import { applyReloadable, diffConfig } from "../src/sys/reload.ts";
@@ -47,7 +47,7 @@ function withFileLog(name: string, over: Parameters<typeof testConfig>[0] = {}) 
   const file = join(dir, name);
   const config = testConfig({ log_dest: [`file ${file}`], log_timestamp: false, ...over });
   const log = new Logger(config.log_type, { sinks: [] });
-  const broker = new Broker(config, log);
+  const broker = assembleBroker(config, log).broker;
   configureLog(log, broker, config);
   const ops = new Ops(broker);
   const lines = () => readFileSync(file, "utf8").trimEnd().split("\n");

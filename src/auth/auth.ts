@@ -14,8 +14,8 @@ import { isIP } from "node:net";
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import { listenerSecurity } from "../config/listener_security.ts";
 import type { Logger } from "../sys/log.ts";
-import type { Outgoing, Session } from "../broker/session.ts";
-import { messageBytes } from "../broker/message.ts";
+import type { Session } from "../broker/session.ts";
+import type { Outgoing } from "../broker/outgoing.ts";
 import {
   ACCESS_READ,
   ACCESS_SUBSCRIBE,
@@ -472,28 +472,9 @@ export class Auth {
     };
     for (const o of session.queue) ask(o);
     for (const f of session.inflight.values()) if (f.state !== "pubrel") ask(f);
-    if (waits.length === 0) return dropFrom(session, denied);
-    return Promise.all(waits).then(() => dropFrom(session, denied));
+    if (waits.length === 0) return session.discard(denied);
+    return Promise.all(waits).then(() => session.discard(denied));
   }
-}
-
-/** Removes `denied` from the session's queue and in-flight map; returns what was removed. */
-function dropFrom(session: Session, denied: Set<Outgoing>): Outgoing[] {
-  if (denied.size === 0) return [];
-  const dropped: Outgoing[] = [];
-  session.queue = session.queue.filter((o) => {
-    if (!denied.has(o)) return true;
-    dropped.push(o);
-    session.queuedBytes -= messageBytes(o.msg);
-    return false;
-  });
-  for (const [id, f] of session.inflight) {
-    if (f.state !== "pubrel" && denied.has(f)) {
-      session.inflight.delete(id);
-      dropped.push(f);
-    }
-  }
-  return dropped;
 }
 
 /** The wait before refusing the `count`-th recent failure of one address. */

@@ -5,9 +5,9 @@
  * Outgoing messages ride on an ordinary persistent session on this broker (`local_clientid`):
  * the bridge's `out` topics are its subscriptions, and while the remote is away the broker queues
  * for it (on disk when persistence is on), exactly as for a client that is offline. When the link
- * is up, a `BridgeLink` stands in for that session's network connection: what the broker would
- * write to a socket is published to the remote, and the remote's acknowledgement completes the
- * local QoS 1/2 exchange. Incoming messages (`in` topics) are published locally with the local
+ * is up, a `BridgeLink` is that session's delivery sink (src/broker/sink.ts) instead of a network
+ * connection: what the broker delivers is published to the remote, and the remote's
+ * acknowledgement completes the local QoS 1/2 delivery (`Broker.completeOutgoing`). Incoming messages (`in` topics) are published locally with the local
  * session as origin, and acknowledged to the remote only once they are safe here.
  *
  * Loops are prevented both ways: the local subscriptions are No Local (what came in from the
@@ -17,14 +17,16 @@
 import { hostname } from "node:os";
 import type { BridgeConfig } from "../config/schema.ts";
 import { splitBridgeTopic } from "../config/schema.ts";
-import type { Packet, Properties, ProtocolVersion, PublishPacket, QoS } from "../codec/types.ts";
-import type { Broker } from "../broker/broker.ts";
-import { Connection } from "../broker/connection.ts";
-import { NEVER_EXPIRES, type Outgoing, Session } from "../broker/session.ts";
+import type { Properties, ProtocolVersion, PublishPacket, QoS } from "../codec/types.ts";
+import type { Attachment, Broker } from "../broker/broker.ts";
+import type { DeliverySink } from "../broker/sink.ts";
+import { DEFAULT_TERMS } from "../broker/terms.ts";
+import { PUBREL } from "../codec/encoder.ts";
+import { NEVER_EXPIRES, Session } from "../broker/session.ts";
+import type { Outgoing } from "../broker/outgoing.ts";
 import { forwardedProperties } from "../broker/message.ts";
 import { fitsWithPrefix, topicMatches } from "../broker/topic.ts";
 import { errorText, safely } from "../broker/guard.ts";
-import { handlePuback, handlePubcomp, handlePubrec } from "../broker/handlers/acks.ts";
 import { MqttClient, parseServerUrl, type ServerAddress } from "../client/client.ts";
 import { readFileSync } from "node:fs";
 
@@ -62,43 +64,42 @@ export function backoff(spec: string, attempt: number): number {
 
 const VERSIONS: Record<string, ProtocolVersion> = { mqttv31: 3, mqttv311: 4, mqttv50: 5 };
 
-/** A connection stand-in that forwards what the broker sends to the bridge's remote. */
-class BridgeLink extends Connection {
+/**
+ * The delivery sink of a bridge's local session while the link is up: what the broker delivers
+ * to it is published to the remote. The remote exchange is the bridge client's own; locally a
+ * message is done when the remote has acknowledged it (PUBACK, or PUBCOMP for QoS 2).
+ */
+class BridgeLink implements DeliverySink {
   readonly bridge: Bridge;
+  state: "open" | "closed" = "open";
+  readonly congested = false;
+  readonly terms = DEFAULT_TERMS;
+  readonly listener = undefined;
+
   constructor(bridge: Bridge) {
-    super(bridge.broker, {
-      write() {},
-      bufferedAmount: 0,
-      end() {},
-      destroy() {},
-      remoteAddress: "bridge",
-      remotePort: 0,
-      protocol: "bridge",
-    });
     this.bridge = bridge;
-    this.clientId = bridge.localId;
-    this.version = 5;
   }
 
-  override sendPublish(o: Outgoing, id: number, _dup = false): boolean {
-    if (this.closed) return true;
-    this.bridge.forward(o, id);
+  sendPublish(o: Outgoing, id: number): boolean {
+    if (this.state === "open") this.bridge.forward(o, id);
     return true;
   }
 
   /**
-   * Packets for the client side of the local exchange. The remote exchange is the bridge
-   * client's own; locally, a PUBREL the broker "sends" means the remote has completed the message
-   * (see `Bridge.complete`), so the local QoS 2 exchange completes too.
+   * Only a resumed session sends acknowledgements: a PUBREL for a QoS 2 message whose PUBREC came
+   * before a restart. The remote had the message then, so it is done here.
    */
-  override send(p: Packet): void {
-    if (p.cmd === "pubrel" && !this.closed) {
-      handlePubcomp(this, { cmd: "pubcomp", messageId: p.messageId });
-    }
+  sendAck(first: number, id: number): void {
+    if (first !== PUBREL || this.state !== "open") return;
+    // After the caller's walk over the session's in-flight messages.
+    queueMicrotask(() => this.bridge.completed(2, id));
   }
-  override sendBytes(_b: Uint8Array): void {}
-  override get congested(): boolean {
-    return false;
+
+  awaitRoom(): void {}
+
+  /** A client taking the bridge's local client id over, or an admin's kick: the link detaches. */
+  close(): void {
+    this.bridge.detach(this);
   }
 }
 
@@ -264,8 +265,6 @@ export class Bridge {
       // Attach the link to the local session and send what waited.
       const s = this.session;
       const link = new BridgeLink(this);
-      link.state = "open";
-      link.session = s;
       this.#link = link;
       s.connection = link;
       s.clearTimers();
@@ -301,16 +300,16 @@ export class Bridge {
     this.client = null;
     client.removeAllListeners();
     client.destroy();
-    this.#detach();
+    this.detach();
     this.broker.log.notice(`Bridge ${this.cfg.name}: connection lost.`);
     if (this.cfg.notifications) this.#notifyLocal("0");
     this.#retry();
   }
 
-  #detach(): void {
-    const link = this.#link;
-    this.#link = null;
+  /** The local session stops delivering to the link (`link`: only if it is still that one). */
+  detach(link: BridgeLink | null = this.#link): void {
     if (!link) return;
+    if (this.#link === link) this.#link = null;
     link.state = "closed";
     const s = this.broker.sessions.get(this.localId);
     if (s && s.connection === link) {
@@ -329,7 +328,7 @@ export class Bridge {
     if (t === null) {
       // Not sent: completed as if acknowledged, once the broker has recorded it in flight (it
       // does so after this call returns).
-      queueMicrotask(() => this.#safely("acknowledgement", () => this.#complete(o.qos, id)));
+      queueMicrotask(() => this.completed(o.qos, id));
       return;
     }
     client.publish(t, o.msg.payload, {
@@ -337,17 +336,18 @@ export class Bridge {
       retain: this.cfg.bridge_outgoing_retain ? o.msg.retain : false,
       properties: o.msg.properties,
     }).then(
-      () => this.#safely("acknowledgement", () => this.#complete(o.qos, id)),
+      () => this.completed(o.qos, id),
       () => {/* resent after reconnect */},
     );
   }
 
-  #complete(qos: QoS, id: number): void {
-    const link = this.#link;
-    if (!link || qos === 0) return;
-    if (qos === 1) handlePuback(link, { cmd: "puback", messageId: id });
-    // The PUBREL this leads to completes the exchange (BridgeLink.send).
-    else handlePubrec(link, { cmd: "pubrec", messageId: id });
+  /** The remote has the message sent as `id` (or it was not for the remote): done here too. */
+  completed(qos: QoS, id: number): void {
+    if (!this.#link || qos === 0) return;
+    this.#safely("acknowledgement", () => {
+      const s = this.broker.sessions.get(this.localId);
+      if (s && s.connection === this.#link) this.broker.completeOutgoing(s, id, qos);
+    });
   }
 
   /**
@@ -441,7 +441,7 @@ export class Bridge {
     this.#timer = null;
     const client = this.client;
     this.client = null;
-    this.#detach();
+    this.detach();
     if (client) {
       client.removeAllListeners();
       if (this.cfg.notifications) {
@@ -465,7 +465,7 @@ export class Bridge {
     } else if (now - this.#lastActivity > this.cfg.idle_timeout * 1000 && client.inflight === 0) {
       this.client = null;
       client.removeAllListeners();
-      this.#detach();
+      this.detach();
       client.end().catch(() => {});
       this.#notifyLocal("0");
     }
@@ -473,12 +473,22 @@ export class Bridge {
 }
 
 /** All bridges of the broker; `apply` adds, changes and removes them (start-up and SIGHUP). */
-export class BridgeManager {
+export class BridgeManager implements Attachment {
   readonly broker: Broker;
   readonly bridges = new Map<string, Bridge>();
 
   constructor(broker: Broker) {
     this.broker = broker;
+  }
+
+  /** Start the bridges of the broker's configuration. */
+  start(): Promise<void> {
+    return this.apply(this.broker.config.bridges ?? []);
+  }
+
+  /** SIGHUP: new [[bridge]] tables start, removed ones stop, changed ones restart. */
+  reload(): Promise<void> {
+    return this.apply(this.broker.config.bridges ?? []);
   }
 
   /** Make the running bridges match `configs`: new ones start, removed ones stop, changed ones restart. */
@@ -506,6 +516,7 @@ export class BridgeManager {
     if (s && !s.connection) this.broker.endSession(s);
   }
 
+  /** Stop every bridge. */
   async stop(): Promise<void> {
     await Promise.all([...this.bridges.values()].map((b) => b.stop()));
     this.bridges.clear();

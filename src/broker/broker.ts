@@ -4,7 +4,7 @@
  */
 import { processMemory } from "./memory.ts";
 import type { Config, ListenerConfig } from "../config/schema.ts";
-import { Auth } from "../auth/auth.ts";
+import type { Auth } from "../auth/auth.ts";
 import type { ControlHandler } from "../auth/chain_types.ts";
 import { type QoS, ReasonCode } from "../codec/types.ts";
 import { listen, listenerOptions } from "../transport/listen.ts";
@@ -16,20 +16,13 @@ import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { type Fabric, type FabricSink, LocalFabric } from "./fabric.ts";
 import { type ReadCheck, Router, type Target } from "./router.ts";
-import {
-  NEVER_EXPIRES,
-  type Outgoing,
-  outgoing,
-  Session,
-  type SubscriptionEntry,
-} from "./session.ts";
+import { NEVER_EXPIRES, type Session, type SubscriptionEntry } from "./session.ts";
+import { type Outgoing, outgoing } from "./outgoing.ts";
+import type { DeliverySink } from "./sink.ts";
 import { longTimeout } from "./timers.ts";
 import type { Store, StoredClientMessage } from "../store/types.ts";
-import { SqliteStore } from "../store/sqlite.ts";
 import { recordSession, restore, restoreSession, type SessionRecord } from "./restore.ts";
 import { LocalRegistry, type SessionRegistry } from "./registry.ts";
-import { join } from "node:path";
-import { BridgeManager } from "../bridge/bridge.ts";
 import { ConnectionList, SessionTable } from "./tables.ts";
 import { errorText, safely } from "./guard.ts";
 import { sysTopicDenied } from "./topic.ts";
@@ -69,10 +62,32 @@ export interface BoundListener {
 }
 
 /**
- * The parts a broker is built from, given by the code that starts it. Left out, each is the
- * single-node part: the local fabric and the in-memory retained store.
+ * A part that runs beside the broker's core and is started and stopped with it (the bridges of
+ * src/bridge/): started once the listeners are bound, swept with the keep-alive checks, stopped
+ * before the connections are closed, and reloaded on SIGHUP.
+ */
+export interface Attachment {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Periodic housekeeping, every half second. */
+  sweep?(now: number): void;
+  /** Re-read what it owns (`reload()`, SIGHUP). */
+  reload?(): unknown;
+}
+
+/**
+ * The parts a broker is built from, given by the code that starts it (src/assemble.ts). Left
+ * out, each optional one is the single-node part: the local fabric, the in-memory retained store,
+ * the local registry, no persistent store.
  */
 export interface BrokerParts {
+  /** The auth chain of each listener: who may connect, publish, subscribe, read. */
+  auth: Auth;
+  /**
+   * Opens the persistent store when `persistence` is on (at `start`), and says where it is kept
+   * for the log; it reports its own commit errors.
+   */
+  openStore?: () => { store: Store; where: string };
   /** Carries publishes to other nodes and brings theirs in. */
   fabric?: Fabric;
   /** Retained messages; a shared one reports when its writes are durable. */
@@ -118,8 +133,9 @@ export class Broker implements FabricSink {
   };
   readonly startedAt = Date.now();
   readonly listeners: BoundListener[] = [];
-  /** Bridges to other brokers ([[bridge]] tables). */
-  readonly bridges: BridgeManager = new BridgeManager(this);
+  /** Parts started and stopped with the broker (bridges): see `attach`. */
+  readonly #attached: Attachment[] = [];
+  readonly #openStore: BrokerParts["openStore"];
   /** The persistent store, or null when `persistence = false`. */
   store: Store | null = null;
   /**
@@ -146,22 +162,27 @@ export class Broker implements FabricSink {
     canRead: (s, topic) => this.auth.canRead(s, topic) !== false,
   };
 
-  constructor(config: Config, log: Logger = silentLogger, parts: BrokerParts = {}) {
+  constructor(config: Config, log: Logger = silentLogger, parts: BrokerParts) {
     this.config = config;
     this.log = log;
     this.fabric = parts.fabric ?? new LocalFabric();
     this.retained = parts.retained ?? new MemoryRetained();
     this.registry = parts.registry ?? new LocalRegistry();
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
-    this.auth = new Auth(config, log);
+    this.auth = parts.auth;
+    this.#openStore = parts.openStore;
     this.reloadHooks.push(() => this.auth.reload());
     const ds = this.auth.dynsec;
     if (ds) {
       this.controls.set(ds.topic, ds);
       ds.kick = (username) => this.kick(username);
     }
-    // [[bridge]] tables: new ones start, removed ones stop, changed ones restart.
-    this.reloadHooks.push(() => this.bridges.apply(this.config.bridges ?? []));
+  }
+
+  /** Run `a` beside the broker: started by `start`, swept, reloaded and stopped with it. */
+  attach(a: Attachment): void {
+    this.#attached.push(a);
+    if (a.reload) this.reloadHooks.push(() => a.reload!());
   }
 
   /** Re-read what can change without a restart (password_file, acl_file, …), as on SIGHUP. */
@@ -171,16 +192,12 @@ export class Broker implements FabricSink {
 
   /** Open the store (when persistence is on) and restore what it holds. Throws StoreError. */
   openStore(): void {
-    if (!this.config.persistence || this.store) return;
-    const file = join(this.config.persistence_location, this.config.persistence_file);
-    const store = new SqliteStore(file, this.config.persistence_sync);
-    store.onError = (e) => this.log.error(`Persistence: commit to ${file} failed: ${e}`);
-    store.onCallbackError = (e) =>
-      this.log.error(`Internal error after a commit to ${file}: ${errorText(e)}`);
+    if (!this.config.persistence || this.store || !this.#openStore) return;
+    const { store, where } = this.#openStore();
     this.store = store;
     const n = restore(this, store.load());
     this.log.notice(
-      `Persistence: ${file}: restored ${n.sessions} sessions, ${n.retained} retained messages, ${n.messages} queued messages.`,
+      `Persistence: ${where}: restored ${n.sessions} sessions, ${n.retained} retained messages, ${n.messages} queued messages.`,
     );
   }
 
@@ -221,7 +238,7 @@ export class Broker implements FabricSink {
       }
     }
     this.#sweepTimer = setInterval(() => this.sweep(), 500);
-    await this.bridges.apply(this.config.bridges ?? []);
+    for (const a of this.#attached) await a.start();
     return this.listeners;
   }
 
@@ -229,7 +246,7 @@ export class Broker implements FabricSink {
   async stop(): Promise<void> {
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = null;
-    await this.bridges.stop();
+    for (const a of this.#attached) await a.stop();
     for (const c of [...this.connections]) c.close(0x8b, "server shutting down");
     await this.fabric.stop();
     await this.registry.stop?.();
@@ -471,12 +488,12 @@ export class Broker implements FabricSink {
   }
 
   /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9]. */
-  sendQuota(conn: Connection): number {
+  sendQuota(conn: DeliverySink): number {
     const m = this.config.max_inflight_messages;
     return Math.min(m > 0 ? m : 65535, conn.terms.receiveMax);
   }
 
-  #sendInflight(s: Session, conn: Connection, o: Outgoing): void {
+  #sendInflight(s: Session, conn: DeliverySink, o: Outgoing): void {
     const id = s.allocateId();
     if (id === 0) {
       s.enqueue(o, 0, 0);
@@ -498,6 +515,22 @@ export class Broker implements FabricSink {
         this.store.updateClientMessage(s.key, o.seq, 1, id);
       }
     }
+  }
+
+  /**
+   * The QoS `qos` message sent to `s` as packet `id` is done: acknowledged by the client (PUBACK,
+   * PUBCOMP, or a PUBREC with an error code), or by a bridge's remote. Its slot opens for the
+   * queue. The one place where an outgoing QoS 1/2 exchange ends; false when no such message was
+   * in flight.
+   */
+  completeOutgoing(s: Session, id: number, qos: 1 | 2): boolean {
+    const f = s.inflight.get(id);
+    if (!f || f.qos !== qos) return false;
+    s.settle(id, f);
+    s.inflight.delete(id);
+    this.forget(s, f);
+    this.pump(s);
+    return true;
   }
 
   /** A message is done with (acknowledged, expired or discarded): drop its stored copy. */
@@ -544,7 +577,7 @@ export class Broker implements FabricSink {
    * more PUBLISH than the client's Receive Maximum are outstanding at once [MQTT-3.3.4-9 v5]
    * (a PUBREL's message counts until its PUBCOMP): the rest are resent as slots free.
    */
-  resume(s: Session, conn: Connection): void {
+  resume(s: Session, conn: DeliverySink): void {
     const now = Date.now();
     const quota = this.sendQuota(conn);
     let outstanding = 0;
@@ -574,7 +607,7 @@ export class Broker implements FabricSink {
   }
 
   /** Resend held-back in-flight messages (see `resume`) while the window has room. */
-  #resendUnsent(s: Session, conn: Connection, quota: number, now: number): void {
+  #resendUnsent(s: Session, conn: DeliverySink, quota: number, now: number): void {
     const ids = s.unsent!;
     while (ids.length && s.inflight.size - ids.length < quota) {
       const id = ids.shift()!;
@@ -939,6 +972,8 @@ export class Broker implements FabricSink {
         c.fail(e, "the keep-alive check");
       }
     }
-    safely(this.log, "the bridges' housekeeping", () => this.bridges.sweep(now));
+    for (const a of this.#attached) {
+      if (a.sweep) safely(this.log, "the bridges' housekeeping", () => a.sweep!(now));
+    }
   }
 }

@@ -17,7 +17,10 @@ import { ReasonCode } from "../codec/types.ts";
 import type { SocketHandlers, TransportSocket } from "../transport/types.ts";
 import type { ListenerConfig } from "../config/schema.ts";
 import type { Broker } from "./broker.ts";
-import type { Outgoing, Session } from "./session.ts";
+import type { Session } from "./session.ts";
+import type { Outgoing } from "./outgoing.ts";
+import { type ClientTerms, DEFAULT_TERMS } from "./terms.ts";
+import type { DeliverySink } from "./sink.ts";
 import { remainingExpiry } from "./message.ts";
 import { handleConnect } from "./handlers/connect.ts";
 import { handlePublish } from "./handlers/publish.ts";
@@ -42,40 +45,6 @@ type Pending = Uint8Array | PreparedPublish | number;
  */
 function ackWord(first: number, id: number, rc: number): number {
   return first * 0x1000000 + rc * 0x10000 + id;
-}
-
-/**
- * What a client's CONNECT asked for that changes how the broker talks to it. Most clients ask for
- * nothing, and share DEFAULT_TERMS; the CONNECT handler makes an object for the others.
- */
-export interface ClientTerms {
-  /** v5: the client's Receive Maximum [MQTT-3.3.4-7]. */
-  readonly receiveMax: number;
-  /** v5: the client's Maximum Packet Size [MQTT-3.1.2-24]; 0 = no limit. */
-  readonly maxPacket: number;
-  /** v5: Request Problem Information [MQTT-3.1.2-29]. */
-  readonly problemInfo: boolean;
-  /** v5: the client's Topic Alias Maximum: aliases the broker may use when sending. */
-  readonly aliasMaxOut: number;
-  /** The client announced itself as a bridge (protocol level bit 0x80, Mosquitto's try_private). */
-  readonly bridgeMode: boolean;
-}
-
-export const DEFAULT_TERMS: ClientTerms = Object.freeze({
-  receiveMax: 65535,
-  maxPacket: 0,
-  problemInfo: true,
-  aliasMaxOut: 0,
-  bridgeMode: false,
-});
-
-/** `t`, or DEFAULT_TERMS when `t` asks for nothing else: most clients share one object. */
-export function sharedTerms(t: ClientTerms): ClientTerms {
-  for (const k in DEFAULT_TERMS) {
-    const key = k as keyof ClientTerms;
-    if (t[key] !== DEFAULT_TERMS[key]) return t;
-  }
-  return DEFAULT_TERMS;
 }
 
 /** v5 topic aliases: set by the client, alias → topic; and the broker's own, topic → alias. */
@@ -158,7 +127,7 @@ export interface ConnLogin {
   method: string | undefined;
 }
 
-export class Connection implements SocketHandlers {
+export class Connection implements SocketHandlers, DeliverySink {
   readonly broker: Broker;
   readonly socket: TransportSocket;
   readonly decoder: Decoder;

@@ -4,7 +4,8 @@
  * on counting from the times stored, so a restart does not extend anyone's lifetime.
  */
 import type { Broker } from "./broker.ts";
-import { outgoing, Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
+import { Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
+import { outgoing } from "./outgoing.ts";
 import { parseShared, validTopicFilter, validTopicName } from "./topic.ts";
 import type { Snapshot, StoredClientMessage } from "../store/types.ts";
 

@@ -5,9 +5,9 @@
  */
 import type { AuthChain, SessionAuth } from "../auth/chain.ts";
 import type { ProtocolVersion, QoS, Will } from "../codec/types.ts";
-import type { Message } from "./message.ts";
 import { messageBytes, ownPayload } from "./message.ts";
-import type { Connection } from "./connection.ts";
+import type { Inflight, Outgoing } from "./outgoing.ts";
+import type { DeliverySink } from "./sink.ts";
 import { utf8Length } from "./topic.ts";
 
 /** One subscription of one session (or of a shared group's member). */
@@ -28,40 +28,6 @@ export interface SubscriptionEntry {
   subId: number;
   /** Shared subscription group name, "" when not shared. */
   group: string;
-}
-
-/**
- * A message on its way to this session. Queued, and then in flight, it stays the same object
- * (one allocation per delivery): make it with `outgoing` so that every one has the same shape.
- */
-export interface Outgoing {
-  msg: Message;
-  qos: QoS;
-  retain: boolean;
-  /** Subscription identifiers to send with it (v5). */
-  subIds: number[] | undefined;
-  /** Its row in the persistent store, when the session is persistent. */
-  seq: number | undefined;
-  /**
-   * In flight: "publish" while waiting for PUBACK/PUBREC, "pubrel" once PUBREL is sent and
-   * PUBCOMP is awaited, "unsent" when sent on an earlier connection and not yet again on this
-   * one (held back by the client's Receive Maximum, see `Session.unsent`). Queued: "publish".
-   */
-  state: "publish" | "pubrel" | "unsent";
-}
-
-/** A QoS 1/2 message sent and not yet fully acknowledged. */
-export type Inflight = Outgoing;
-
-/** A new delivery of `msg`. */
-export function outgoing(
-  msg: Message,
-  qos: QoS,
-  retain: boolean,
-  subIds: number[] | undefined,
-  seq?: number,
-): Outgoing {
-  return { msg, qos, retain, subIds, seq, state: "publish" };
 }
 
 /**
@@ -106,7 +72,8 @@ export class Session {
   subscriptions: Map<string, SubscriptionEntry> = NO_SUBSCRIPTIONS;
   /** UTF-8 bytes of the filters in `subscriptions` (max_subscription_bytes_per_client). */
   subscriptionBytes = 0;
-  connection: Connection | null = null;
+  /** Where the session delivers to while its client is connected: a connection, a bridge link. */
+  connection: DeliverySink | null = null;
   protocolVersion: ProtocolVersion = 4;
   /** Seconds the session outlives its connection; 0 = ends with it; NEVER_EXPIRES = never. */
   expiryInterval = 0;
@@ -252,6 +219,27 @@ export class Session {
   clearQueue(): void {
     this.queue = NO_QUEUE;
     this.queuedBytes = 0;
+  }
+
+  /**
+   * Remove `gone` from the queue and from the messages in flight that are not released yet (a
+   * PUBREL sent stays); returns what was removed, so that their stored copies can be deleted.
+   */
+  discard(gone: Set<Outgoing>): Outgoing[] {
+    if (gone.size === 0) return [];
+    const dropped: Outgoing[] = [];
+    if (this.queue.length) {
+      const kept = this.queue.filter((o) => !gone.has(o) || (dropped.push(o), false));
+      for (const o of dropped) this.queuedBytes -= messageBytes(o.msg);
+      this.queue = kept.length ? kept : NO_QUEUE;
+    }
+    for (const [id, f] of this.inflight) {
+      if (f.state !== "pubrel" && gone.has(f)) {
+        this.inflight.delete(id);
+        dropped.push(f);
+      }
+    }
+    return dropped;
   }
 
   /** Take the oldest queued message. */

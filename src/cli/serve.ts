@@ -6,7 +6,8 @@
 import process from "node:process";
 import { DEFAULT_FILE, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
-import { Broker } from "../broker/broker.ts";
+import type { Broker } from "../broker/broker.ts";
+import { assembleBroker } from "../assemble.ts";
 import { Logger } from "../sys/log.ts";
 import { configureLog, Ops } from "../sys/ops.ts";
 import { type ClusterParts, joinCluster } from "../cluster/cluster.ts";
@@ -45,7 +46,7 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
       process.exit(1);
     }
   }
-  const broker = new Broker(config, log, cluster ?? {});
+  const { broker } = assembleBroker(config, log, cluster ?? {});
   cluster?.attach(broker);
   const ops = new Ops(broker);
   let bound;

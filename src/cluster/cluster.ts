@@ -12,7 +12,7 @@ import { KvRetained } from "./retained.ts";
 import { KvSessions } from "./sessions.ts";
 
 /** What a cluster node adds to a broker. */
-export interface ClusterParts extends BrokerParts {
+export interface ClusterParts extends Partial<BrokerParts> {
   node: ClusterNode;
   fabric: NatsFabric;
   retained: KvRetained;

@@ -17,6 +17,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { Broker } from "../broker/broker.ts";
 import type { ListenerConfig } from "../config/schema.ts";
 import type { Session } from "../broker/session.ts";
+import { Connection } from "../broker/connection.ts";
 import { NEVER_EXPIRES, sessionKey } from "../broker/session.ts";
 import { validTopicFilter } from "../broker/topic.ts";
 
@@ -91,12 +92,12 @@ export function adminRead(broker: Broker, parts: string[], query: URLSearchParam
 
 /** One client as the API shows it. */
 function clientInfo(s: Session) {
-  const c = s.connection && s.connection.state === "open" ? s.connection : null;
+  const c = clientOf(s);
   const sock = c?.socket;
   return {
     id: s.clientId,
     mount_point: s.mountPoint,
-    connected: c !== null,
+    connected: s.connection !== null && s.connection.state === "open",
     address: sock
       ? `${
         sock.remoteAddress.includes(":") ? `[${sock.remoteAddress}]` : sock.remoteAddress
@@ -117,12 +118,22 @@ function clientInfo(s: Session) {
   };
 }
 
+/**
+ * The session's client connection while it is open; null when it is offline or delivers to
+ * something else (a bridge's link to its remote).
+ */
+function clientOf(s: Session): Connection | null {
+  const c = s.connection;
+  return c instanceof Connection && c.state === "open" ? c : null;
+}
+
 /** Whether a session matches a client-list search (id, user name or address, any case). */
 function matches(s: Session, needle: string): boolean {
   if (s.clientId.toLowerCase().includes(needle)) return true;
-  const u = s.connection?.username ?? s.username;
+  const c = s.connection instanceof Connection ? s.connection : null;
+  const u = c?.username ?? s.username;
   if (u !== undefined && u.toLowerCase().includes(needle)) return true;
-  const a = s.connection?.socket.remoteAddress;
+  const a = c?.socket.remoteAddress;
   return a !== undefined && a.includes(needle);
 }
 
@@ -174,7 +185,7 @@ const DETAIL_MESSAGES = 100;
 function clientDetail(broker: Broker, id: string, query: URLSearchParams): ApiResponse {
   const s = findSession(broker, id, query);
   if (!s) return apiError(404, `no session for client id ${JSON.stringify(id)}`);
-  const c = s.connection && s.connection.state === "open" ? s.connection : null;
+  const c = clientOf(s);
   const l = c?.listener;
   const proto = c?.socket.protocol ?? null;
   const inflight = [];

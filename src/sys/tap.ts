@@ -7,9 +7,11 @@
  * costs one call. Whatever it keeps is bounded by its owner.
  */
 import type { Broker } from "../broker/broker.ts";
-import type { Connection } from "../broker/connection.ts";
+import type { DeliverySink } from "../broker/sink.ts";
+import { DEFAULT_TERMS } from "../broker/terms.ts";
 import type { Message } from "../broker/message.ts";
-import { type Outgoing, Session, type SubscriptionEntry } from "../broker/session.ts";
+import { Session, type SubscriptionEntry } from "../broker/session.ts";
+import type { Outgoing } from "../broker/outgoing.ts";
 import { validTopicFilter } from "../broker/topic.ts";
 import { Buffer } from "node:buffer";
 
@@ -80,10 +82,12 @@ export class Tap {
     this.filter = filter;
     this.#broker = broker;
     const session = new TapSession(`$midge/console/${++taps}`);
-    // The shape of a connection the broker's delivery path uses for a QoS 0 message.
-    const sink = {
+    // Subscribed at QoS 0: the broker's delivery path only ever calls sendPublish.
+    const sink: DeliverySink = {
       state: "open",
       congested: false,
+      terms: DEFAULT_TERMS,
+      listener: undefined,
       sendPublish(o: Outgoing): boolean {
         try {
           receive(o.msg);
@@ -93,8 +97,11 @@ export class Tap {
         }
         return true;
       },
+      sendAck() {},
+      awaitRoom() {},
+      close() {},
     };
-    session.connection = sink as unknown as Connection;
+    session.connection = sink;
     this.#entry = {
       session,
       filter,

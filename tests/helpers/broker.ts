@@ -1,7 +1,9 @@
 /** Test helpers: a broker on port 0 in this process, and MQTT.js clients connected to it. */
 import process from "node:process";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { Broker } from "../../src/broker/broker.ts";
+import type { Broker } from "../../src/broker/broker.ts";
+import { assembleBroker } from "../../src/assemble.ts";
+import type { BridgeManager } from "../../src/bridge/bridge.ts";
 import {
   BRIDGE_KEYS,
   type BridgeConfig,
@@ -15,6 +17,8 @@ import { Logger, silentLogger } from "../../src/sys/log.ts";
 
 export interface TestBroker {
   broker: Broker;
+  /** The broker's bridges ([[bridge]] tables), when `startBroker` made it. */
+  bridges?: BridgeManager;
   port: number;
   url: string;
   stop(): Promise<void>;
@@ -36,10 +40,11 @@ export function testConfig(over: Partial<Config> = {}): Config {
 /** Start a broker on an OS-chosen port. Set MIDGE_TEST_LOG=1 to see its log. */
 export async function startBroker(over: Partial<Config> = {}): Promise<TestBroker> {
   const log = process.env.MIDGE_TEST_LOG ? new Logger(["all"]) : silentLogger;
-  const broker = new Broker(testConfig(over), log);
+  const { broker, bridges } = assembleBroker(testConfig(over), log);
   const [l] = await broker.start();
   return {
     broker,
+    bridges,
     port: l.port,
     url: `mqtt://127.0.0.1:${l.port}`,
     stop: () => broker.stop(),

@@ -3,7 +3,7 @@
  * this process, each with its own fabric and retained store, as `midge serve` assembles them.
  */
 import process from "node:process";
-import { Broker } from "../../src/broker/broker.ts";
+import { assembleBroker } from "../../src/assemble.ts";
 import { joinCluster } from "../../src/cluster/cluster.ts";
 import { CLUSTER_KEYS, type Config, defaults } from "../../src/config/schema.ts";
 import { Logger, silentLogger } from "../../src/sys/log.ts";
@@ -29,7 +29,7 @@ export async function startNode(
   const cluster = { ...defaults(CLUSTER_KEYS), node_id: id, servers: urls, name, replicas: 3 };
   const config = testConfig({ cluster, ...over });
   const parts = await joinCluster(cluster, log);
-  const broker = new Broker(config, log, parts);
+  const broker = assembleBroker(config, log, parts).broker;
   parts.attach(broker);
   const [l] = await broker.start();
   return {

@@ -9,14 +9,7 @@ import { PUBCOMP, PUBREL } from "../../codec/encoder.ts";
 
 /** PUBACK: a QoS 1 message we sent is done; its slot opens for the queue. */
 export function handlePuback(conn: Connection, p: AckPacket): void {
-  const s = conn.session!;
-  const f = s.inflight.get(p.messageId);
-  if (f && f.qos === 1) {
-    s.settle(p.messageId, f);
-    s.inflight.delete(p.messageId);
-    conn.broker.forget(s, f);
-    conn.broker.pump(s);
-  }
+  conn.broker.completeOutgoing(conn.session!, p.messageId, 1);
 }
 
 /** PUBREC: answer PUBREL [MQTT-4.3.3-4]; an error reason code ends the exchange (v5). */
@@ -24,13 +17,11 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const f = s.inflight.get(p.messageId);
   if (f && f.qos === 2) {
-    s.settle(p.messageId, f);
     if ((p.reasonCode ?? 0) >= 0x80) {
-      s.inflight.delete(p.messageId);
-      conn.broker.forget(s, f);
-      conn.broker.pump(s);
+      conn.broker.completeOutgoing(s, p.messageId, 2);
       return;
     }
+    s.settle(p.messageId, f);
     f.state = "pubrel";
     if (f.seq !== undefined) {
       conn.broker.store?.updateClientMessage(s.key, f.seq, 2, p.messageId);
@@ -61,12 +52,5 @@ function notReleased(conn: Connection): void {
 
 /** PUBCOMP: a QoS 2 message we sent is done. */
 export function handlePubcomp(conn: Connection, p: AckPacket): void {
-  const s = conn.session!;
-  const f = s.inflight.get(p.messageId);
-  if (f && f.qos === 2) {
-    s.settle(p.messageId, f);
-    s.inflight.delete(p.messageId);
-    conn.broker.forget(s, f);
-    conn.broker.pump(s);
-  }
+  conn.broker.completeOutgoing(conn.session!, p.messageId, 2);
 }

@@ -9,7 +9,8 @@ import type { LoginResult } from "../../auth/auth.ts";
 import type { LoginAnswer } from "../../auth/chain_types.ts";
 import type { ConnectPacket, Properties } from "../../codec/types.ts";
 import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
-import { type Connection, sharedTerms } from "../connection.ts";
+import type { Connection } from "../connection.ts";
+import { sharedTerms } from "../terms.ts";
 import { NEVER_EXPIRES, Session, sessionKey } from "../session.ts";
 import { fitsWithPrefix, validTopicName } from "../topic.ts";
 

@@ -6,7 +6,8 @@
 import type { SubscribePacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
-import { outgoing, type SubscriptionEntry } from "../session.ts";
+import type { SubscriptionEntry } from "../session.ts";
+import { outgoing } from "../outgoing.ts";
 import { fitsWithPrefix, parseShared, utf8Length, validTopicFilter } from "../topic.ts";
 import type { QoS } from "../../codec/types.ts";
 import type { Message } from "../message.ts";
