@@ -33,13 +33,19 @@ const totals = { passed: 0, failed: 0, skipped: 0 };
 // the whole suite: a run of chosen test files is a developer's quick loop.
 if (filters.length === 0) {
   const started = Date.now();
-  // The deno steps of package.json's "check" script, so the two cannot drift apart.
+  // The deno and node steps of package.json's "check" script (the import-cycle check among
+  // them), so the two cannot drift apart.
   const steps = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).scripts.check
-    .split("&&").map((c) => c.trim().split(/\s+/)).filter(([cmd]) => cmd === "deno")
-    .map(([, ...rest]) => rest);
+    .split("&&").map((c) => c.trim().split(/\s+/)).filter(([cmd]) =>
+      cmd === "deno" || cmd === "node"
+    );
   let failed = null;
   for (const step of steps) {
-    const r = spawnSync(bin("deno"), step, { cwd: root, encoding: "utf8" });
+    const [cmd, ...rest] = step;
+    const r = spawnSync(cmd === "deno" ? bin("deno") : "node", rest, {
+      cwd: root,
+      encoding: "utf8",
+    });
     if (r.status !== 0) {
       failed = step;
       process.stdout.write(`${r.stdout}${r.stderr}`);
@@ -49,10 +55,12 @@ if (filters.length === 0) {
   const took = ((Date.now() - started) / 1000).toFixed(1);
   if (failed) {
     totals.failed++;
-    console.log(`static checks: deno ${failed.join(" ")} failed (${took} s)`);
+    console.log(`static checks: ${failed.join(" ")} failed (${took} s)`);
   } else {
     totals.passed++;
-    console.log(`static checks: ${steps.map((a) => `deno ${a[0]}`).join(", ")} passed (${took} s)`);
+    console.log(
+      `static checks: ${steps.map((a) => a.slice(0, 2).join(" ")).join(", ")} passed (${took} s)`,
+    );
   }
 }
 
