@@ -15,7 +15,7 @@ import type { MqttClient } from "mqtt";
 import { connect, endAll, freePort, sleep, startBroker, until } from "./helpers/broker.ts";
 import type { TestBroker } from "./helpers/broker.ts";
 import { loadConfig, parseConfig } from "../src/config/load.ts";
-import { Broker } from "../src/broker/broker.ts";
+import { assembleBroker } from "../src/assemble.ts";
 import { checkFiles } from "../src/cli/check_files.ts";
 import { ConsoleState } from "../src/sys/console_api.ts";
 import { passwordSignInOf } from "../src/sys/console_auth.ts";
@@ -1080,7 +1080,7 @@ test("mosquitto.conf: plugin …/mosquitto_dynamic_security.so with plugin_opt_c
   const config = await loadConfig(conf);
   assert.deepEqual(config.plugins, [{ name: "dynamic-security", config_file: file }]);
   config.listeners[0].port = 0; // as `midge serve -p 0` does
-  const broker = new Broker(config, silentLogger);
+  const broker = assembleBroker(config, silentLogger).broker;
   const [l] = await broker.start();
   const tb: TestBroker = {
     broker,
