@@ -78,6 +78,13 @@ test("log_type all: packets are logged in Mosquitto's formats", async () => {
         "Sending UNSUBACK to s1",
       ],
     };
+    // Mosquitto's notice for each accepted connection, before its CONNECT is handled.
+    const port = new URL(url).port;
+    const accepted = lines.filter((l) =>
+      /^New connection from 127\.0\.0\.1:\d+ on port \d+\.$/.test(l)
+    );
+    assert.equal(accepted.length, 2, lines.join("\n"));
+    assert.ok(accepted.every((l) => l.endsWith(` on port ${port}.`)));
     // Each client's lines, in this order (other clients' lines and notices in between).
     for (const [id, want] of Object.entries(expected)) {
       let at = 0;

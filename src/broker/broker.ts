@@ -220,6 +220,14 @@ export class Broker implements FabricSink {
         if (max >= 0 && open >= max) return null;
         const conn = this.accept(sock, l);
         if (conn) this.#open.set(l, open + 1);
+        if (conn && this.config.connection_messages && this.log.on("notice")) {
+          // Mosquitto's line for every accepted connection, before its CONNECT.
+          this.log.notice(
+            `New connection from ${sock.remoteAddress}:${sock.remotePort} on port ${
+              l.unix_socket ? 0 : listener.port
+            }.`,
+          );
+        }
         return conn;
       });
       this.listeners.push({
@@ -307,6 +315,7 @@ export class Broker implements FabricSink {
     const conn = new Connection(this, sock, listener);
     this.connections.add(conn);
     this.stats.connectionsTotal++;
+
     // The connection is its socket's handler: no closures per connection.
     return conn;
   }
