@@ -13,6 +13,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assembleBroker } from "../src/assemble.ts";
+import { checkFiles } from "../src/cli/check_files.ts";
 import type { Config } from "../src/config/schema.ts";
 import { Logger } from "../src/sys/log.ts";
 import type { MqttClient } from "mqtt";
@@ -466,4 +467,22 @@ test("jwt: mosquitto_pub -P <token> publishes through the acl claim; a bad token
     await endAll(watcher);
     await tb.stop();
   }
+});
+
+test("jwt: serve --test-config's file check reads the public key and the JWKS file a chain with jwt uses", () => {
+  const conf = (over: Partial<Config>) => testConfig({ auth_chain: ["jwt"], ...over });
+  const good = file("good.pem", pem(keys.ed.publicKey));
+  const jwks = file("good.jwks", JSON.stringify({ keys: [jwk(keys.ec.publicKey, "k", "ES256")] }));
+  assert.deepEqual(checkFiles(conf({ jwt_public_key_file: good, jwt_jwks_file: jwks })), []);
+  const badPem = file(
+    "bad.pem",
+    "-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n",
+  );
+  const badJwks = file("bad.jwks", `{"keys": []}`);
+  const lines = checkFiles(conf({ jwt_public_key_file: badPem, jwt_jwks_file: badJwks }));
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[0], /jwt_public_key_file.*not a PEM public key/);
+  assert.match(lines[1], /jwt_jwks_file.*not a JWKS/);
+  // Not in any chain: not read.
+  assert.deepEqual(checkFiles(testConfig({ jwt_public_key_file: badPem })), []);
 });

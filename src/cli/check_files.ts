@@ -1,13 +1,13 @@
 /**
  * The files a configuration names, opened and parsed as the broker would: certificates, keys
  * (and that each key is its certificate's), CA files and CRLs of listeners, bridges, the HTTP
- * listener and the cluster's NATS connection; password_file and acl_file (every problem in them)
- * and dynamic security's file; the persistence directory (writable) and an existing database
+ * listener and the cluster's NATS connection; password_file and acl_file (every problem in them),
+ * dynamic security's file, and the JWT keys and HTTP auth CA of the links a chain uses; the persistence directory (writable) and an existing database
  * (every table read); log files and Unix socket directories (writable). `midge serve --test-config` reports what this finds,
  * and `midge serve` refuses to start on the same findings with the same lines.
  */
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
-import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import { parsePasswordFile } from "../auth/password.ts";
 import { parseAcl } from "../auth/acl.ts";
@@ -118,6 +118,45 @@ export function checkFiles(config: Config, opts: CheckOptions = {}): string[] {
       out.push(`${p.config_file}: ${msg(e)}`);
     }
   });
+
+  // The keys of the jwt link and the CA of the http link, when a chain uses them.
+  const uses = (link: string) =>
+    config.auth_chain.includes(link) || config.listeners.some((l) => l.auth_chain.includes(link));
+  if (uses("jwt")) {
+    if (config.jwt_public_key_file) {
+      const text = readText(config.jwt_public_key_file, "jwt_public_key_file", bad);
+      if (text !== null) {
+        try {
+          if (text.includes("-----BEGIN CERTIFICATE-----")) new X509Certificate(text);
+          else createPublicKey(text);
+        } catch (e) {
+          bad(
+            "jwt_public_key_file",
+            `${config.jwt_public_key_file}: not a PEM public key (${msg(e)})`,
+          );
+        }
+      }
+    }
+    if (config.jwt_jwks_file) {
+      const text = readText(config.jwt_jwks_file, "jwt_jwks_file", bad);
+      if (text !== null) {
+        let keys: unknown;
+        try {
+          keys = (JSON.parse(text) as { keys?: unknown }).keys;
+        } catch (e) {
+          keys = undefined;
+          bad("jwt_jwks_file", `${config.jwt_jwks_file}: not JSON (${msg(e)})`);
+        }
+        if (keys !== undefined && (!Array.isArray(keys) || keys.length === 0)) {
+          bad("jwt_jwks_file", `${config.jwt_jwks_file}: not a JWKS ({"keys": [...]})`);
+        }
+      }
+    }
+    if (config.jwt_cafile) readCerts(config.jwt_cafile, "jwt_cafile", bad);
+  }
+  if (uses("http") && config.auth_opt_http_with_tls && config.auth_opt_http_cafile) {
+    readCerts(config.auth_opt_http_cafile, "auth_opt_http_cafile", bad);
+  }
 
   for (const d of config.log_dest) {
     if (d.startsWith("file ")) writableFile(d.slice(5), "log_dest", bad);
