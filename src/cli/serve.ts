@@ -11,6 +11,7 @@ import { assembleBroker } from "../assemble.ts";
 import { Logger } from "../sys/log.ts";
 import { configureLog, Ops } from "../sys/ops.ts";
 import { type ClusterParts, joinCluster } from "../cluster/cluster.ts";
+import { NodeView } from "../cluster/view.ts";
 import { installLastResort } from "../sys/last_resort.ts";
 import { conversionMessages } from "../config/mosquitto_conf.ts";
 import { dropPrivileges, removePidFile, writePidFile } from "../sys/process.ts";
@@ -49,6 +50,11 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
   const { broker } = assembleBroker(config, log, cluster ?? {});
   cluster?.attach(broker);
   const ops = new Ops(broker);
+  const view = cluster ? new NodeView(cluster.node, cluster.fabric, broker) : null;
+  if (view) {
+    view.start();
+    ops.setCluster(view);
+  }
   let bound;
   try {
     configureLog(log, broker, config);
@@ -107,6 +113,7 @@ export async function serve(config: Config, opts: ServeOptions): Promise<Broker>
     stopping = true;
     log.notice(`Received ${sig}, shutting down.`);
     await ops.stop();
+    view?.stop();
     // Stops accepting, sends MQTT 5 clients DISCONNECT 0x8B, commits and closes the store.
     await broker.stop();
     await cluster?.node.stop();

@@ -64,6 +64,11 @@ export class NatsFabric implements Fabric {
     this.#node = node;
   }
 
+  /** QoS 1/2 messages sent to JetStream and not yet stored (their acknowledgements wait). */
+  get pending(): number {
+    return this.#durable.pending;
+  }
+
   get maxMessageBytes(): number {
     const max = this.#node.pub?.info?.max_payload ?? 1024 * 1024;
     return max - ENVELOPE_SLACK;

@@ -22,6 +22,7 @@ import { type KV, Kvm, type KvOptions } from "@nats-io/kv";
 import type { ClusterConfig } from "../config/schema.ts";
 import type { Logger } from "../sys/log.ts";
 import { connectNats } from "./nats.ts";
+import { VERSION } from "../version.ts";
 
 /** Seconds between heartbeats. */
 const HEARTBEAT_MS = 1000;
@@ -40,6 +41,9 @@ export interface Peer {
   /** Connected clients it reported. */
   clients: number;
   lastSeen: number;
+  /** Its Midge version and start time (ms since the epoch), when it said. */
+  version?: string;
+  startedAt?: number;
 }
 
 /** What a heartbeat carries. */
@@ -47,6 +51,9 @@ interface Heartbeat {
   id: string;
   num: number;
   clients: number;
+  v?: string;
+  /** Its start time, ms since the epoch. */
+  up?: number;
   /** Set when the sender wants every node to answer with a heartbeat at once. */
   hello?: boolean;
 }
@@ -62,6 +69,7 @@ export class ClusterNode {
   /** Random per process: a restarted node is a new origin. */
   readonly num: number = randomBytes(4).readUInt32BE(0);
   readonly peers = new Map<string, Peer>();
+  readonly startedAt = Date.now();
   /** Local connected clients, reported in heartbeats (set by the broker's wiring). */
   clients: () => number = () => 0;
   pub!: NatsConnection;
@@ -113,7 +121,13 @@ export class ClusterNode {
 
   #beat(hello: boolean): void {
     if (this.#stopped || this.pub.isClosed()) return;
-    const hb: Heartbeat = { id: this.id, num: this.num, clients: this.clients() };
+    const hb: Heartbeat = {
+      id: this.id,
+      num: this.num,
+      clients: this.clients(),
+      v: VERSION,
+      up: this.startedAt,
+    };
     if (hello) hb.hello = true;
     try {
       this.pub.publish(`${this.control}.hb`, enc.encode(JSON.stringify(hb)));
@@ -135,6 +149,8 @@ export class ClusterNode {
       num: hb.num >>> 0,
       clients: hb.clients | 0,
       lastSeen: Date.now(),
+      version: typeof hb.v === "string" ? hb.v.slice(0, 64) : undefined,
+      startedAt: typeof hb.up === "number" ? hb.up : undefined,
     });
     if (hb.hello) this.#beat(false);
   }

@@ -7,6 +7,7 @@
  *   GET /api/messages/stream?filter=a/%23 messages as server-sent events (live console)
  * and the state they read: the history ring, the log ring, the topic counters and the streams.
  */
+import type { ClusterView, NodeInfo } from "./cluster_view.ts";
 import { readFileSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -31,13 +32,7 @@ export const STREAM_BUFFER = 200;
 export const STREAM_PAYLOAD_BYTES = 4096;
 
 /** One broker of a cluster as the overview lists it (today only this one). */
-export interface NodeInfo {
-  id: string;
-  version: string;
-  self: boolean;
-  clients: number;
-  uptime: number;
-}
+export type { NodeInfo };
 
 /** Everything the console's endpoints share for one broker. */
 export class ConsoleState {
@@ -52,6 +47,8 @@ export class ConsoleState {
    * The cluster's nodes for the overview. A cluster replaces this; alone, the broker is the one
    * node.
    */
+  /** The cluster this broker is a node of, or null. */
+  cluster: ClusterView | null = null;
   nodes: () => NodeInfo[] = () => [{
     id: "local",
     version: VERSION,

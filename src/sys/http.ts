@@ -214,7 +214,13 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
       send(res, req, 405, "text/plain; charset=utf-8", "GET only\n", { Allow: "GET, HEAD" });
       return;
     }
-    send(res, req, 200, METRICS_CONTENT_TYPE, renderMetrics(ctx.broker, ctx.lag));
+    send(
+      res,
+      req,
+      200,
+      METRICS_CONTENT_TYPE,
+      renderMetrics(ctx.broker, ctx.lag) + (ctx.st.cluster?.metrics() ?? ""),
+    );
     return;
   }
   const a = asset(path === "/index.html" ? "/" : path);
@@ -332,6 +338,9 @@ async function api(
   if (!write) {
     if (parts.length === 3 && parts[1] === "messages" && parts[2] === "stream") {
       return messageStream(st, req, res, q);
+    }
+    if (st.cluster && parts.length === 2 && parts[1] === "clients" && q.get("cluster") === "1") {
+      return await st.cluster.clients(q);
     }
     return consoleRead(st, parts, q) ?? adminRead(broker, parts, q);
   }

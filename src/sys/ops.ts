@@ -11,6 +11,7 @@ import { type Logger, sinksFor } from "./log.ts";
 import { LagSampler } from "./metrics.ts";
 import { applyReloadable, describe, type ReloadReport } from "./reload.ts";
 import { SysTree } from "./systree.ts";
+import type { ClusterView } from "./cluster_view.ts";
 
 const enc = new TextEncoder();
 
@@ -53,6 +54,13 @@ export class Ops {
     this.log = broker.log;
     this.sys = new SysTree(broker);
     this.console = new ConsoleState(broker, this.lag);
+  }
+
+  /** Shows the cluster this broker is a node of in $SYS, /metrics, the admin API, the console. */
+  setCluster(view: ClusterView): void {
+    this.sys.extra = () => view.sys();
+    this.console.cluster = view;
+    this.console.nodes = () => view.nodes();
   }
 
   /**

@@ -41,6 +41,8 @@ export class SysTree {
   #lastTick = 0;
   #maxClients = 0;
   #heapMax = 0;
+  /** More periodic values (a cluster node's `$SYS/broker/cluster/...`). */
+  extra: (() => [string, string][]) | null = null;
 
   constructor(broker: Broker) {
     this.broker = broker;
@@ -183,6 +185,7 @@ export class SysTree {
       l.prev = cur;
       WINDOWS.forEach(([, label], i) => put(`load/${n}/${label}`, l.avg[i].toFixed(2)));
     }
+    if (this.extra) out.push(...this.extra());
     return out;
   }
 }
