@@ -4,9 +4,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type BenchOptions, makePlans, runBench } from "../src/bench/run.ts";
-import { Histogram } from "../src/bench/histogram.ts";
-import { stealSeconds } from "../src/bench/proc.ts";
+import { type BenchOptions, makePlans, runBench } from "../src/loadgen/run.ts";
+import { Histogram } from "../src/loadgen/histogram.ts";
+import { stealSeconds } from "../src/loadgen/proc.ts";
 import { benchOptions } from "../src/cli/bench.ts";
 import { startBroker } from "./helpers/broker.ts";
 

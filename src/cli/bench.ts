@@ -1,5 +1,5 @@
 /**
- * `midge bench <scenario>`: the load generator (src/bench/). Prints a table, or one JSON object
+ * `midge bench <scenario>`: the load generator (src/loadgen/). Prints a table, or one JSON object
  * with `--json` (what bench/compare.mjs reads). `--worker` is the internal mode of the child
  * processes started for `--workers N`.
  */
@@ -13,7 +13,7 @@ import {
   runWorkerProcess,
   type Scenario,
   SCENARIOS,
-} from "../bench/run.ts";
+} from "../loadgen/run.ts";
 
 export const BENCH_USAGE = `Usage: midge bench <scenario> [options]
 

@@ -206,7 +206,7 @@ export function propertiesOption(list: string[][] | undefined): Record<string, P
 }
 
 /** Everything needed to connect, resolved from the options. */
-export interface Connection {
+export interface ClientSetup {
   client: ClientOptions;
   /** -D values by command. */
   props: Record<string, Properties>;
@@ -220,7 +220,7 @@ export interface Connection {
 export function connectionOptions(
   v: Parsed,
   opts: { defaultVersion: ProtocolVersion; tool: string },
-): Connection {
+): ClientSetup {
   const version = v.version ? versionOption(v.version as string) : opts.defaultVersion;
   const props = propertiesOption(v.property as string[][] | undefined);
   if (Object.keys(props).length && version !== 5) {
@@ -532,7 +532,7 @@ export const EXIT = {
  * the exit code instead (the CONNACK code when refused, 1 for socket errors).
  */
 export async function openClient(
-  conn: Connection,
+  conn: ClientSetup,
   extra: Partial<ClientOptions> = {},
 ): Promise<MqttClient | number> {
   const trace = conn.debug

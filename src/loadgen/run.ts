@@ -58,7 +58,7 @@ export interface BenchOptions {
   addresses: number;
   /** Subscribers with persistent sessions (a broker with persistence stores what it queues). */
   persistent: boolean;
-  /** Clients log in with tokens signed with this HMAC secret (see src/bench/token.ts). */
+  /** Clients log in with tokens signed with this HMAC secret (see src/loadgen/token.ts). */
   jwtSecret?: string;
   brokerPid?: number;
 }
