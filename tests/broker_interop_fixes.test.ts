@@ -11,19 +11,20 @@ import { connect as netConnect } from "node:net";
 import type { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
 import { longTimeout, MAX_TIMEOUT_MS, type TimerHandle } from "../src/broker/timers.ts";
+import { systemClock } from "../src/broker/clock.ts";
 
 test("longTimeout: a delay beyond setTimeout's 2^31-1 ms does not fire at once; clearTimeout cancels it", async () => {
   let fired = 0;
   let handle: TimerHandle = longTimeout(() => fired++, MAX_TIMEOUT_MS + 1000, (t) => (handle = t));
   await sleep(30);
   assert.equal(fired, 0, "a plain setTimeout would have fired after 1 ms");
-  clearTimeout(handle);
+  systemClock.clearTimeout(handle);
 
   let short = 0;
   const h = longTimeout(() => short++, 1, () => assert.fail("no re-arm for a short delay"));
   await sleep(30);
   assert.equal(short, 1);
-  clearTimeout(h);
+  systemClock.clearTimeout(h);
 });
 
 test("a Session Expiry Interval set on DISCONNECT over 24.8 days keeps the session (Paho test_publication_expiry) [MQTT-3.1.2-23][MQTT-3.14.2-2]", async () => {

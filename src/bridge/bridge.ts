@@ -267,7 +267,7 @@ export class Bridge {
       const link = new BridgeLink(this);
       this.#link = link;
       s.connection = link;
-      s.clearTimers();
+      s.clearTimers(this.broker.clock);
       this.broker.resume(s, link);
     } catch (e) {
       this.broker.log.warning(

@@ -20,6 +20,7 @@ import { NEVER_EXPIRES, type Session, type SubscriptionEntry } from "./session.t
 import { type Outgoing, outgoing } from "./outgoing.ts";
 import type { DeliverySink } from "./sink.ts";
 import { longTimeout } from "./timers.ts";
+import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
 import type { Store, StoredClientMessage } from "../store/types.ts";
 import { recordSession, restore, restoreSession, type SessionRecord } from "./restore.ts";
 import { LocalRegistry, type SessionRegistry } from "./registry.ts";
@@ -92,6 +93,8 @@ export interface BrokerParts {
   fabric?: Fabric;
   /** Retained messages; a shared one reports when its writes are durable. */
   retained?: RetainedStore;
+  /** Time and timers of keep-alive, session expiry and will delays (tests move it themselves). */
+  clock?: Clock;
   /** Who owns which client id (cluster-wide in a cluster). */
   registry?: SessionRegistry;
 }
@@ -99,6 +102,8 @@ export interface BrokerParts {
 export class Broker implements FabricSink {
   readonly config: Config;
   readonly log: Logger;
+  /** The time keep-alive, expiry and will delays read, and their timers. */
+  readonly clock: Clock;
   readonly sessions = new SessionTable<Session>();
   readonly router: Router;
   readonly retained: RetainedStore;
@@ -131,7 +136,7 @@ export class Broker implements FabricSink {
     connects: 0,
     clientsExpired: 0,
   };
-  readonly startedAt = Date.now();
+  readonly startedAt: number;
   readonly listeners: BoundListener[] = [];
   /** Parts started and stopped with the broker (bridges): see `attach`. */
   readonly #attached: Attachment[] = [];
@@ -152,7 +157,7 @@ export class Broker implements FabricSink {
   readonly controls = new Map<string, ControlHandler>();
   /** Run by `reload()` (SIGHUP): each re-reads what it owns and keeps the old state on error. */
   readonly reloadHooks: (() => unknown)[] = [];
-  #sweepTimer: ReturnType<typeof setInterval> | null = null;
+  #sweepTimer: ClockTimer | null = null;
   #autoId = 0;
   /**
    * The router's view of the auth chain when it picks a shared-group member: a member whose
@@ -169,6 +174,8 @@ export class Broker implements FabricSink {
     this.retained = parts.retained ?? new MemoryRetained();
     this.registry = parts.registry ?? new LocalRegistry();
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
+    this.clock = parts.clock ?? systemClock;
+    this.startedAt = this.clock.now();
     this.auth = parts.auth;
     this.#openStore = parts.openStore;
     this.reloadHooks.push(() => this.auth.reload());
@@ -245,21 +252,21 @@ export class Broker implements FabricSink {
         );
       }
     }
-    this.#sweepTimer = setInterval(() => this.sweep(), 500);
+    this.#sweepTimer = this.clock.setInterval(() => this.sweep(), 500);
     for (const a of this.#attached) await a.start();
     return this.listeners;
   }
 
   /** Stop listening, close every connection, cancel timers. Sessions are kept in memory. */
   async stop(): Promise<void> {
-    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    if (this.#sweepTimer) this.clock.clearInterval(this.#sweepTimer);
     this.#sweepTimer = null;
     for (const a of this.#attached) await a.stop();
     for (const c of [...this.connections]) c.close(0x8b, "server shutting down");
     await this.fabric.stop();
     await this.registry.stop?.();
     this.retained.stop?.();
-    for (const s of this.sessions.values()) s.clearTimers();
+    for (const s of this.sessions.values()) s.clearTimers(this.clock);
     await Promise.all(this.listeners.map((l) => l.listener.close()));
     this.listeners.length = 0;
     this.store?.close();
@@ -323,7 +330,7 @@ export class Broker implements FabricSink {
   /** A client id for a client that sent none [MQTT-3.1.3-6]. */
   assignClientId(): string {
     const rand = Math.random().toString(36).slice(2, 10);
-    return `${this.config.auto_id_prefix}${Date.now().toString(36)}${rand}${
+    return `${this.config.auto_id_prefix}${this.clock.now().toString(36)}${rand}${
       (++this.#autoId).toString(36)
     }`;
   }
@@ -412,7 +419,7 @@ export class Broker implements FabricSink {
 
   /** Send or queue one message for one session. */
   deliver(s: Session, o: Outgoing): void {
-    if (o.msg.expiresAt && o.msg.expiresAt <= Date.now()) return;
+    if (o.msg.expiresAt && o.msg.expiresAt <= this.clock.now()) return;
     const conn = s.connection;
     if (conn && conn.state === "open") {
       if (o.qos === 0) {
@@ -557,7 +564,7 @@ export class Broker implements FabricSink {
     const conn = s.connection;
     if (!conn || conn.state !== "open") return;
     const quota = this.sendQuota(conn);
-    const now = Date.now();
+    const now = this.clock.now();
     if (s.unsent !== null) this.#resendUnsent(s, conn, quota, now);
     while (s.queue.length) {
       if (s.queue[0].qos === 0) {
@@ -587,7 +594,7 @@ export class Broker implements FabricSink {
    * (a PUBREL's message counts until its PUBCOMP): the rest are resent as slots free.
    */
   resume(s: Session, conn: DeliverySink): void {
-    const now = Date.now();
+    const now = this.clock.now();
     const quota = this.sendQuota(conn);
     let outstanding = 0;
     let unsent: number[] | null = null;
@@ -731,7 +738,7 @@ export class Broker implements FabricSink {
     const s = conn.session;
     if (!s || s.connection !== conn) return;
     s.connection = null;
-    s.disconnectedAt = Date.now();
+    s.disconnectedAt = this.clock.now();
     if (this.config.connection_messages && this.log.on("notice") && conn.clientId) {
       this.log.notice(`Client ${conn.clientId} closed its connection.`);
     }
@@ -745,7 +752,7 @@ export class Broker implements FabricSink {
    * start-up, whose clock started at `s.disconnectedAt`.
    */
   goOffline(s: Session): void {
-    const since = Date.now() - s.disconnectedAt;
+    const since = this.clock.now() - s.disconnectedAt;
     if (s.expiryInterval === 0) {
       if (s.will) this.publishWill(s);
       this.endSession(s);
@@ -764,6 +771,7 @@ export class Broker implements FabricSink {
             }),
           delay,
           (t) => (s.willTimer = t),
+          this.clock,
         );
       } else {
         this.publishWill(s);
@@ -783,6 +791,7 @@ export class Broker implements FabricSink {
           }),
         Math.max(0, s.expiryInterval * 1000 - since),
         (t) => (s.expiryTimer = t),
+        this.clock,
       );
     }
   }
@@ -794,7 +803,7 @@ export class Broker implements FabricSink {
   publishWill(s: Session): void {
     const w = s.will;
     s.will = null;
-    if (s.willTimer) clearTimeout(s.willTimer);
+    if (s.willTimer) this.clock.clearTimeout(s.willTimer);
     s.willTimer = null;
     if (!w) return;
     // Checked when the will is sent, with the rules in force then (as Mosquitto does); like a
@@ -820,7 +829,7 @@ export class Broker implements FabricSink {
         qos: w.qos,
         retain: w.retain,
         properties: forwardedProperties(w.properties),
-        expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
+        expiresAt: expiry ? this.clock.now() + expiry * 1000 : 0,
         origin: s.key,
       });
     } catch (e) {
@@ -833,7 +842,7 @@ export class Broker implements FabricSink {
     if (this.sessions.get(s.key) === s && this.#handingOver !== s.key) {
       this.registry.release(s.key);
     }
-    s.clearTimers();
+    s.clearTimers(this.clock);
     if (this.store && this.sessions.get(s.key) === s) this.store.deleteSession(s.key);
     for (const e of s.subscriptions.values()) this.router.remove(e);
     s.clearSubscriptions();
@@ -868,7 +877,7 @@ export class Broker implements FabricSink {
       // The new connection brings its own will; a delayed one of this connection is dropped
       // with it, as when a client resumes its session [MQTT-3.1.3-9].
       now.will = null;
-      if (now.willTimer) clearTimeout(now.willTimer);
+      if (now.willTimer) this.clock.clearTimeout(now.willTimer);
       now.willTimer = null;
       if (!now.persistent) {
         this.endSession(now);
@@ -921,7 +930,7 @@ export class Broker implements FabricSink {
   adoptSession(rec: SessionRecord): Session {
     const old = this.sessions.get(rec.session.clientId);
     if (old) this.endSession(old);
-    const s = restoreSession(this, rec, Date.now());
+    const s = restoreSession(this, rec, this.clock.now());
     if (this.store && s.persistent) {
       this.saveSession(s);
       for (const e of s.subscriptions.values()) this.store.saveSubscription(s.key, e);
@@ -962,7 +971,7 @@ export class Broker implements FabricSink {
 
   /** Keep-alive [MQTT-3.1.2-24] and CONNECT time-out checks. */
   sweep(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     const limit = this.config.memory_limit;
     if (limit > 0 || this.memoryOver) this.#checkMemory(limit);
     const connectMs = this.config.connect_timeout * 1000;

@@ -139,8 +139,8 @@ export class Connection implements SocketHandlers, DeliverySink {
   username: string | undefined;
   keepalive = 0;
   /** Time of the last packet received (ms), for keep-alive [MQTT-3.1.2-24]. */
-  lastRx = Date.now();
-  readonly openedAt = Date.now();
+  lastRx: number;
+  readonly openedAt: number;
   /** What the CONNECT asked for beyond the defaults (v5 limits, bridge mode); shared when nothing. */
   terms: ClientTerms = DEFAULT_TERMS;
   /** v5 topic aliases both ways; null until the first (most clients never use them). */
@@ -167,6 +167,7 @@ export class Connection implements SocketHandlers, DeliverySink {
     this.broker = broker;
     this.socket = socket;
     this.listener = listener;
+    this.openedAt = this.lastRx = broker.clock.now();
     this.decoder = new Decoder({ maxPacketSize: broker.config.max_packet_size, fromClient: true });
   }
 
@@ -212,7 +213,7 @@ export class Connection implements SocketHandlers, DeliverySink {
     this.broker.stats.messagesReceived += packets.length;
     for (let i = 0; i < packets.length; i++) {
       if (this.closed) return;
-      this.lastRx = Date.now();
+      this.lastRx = this.broker.clock.now();
       this.dispatch(packets[i]);
     }
     if (error && !this.closed) {
@@ -438,7 +439,7 @@ export class Connection implements SocketHandlers, DeliverySink {
    */
   sendPublish(o: Outgoing, id: number, dup = false): boolean {
     if (this.state === "closed") return true;
-    const expiry = remainingExpiry(o.msg, Date.now());
+    const expiry = remainingExpiry(o.msg, this.broker.clock.now());
     let prep: PreparedPublish;
     const v = this.version === 5 ? 5 : 4;
     const mount = this.mountPoint;

@@ -7,6 +7,7 @@ import type { AuthChain, SessionAuth } from "../auth/chain.ts";
 import type { ProtocolVersion, QoS, Will } from "../codec/types.ts";
 import { messageBytes, ownPayload } from "./message.ts";
 import type { Inflight, Outgoing } from "./outgoing.ts";
+import type { Clock, ClockTimer } from "./clock.ts";
 import type { DeliverySink } from "./sink.ts";
 import { utf8Length } from "./topic.ts";
 
@@ -79,7 +80,8 @@ export class Session {
   expiryInterval = 0;
   /** When the session was last disconnected (ms), for expiry. */
   disconnectedAt = 0;
-  expiryTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Ends the offline session when its expiry has passed (a timer of the broker's clock). */
+  expiryTimer: ClockTimer | null = null;
 
   /** Outgoing QoS 1/2 messages in flight, by packet id. */
   /** Outgoing QoS 1/2 in flight by packet id; a shared empty map until the first (see setInflight). */
@@ -112,7 +114,8 @@ export class Session {
   /** The will of the current connection, and its delay in seconds (v5). */
   will: Will | null = null;
   willDelay = 0;
-  willTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Publishes a delayed will (a timer of the broker's clock). */
+  willTimer: ClockTimer | null = null;
 
   /** The mount point of the listener the session was made on ("" for none). */
   readonly mountPoint: string;
@@ -249,9 +252,10 @@ export class Session {
     return o;
   }
 
-  clearTimers(): void {
-    if (this.expiryTimer) clearTimeout(this.expiryTimer);
-    if (this.willTimer) clearTimeout(this.willTimer);
+  /** Cancel the expiry and will timers (set on `clock`). */
+  clearTimers(clock: Clock): void {
+    if (this.expiryTimer) clock.clearTimeout(this.expiryTimer);
+    if (this.willTimer) clock.clearTimeout(this.willTimer);
     this.expiryTimer = null;
     this.willTimer = null;
   }

@@ -357,7 +357,7 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginA
   }
   if (session) {
     sessionPresent = true; // [MQTT-3.2.2-3]
-    session.clearTimers();
+    session.clearTimers(broker.clock);
     // A reconnect before the will delay ends cancels the will [MQTT-3.1.3-9].
     session.will = null;
   } else {

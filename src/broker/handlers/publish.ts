@@ -5,6 +5,7 @@
 import type { PublishPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
+import type { Clock } from "../clock.ts";
 import { PUBACK, PUBREC } from "../../codec/encoder.ts";
 import { fitsWithPrefix, sysTopicDenied, validTopicName } from "../topic.ts";
 import { forwardedProperties, type Message } from "../message.ts";
@@ -145,7 +146,7 @@ function finish(conn: Connection, p: PublishPacket, topic: string, rc: number): 
     if (broker.controls.size !== 0 && broker.controls.has(topic)) {
       // A control topic (dynamic security's): a command for its handler, not for subscribers.
       broker.control(broker.controls.get(topic)!, p.payload, conn);
-    } else if (broker.publish(message(p, topic, s.key)) === 0) {
+    } else if (broker.publish(message(p, topic, s.key, broker.clock)) === 0) {
       rc = ReasonCode.NoMatchingSubscribers;
     }
   }
@@ -162,7 +163,7 @@ function finish(conn: Connection, p: PublishPacket, topic: string, rc: number): 
 }
 
 /** The message a PUBLISH carries, for the broker to route. */
-function message(p: PublishPacket, topic: string, origin: string): Message {
+function message(p: PublishPacket, topic: string, origin: string, clock: Clock): Message {
   const expiry = p.properties?.messageExpiryInterval;
   return {
     topic,
@@ -170,7 +171,7 @@ function message(p: PublishPacket, topic: string, origin: string): Message {
     qos: p.qos,
     retain: p.retain,
     properties: forwardedProperties(p.properties),
-    expiresAt: expiry ? Date.now() + expiry * 1000 : 0,
+    expiresAt: expiry ? clock.now() + expiry * 1000 : 0,
     origin,
   };
 }

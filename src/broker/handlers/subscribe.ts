@@ -173,7 +173,7 @@ function suback(
 ): void {
   const broker = conn.broker;
   const s = conn.session!;
-  const now = Date.now();
+  const now = broker.clock.now();
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
   for (const e of retainedFor.values()) {
     for (const m of broker.retained.match(e.topicFilter, now)) {
