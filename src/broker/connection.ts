@@ -1,7 +1,8 @@
 /**
- * One client connection: bytes in through the WASM decoder, packets out through a per-connection
- * queue that is flushed once per read batch (write coalescing, see DESIGN.md), keep-alive, and the
- * dispatch of each packet to its handler in ./handlers/.
+ * One client connection, the delivery sink of its session: bytes in through the WASM decoder,
+ * packets out through a per-connection queue that is flushed once per read batch (write
+ * coalescing; see ARCHITECTURE.md), keep-alive, and the dispatch of each packet to its handler
+ * in ./handlers/.
  */
 import { publishSummary, receivedLines, sentAckLine, sentLine } from "./packet_log.ts";
 import { Decoder } from "../codec/decoder.ts";
