@@ -14,9 +14,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assembleBroker } from "../src/assemble.ts";
 import { checkFiles } from "../src/cli/check_files.ts";
-import type { Config } from "../src/config/schema.ts";
+import { type Config, defaults, LISTENER_KEYS } from "../src/config/schema.ts";
 import { Logger } from "../src/sys/log.ts";
-import type { MqttClient } from "mqtt";
+import mqtt, { type MqttClient } from "mqtt";
 import {
   connect,
   endAll,
@@ -485,4 +485,41 @@ test("jwt: serve --test-config's file check reads the public key and the JWKS fi
   assert.match(lines[1], /jwt_jwks_file.*not a JWKS/);
   // Not in any chain: not read.
   assert.deepEqual(checkFiles(testConfig({ jwt_public_key_file: badPem })), []);
+});
+
+test("auth_chain per listener: tokens on one listener, the password file's allow_anonymous on the other; auth_no_match = allow lets through what the acl claim does not cover", async () => {
+  const l = defaults(LISTENER_KEYS);
+  const config = testConfig({
+    jwt_secret: SECRET,
+    allow_anonymous: true,
+    auth_no_match: "allow",
+    listeners: [{ ...l, port: 0, auth_chain: ["jwt"] }, { ...l, port: 0 }],
+  });
+  const { broker } = assembleBroker(config);
+  const [devices, others] = await broker.start();
+  try {
+    // The devices' listener asks for a token; anonymous clients are refused there only.
+    assert.equal(await connackCode(devices.port, 5, {}), 0x87);
+    assert.equal(await connackCode(others.port, 5, {}), 0);
+    const token = signJwt(
+      hs("HS256"),
+      good("dev1", { acl: [{ permission: "deny", action: "publish", topic: "ctl/#" }] }),
+    );
+    assert.equal(await withToken(devices.port, 5, token), 0);
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${devices.port}`, {
+      clientId: "dev1",
+      username: "dev1",
+      password: token,
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+    });
+    try {
+      assert.equal(await pubCode(c, "ctl/reboot"), 0x87, "the claim's deny rule");
+      assert.ok([0, 0x10].includes(await pubCode(c, "data/1")), "no rule matches: allowed");
+    } finally {
+      await endAll(c);
+    }
+  } finally {
+    await broker.stop();
+  }
 });
