@@ -8,6 +8,8 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { readFileSync } from "node:fs";
 import mqtt, { type MqttClient } from "mqtt";
 import mqttPacket from "mqtt-packet";
 import { assembleBroker } from "../src/assemble.ts";
@@ -15,6 +17,7 @@ import type { Config } from "../src/config/schema.ts";
 import { Logger } from "../src/sys/log.ts";
 import { endAll, testConfig, until } from "./helpers/broker.ts";
 import { connectPacket, rawConnect } from "./helpers/raw.ts";
+import { makeCerts } from "./helpers/certs.ts";
 
 const PASSWORD = "pw-Secret-9f2c";
 /** Every line any broker in this file logged: none may show a password. */
@@ -316,5 +319,42 @@ test("http: when the service is killed the failure choice applies (deny by defau
     await deny.broker.stop();
     await allow.broker.stop();
     await svc.kill().catch(() => {});
+  }
+});
+
+test("http: auth_opt_http_with_tls asks an https service whose certificate chains to auth_opt_http_cafile", async () => {
+  const certs = makeCerts();
+  const server = createHttpsServer(
+    { cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey) },
+    (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (d: Buffer) => chunks.push(d));
+      req.on("end", () => {
+        const p = JSON.parse(Buffer.concat(chunks).toString()) as Record<string, string>;
+        res.writeHead(p.username === "alice" ? 200 : 403).end();
+      });
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  const trusted = await httpBroker(port, {
+    auth_opt_http_with_tls: true,
+    auth_opt_http_cafile: certs.caCert,
+  });
+  // Without the CA the service's certificate is not trusted: the service counts as down.
+  const untrusted = await httpBroker(port, { auth_opt_http_with_tls: true });
+  try {
+    assert.equal(await connack(trusted.url, { username: "alice", password: PASSWORD }), 0);
+    assert.equal(await connack(trusted.url, { username: "bob", password: PASSWORD }), 0x87);
+    assert.equal(await connack(untrusted.url, { username: "alice", password: PASSWORD }), 0x87);
+    assert.ok(untrusted.lines.some((l) => l.includes("cannot answer")));
+  } finally {
+    await trusted.broker.stop();
+    await untrusted.broker.stop();
+    await new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections?.();
+    });
+    certs.cleanup();
   }
 });
