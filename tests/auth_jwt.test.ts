@@ -113,7 +113,7 @@ test("jwt: HS256/384/512 and RS256/PS256 (PEM) tokens connect; alg none, tampere
       assert.equal(await withToken(tb.port, 5, signJwt(s, good("dev1"))), 0, s.alg);
     }
     assert.equal(await withToken(tb.port, 4, signJwt(rsa, good("dev1"))), 0, "v3.1.1");
-    // [MQTT-3.2.2-6] refusals: 0x86 Bad user name or password (v5), 4 (v3.1.1).
+    // [MQTT-3.2.2-5 v3.1.1][MQTT-3.2.2-7 v5] refusals: 0x86 Bad user name or password (v5), 4 (v3.1.1).
     const refused: [string, string][] = [
       ["alg none", unsignedJwt(good("dev1"))],
       ["tampered", tamper(signJwt(rsa, good("dev1")))],
@@ -342,7 +342,7 @@ async function jwtConnect(port: number, token: string, clientId = "dev1") {
   return { c, ack };
 }
 
-test("jwt: v5 re-authentication with a fresh token (AUTH 0x19, OAUTH2-JWT) keeps the connection past the first token's exp; expiry disconnects with 0xA0 [MQTT-4.12.1-1]", async () => {
+test("jwt: v5 re-authentication with a fresh token (AUTH 0x19, OAUTH2-JWT) keeps the connection past the first token's exp; expiry disconnects with 0xA0 [MQTT-4.12.1-1 v5]", async () => {
   const tb = await jwtBroker({ jwt_secret: SECRET, jwt_clock_skew: 0 });
   const exp = now(3);
   const short = (id: string) => signJwt(hs("HS256"), good(id, { exp }));
@@ -384,7 +384,7 @@ test("jwt: v5 re-authentication with a fresh token (AUTH 0x19, OAUTH2-JWT) keeps
   }
 });
 
-test("jwt: a re-authentication with a bad token disconnects [MQTT-4.12.1-2]; AUTH without a method in CONNECT is a protocol error", async () => {
+test("jwt: a re-authentication with a bad token disconnects [MQTT-4.12.1-2 v5]; AUTH without a method in CONNECT is a protocol error", async () => {
   const tb = await jwtBroker({ jwt_secret: SECRET });
   try {
     const { c } = await jwtConnect(tb.port, signJwt(hs("HS256"), good("dev1")));

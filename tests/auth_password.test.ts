@@ -216,7 +216,7 @@ const testUserFile = () =>
     "test:$6$njERlZMi/7DzNB9E$iiavfuXvUm8iyDZArTy7smTxh07GXXOrOsqxfW6gkOYVXHGk+W+i/8d3xDxrMwEPygEBhoA8A/gjQC0N2M4Lkw==\n",
   );
 
-test("wrong user and wrong password get the same CONNACK: v3 return code 5, v5 0x87 [MQTT-3.2.2-6]", async () => {
+test("wrong user and wrong password get the same CONNACK: v3 return code 5, v5 0x87 [MQTT-3.2.2-5 v3.1.1][MQTT-3.2.2-7 v5]", async () => {
   const tb = await startBroker({ password_file: testUserFile(), allow_anonymous: false });
   try {
     for (const version of [4, 5]) {

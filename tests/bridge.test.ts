@@ -95,7 +95,7 @@ for (const version of ["mqttv311", "mqttv50"] as const) {
   });
 }
 
-test("QoS 2 messages forwarded by a bridge are done locally once the remote has them: none stays in flight, the window never fills [MQTT-4.3.3-1]", async () => {
+test("QoS 2 messages forwarded by a bridge are done locally once the remote has them: none stays in flight, the window never fills [MQTT-4.3.3-1 v3.1.1]", async () => {
   const remote = await startBroker();
   // A window of 2: messages left in flight locally would stop the bridge after the second.
   const local = await startBroker({

@@ -27,7 +27,7 @@ test("longTimeout: a delay beyond setTimeout's 2^31-1 ms does not fire at once; 
   systemClock.clearTimeout(h);
 });
 
-test("a Session Expiry Interval set on DISCONNECT over 24.8 days keeps the session (Paho test_publication_expiry) [MQTT-3.1.2-23][MQTT-3.14.2-2]", async () => {
+test("a Session Expiry Interval set on DISCONNECT over 24.8 days keeps the session (Paho test_publication_expiry) [MQTT-3.1.2-23 v5][MQTT-3.14.2-2 v5]", async () => {
   const tb = await startBroker();
   try {
     const sub = await connect(tb, {
@@ -63,7 +63,7 @@ test("a Session Expiry Interval set on DISCONNECT over 24.8 days keeps the sessi
   }
 });
 
-test("a Session Expiry Interval on CONNECT over 24.8 days keeps the session after disconnect [MQTT-3.1.2-23]", async () => {
+test("a Session Expiry Interval on CONNECT over 24.8 days keeps the session after disconnect [MQTT-3.1.2-23 v5]", async () => {
   const tb = await startBroker();
   try {
     const c = await connect(tb, {
@@ -79,7 +79,7 @@ test("a Session Expiry Interval on CONNECT over 24.8 days keeps the session afte
   }
 });
 
-test("after a v5 DISCONNECT 0x93 the broker reads on until the client closes: the client sees the DISCONNECT and its late PUBRELs cause no reset (Paho test_flow_control2) [MQTT-3.3.4-9]", async () => {
+test("after a v5 DISCONNECT 0x93 the broker reads on until the client closes: the client sees the DISCONNECT and its late PUBRELs cause no reset (Paho test_flow_control2) [MQTT-3.3.4-7 v5]", async () => {
   // Receive Maximum 2: the third unacknowledged QoS 2 PUBLISH exceeds it.
   const tb = await startBroker({ max_inflight_messages: 2 });
   // allowHalfOpen: the client keeps writing after the broker's FIN, as the Paho client does.

@@ -240,7 +240,7 @@ test("a connection that never sends CONNECT is closed after connect_timeout", as
   }
 });
 
-test("v5 topic alias from the client: set then used [MQTT-3.3.2-12]; over the maximum 0x94 [MQTT-3.3.2-9]", async () => {
+test("v5 topic alias from the client: set then used [MQTT-3.3.2-12 v5]; over the maximum 0x94 [MQTT-3.3.2-9 v5]", async () => {
   const tb = await startBroker();
   try {
     const sub = await connect(tb);
@@ -276,7 +276,7 @@ test("v5 topic alias from the client: set then used [MQTT-3.3.2-12]; over the ma
   }
 });
 
-test("v5 incoming QoS 2 beyond Receive Maximum: DISCONNECT 0x93 [MQTT-3.3.4-9]", async () => {
+test("v5 incoming QoS 2 beyond Receive Maximum: DISCONNECT 0x93 [MQTT-3.3.4-7 v5]", async () => {
   const tb = await startBroker({ max_inflight_messages: 3 });
   try {
     const { rc, ack } = await rawSession(tb, 5);
@@ -291,7 +291,7 @@ test("v5 incoming QoS 2 beyond Receive Maximum: DISCONNECT 0x93 [MQTT-3.3.4-9]",
   }
 });
 
-test("QoS 2 resent with the same id before PUBREL is delivered once [MQTT-4.3.3-9]", async () => {
+test("QoS 2 resent with the same id before PUBREL is delivered once [MQTT-4.3.3-9 v5]", async () => {
   const tb = await startBroker();
   try {
     const sub = await connect(tb);
@@ -315,7 +315,7 @@ test("QoS 2 resent with the same id before PUBREL is delivered once [MQTT-4.3.3-
   }
 });
 
-test("outgoing flow control: no more unacknowledged QoS 1 than the client's Receive Maximum [MQTT-3.3.4-9]", async () => {
+test("outgoing flow control: no more unacknowledged QoS 1 than the client's Receive Maximum [MQTT-3.3.4-9 v5]", async () => {
   const tb = await startBroker();
   try {
     const { rc } = await rawSession(tb, 5, { properties: { receiveMaximum: 2 } });
@@ -385,7 +385,7 @@ test("unacknowledged messages are resent with DUP on reconnect [MQTT-4.4.0-1][MQ
   }
 });
 
-test("v5 subscription identifiers are sent with matching messages [MQTT-3.3.4-3]", async () => {
+test("v5 subscription identifiers are sent with matching messages [MQTT-3.3.4-3 v5]", async () => {
   const tb = await startBroker();
   try {
     const c = await connect(tb, { protocolVersion: 5 });
@@ -422,7 +422,7 @@ test("shared subscriptions: each message goes to one member of the group (MQTT 5
   }
 });
 
-test("v5 user properties, response topic, correlation data, content type and payload format pass through [MQTT-3.3.2-17][MQTT-3.3.2-18]", async () => {
+test("v5 user properties, response topic, correlation data, content type and payload format pass through [MQTT-3.3.2-17 v5][MQTT-3.3.2-18 v5]", async () => {
   const tb = await startBroker();
   try {
     const sub = await connect(tb, { protocolVersion: 5 });
@@ -452,7 +452,7 @@ test("v5 user properties, response topic, correlation data, content type and pay
   }
 });
 
-test("v5 topic aliases from the broker when the client allows them [MQTT-3.3.2-7][MQTT-3.2.2-17]", async () => {
+test("v5 topic aliases from the broker when the client allows them [MQTT-3.3.2-7 v5][MQTT-3.2.2-17 v5]", async () => {
   const tb = await startBroker({ max_topic_alias_broker: 5 });
   try {
     const { rc } = await rawSession(tb, 5, { properties: { topicAliasMaximum: 2 } });
@@ -481,7 +481,7 @@ test("v5 topic aliases from the broker when the client allows them [MQTT-3.3.2-7
   }
 });
 
-test("v5 client Maximum Packet Size: a larger message is not sent to it [MQTT-3.1.2-25]", async () => {
+test("v5 client Maximum Packet Size: a larger message is not sent to it [MQTT-3.1.2-25 v5]", async () => {
   const tb = await startBroker();
   try {
     const { rc } = await rawSession(tb, 5, { properties: { maximumPacketSize: 64 } });
@@ -674,7 +674,7 @@ test("mount_point isolates a listener's clients under a topic prefix", async () 
   }
 });
 
-test("v5 Response Topic with a wildcard is a protocol error [MQTT-3.3.2-14]", async () => {
+test("v5 Response Topic with a wildcard is a protocol error [MQTT-3.3.2-14 v5]", async () => {
   const tb = await startBroker();
   try {
     const { rc } = await rawSession(tb, 5);

@@ -137,7 +137,7 @@ test("unsubscribe stops delivery [MQTT-3.10.4-1]", async () => {
   }
 });
 
-test("a message published by a subscriber reaches itself unless No Local [MQTT-3.8.3-3]", async () => {
+test("a message published by a subscriber reaches itself unless No Local [MQTT-3.8.3-3 v5]", async () => {
   const tb = await startBroker();
   const c = await connect(tb, { protocolVersion: 5 });
   try {

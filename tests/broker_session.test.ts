@@ -11,7 +11,7 @@ import {
   until,
 } from "./helpers/broker.ts";
 
-test("retained: set, replace, clear with an empty payload [MQTT-3.3.1-5][MQTT-3.3.1-10]", async () => {
+test("retained: set, replace, clear with an empty payload [MQTT-3.3.1-5][MQTT-3.3.1-10 v3.1.1]", async () => {
   const tb = await startBroker();
   const pub = await connect(tb);
   try {
@@ -36,7 +36,7 @@ test("retained: set, replace, clear with an empty payload [MQTT-3.3.1-5][MQTT-3.
   }
 });
 
-test("live messages are delivered with retain 0, retained ones with retain 1 [MQTT-3.3.1-8][MQTT-3.3.1-9]", async () => {
+test("live messages are delivered with retain 0, retained ones with retain 1 [MQTT-3.3.1-8 v3.1.1][MQTT-3.3.1-9 v3.1.1]", async () => {
   const tb = await startBroker();
   const pub = await connect(tb);
   const sub = await connect(tb);
@@ -52,7 +52,7 @@ test("live messages are delivered with retain 0, retained ones with retain 1 [MQ
   }
 });
 
-test("v5 retain handling 0/1/2 and retain-as-published [MQTT-3.3.1-10][MQTT-3.3.1-11][MQTT-3.3.1-12]", async () => {
+test("v5 retain handling 0/1/2 and retain-as-published [MQTT-3.3.1-10 v5][MQTT-3.3.1-11 v5][MQTT-3.3.1-12 v5]", async () => {
   const tb = await startBroker();
   const pub = await connect(tb, { protocolVersion: 5 });
   const sub = await connect(tb, { protocolVersion: 5 });
@@ -80,7 +80,7 @@ test("v5 retain handling 0/1/2 and retain-as-published [MQTT-3.3.1-10][MQTT-3.3.
   }
 });
 
-test("persistent session keeps subscriptions and queues QoS 1 while offline [MQTT-3.1.2-4][MQTT-4.4.0-1]", async () => {
+test("persistent session keeps subscriptions and queues QoS 1 while offline [MQTT-3.1.2-4 v3.1.1][MQTT-4.4.0-1]", async () => {
   const tb = await startBroker();
   const pub = await connect(tb);
   try {
@@ -105,7 +105,7 @@ test("persistent session keeps subscriptions and queues QoS 1 while offline [MQT
   }
 });
 
-test("CONNACK session present flag [MQTT-3.2.2-1][MQTT-3.2.2-2][MQTT-3.2.2-3]", async () => {
+test("CONNACK session present flag [MQTT-3.2.2-1 v3.1.1][MQTT-3.2.2-2 v3.1.1][MQTT-3.2.2-3 v3.1.1]", async () => {
   const tb = await startBroker();
   try {
     const sessionPresent = async (clean: boolean) => {
@@ -163,7 +163,7 @@ test("v5 session expiry: the session survives a reconnect within the interval", 
   }
 });
 
-test("persistent_client_expiration caps a Session Expiry Interval raised on v5 DISCONNECT as it caps one on CONNECT [MQTT-3.14.2-2]", async () => {
+test("persistent_client_expiration caps a Session Expiry Interval raised on v5 DISCONNECT as it caps one on CONNECT [MQTT-3.14.2-2 v5]", async () => {
   const tb = await startBroker({ persistent_client_expiration: 60 });
   try {
     const c = await connect(tb, {
@@ -237,7 +237,7 @@ test("v5 DISCONNECT with reason 0x04 sends the will [MQTT-3.14.4-3]", async () =
   }
 });
 
-test("session take-over closes the older connection [MQTT-3.1.4-2]", async () => {
+test("session take-over closes the older connection [MQTT-3.1.4-3 v5]", async () => {
   const tb = await startBroker();
   try {
     const a = await connect(tb, { clientId: "same", protocolVersion: 5 });
@@ -254,7 +254,7 @@ test("session take-over closes the older connection [MQTT-3.1.4-2]", async () =>
   }
 });
 
-test("v5 empty client id gets an Assigned Client Identifier [MQTT-3.2.2-16]", async () => {
+test("v5 empty client id gets an Assigned Client Identifier [MQTT-3.2.2-16 v5]", async () => {
   const tb = await startBroker();
   try {
     const { client: c, connack } = await connectCollect(tb, { protocolVersion: 5, clientId: "" });
@@ -267,7 +267,7 @@ test("v5 empty client id gets an Assigned Client Identifier [MQTT-3.2.2-16]", as
   }
 });
 
-test("v5 message expiry: an expired queued message is not delivered [MQTT-3.3.2-5]", async () => {
+test("v5 message expiry: an expired queued message is not delivered [MQTT-3.3.2-5 v5]", async () => {
   const tb = await startBroker();
   const pub = await connect(tb, { protocolVersion: 5 });
   try {
@@ -295,7 +295,7 @@ test("v5 message expiry: an expired queued message is not delivered [MQTT-3.3.2-
     await sleep(100);
     assert.deepEqual(got.messages.map((x) => x.payload), ["long"]);
     const left = m.packet.properties?.messageExpiryInterval;
-    assert.ok(left > 0 && left < 100, `remaining expiry ${left} [MQTT-3.3.2-6]`);
+    assert.ok(left > 0 && left < 100, `remaining expiry ${left} [MQTT-3.3.2-6 v5]`);
     await endAll(sub);
   } finally {
     await endAll(pub);

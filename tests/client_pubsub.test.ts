@@ -46,7 +46,7 @@ function inbox(c: MqttClient) {
 }
 
 for (const v of [3, 4, 5] as ProtocolVersion[]) {
-  test(`v${v}: publish at QoS 0, 1, 2 and receive at the granted QoS [MQTT-4.3.1-1] [MQTT-4.3.2-1] [MQTT-4.3.3-1]`, async () => {
+  test(`v${v}: publish at QoS 0, 1, 2 and receive at the granted QoS [MQTT-4.3.1-1] [MQTT-4.3.2-1] [MQTT-4.3.3-1 v3.1.1]`, async () => {
     const tb = await broker();
     const sub = await MqttClient.connect({ servers: at(tb.port), protocolVersion: v });
     const pub = await MqttClient.connect({ servers: at(tb.port), protocolVersion: v });
@@ -105,7 +105,7 @@ test("interoperates with MQTT.js in both directions at QoS 2 (v5 properties kept
   }
 });
 
-test("v5: an empty client id gets the broker's assigned one [MQTT-3.2.2-16]", async () => {
+test("v5: an empty client id gets the broker's assigned one [MQTT-3.2.2-16 v5]", async () => {
   const tb = await broker();
   const c = await MqttClient.connect({ servers: at(tb.port), protocolVersion: 5 });
   try {
@@ -147,7 +147,7 @@ test("a refused CONNACK rejects with its code; a closed port with ECONNREFUSED",
   );
 });
 
-test("QoS 2 out: PUBLISH, PUBREC → PUBREL, PUBCOMP resolves [MQTT-4.3.3-3]; the inflight window holds the rest", async () => {
+test("QoS 2 out: PUBLISH, PUBREC → PUBREL, PUBCOMP resolves [MQTT-4.3.3-3 v5]; the inflight window holds the rest", async () => {
   const fb = await fakeBroker(5);
   const cp = MqttClient.connect({ servers: at(fb.port), protocolVersion: 5, maxInflight: 1 });
   const conn = await fb.accept();
@@ -176,7 +176,7 @@ test("QoS 2 out: PUBLISH, PUBREC → PUBREL, PUBCOMP resolves [MQTT-4.3.3-3]; th
   await fb.stop();
 });
 
-test("QoS 2 in: a re-sent PUBLISH before PUBREL is delivered once; PUBREL gets PUBCOMP [MQTT-4.3.3-9] [MQTT-4.3.3-11]", async () => {
+test("QoS 2 in: a re-sent PUBLISH before PUBREL is delivered once; PUBREL gets PUBCOMP [MQTT-4.3.3-9 v5] [MQTT-4.3.3-11 v5]", async () => {
   const fb = await fakeBroker(4);
   const cp = MqttClient.connect({ servers: at(fb.port) });
   const conn = await fb.accept();
@@ -206,7 +206,7 @@ test("QoS 2 in: a re-sent PUBLISH before PUBREL is delivered once; PUBREL gets P
   await fb.stop();
 });
 
-test("keep-alive: PINGREQ when idle; no PINGRESP means the connection is lost [MQTT-3.1.2-24]", async () => {
+test("keep-alive: PINGREQ when idle; no PINGRESP means the connection is lost [MQTT-3.1.2-23 v3.1.1][MQTT-3.1.2-20 v5]", async () => {
   const fb = await fakeBroker(4);
   const cp = MqttClient.connect({ servers: at(fb.port), keepalive: 1 });
   const conn = await fb.accept();
@@ -220,7 +220,7 @@ test("keep-alive: PINGREQ when idle; no PINGRESP means the connection is lost [M
   await fb.stop();
 });
 
-test("v5: server topic aliases are resolved [MQTT-3.3.2-12]; DISCONNECT from the server is reported", async () => {
+test("v5: server topic aliases are resolved [MQTT-3.3.2-12 v5]; DISCONNECT from the server is reported", async () => {
   const fb = await fakeBroker(5);
   const cp = MqttClient.connect({
     servers: at(fb.port),

@@ -54,7 +54,7 @@ test("cluster: a message published on one node reaches subscribers on the others
   }
 });
 
-test("cluster: a subscription with several matching filters on one node gets one copy per the rules [MQTT-3.3.4-2]", async () => {
+test("cluster: a subscription with several matching filters on one node gets one copy per the rules [MQTT-3.3.4-2 v5]", async () => {
   const [a, b] = cluster.nodes;
   const sub = await connect(b, { clientId: "overlap-sub", protocolVersion: 5 });
   const other = await connect(b, { clientId: "overlap-other" });
@@ -95,7 +95,7 @@ test("cluster: after SUBACK, a message published at once on another node is neve
   }
 });
 
-test("cluster: a retained message is on every node right after its PUBACK, and an empty payload clears it everywhere [MQTT-3.3.1-5][MQTT-3.3.1-10]", async () => {
+test("cluster: a retained message is on every node right after its PUBACK, and an empty payload clears it everywhere [MQTT-3.3.1-5][MQTT-3.3.1-10 v3.1.1]", async () => {
   const [a, b, c] = cluster.nodes;
   const pub = await connect(a, { clientId: "ret-pub" });
   try {
@@ -106,7 +106,7 @@ test("cluster: a retained message is on every node right after its PUBACK, and a
       await s.subscribeAsync("ret/#", { qos: 1 });
       const [m] = await got.next(1);
       assert.equal(m.payload, "kept");
-      assert.equal(m.packet.retain, true, "[MQTT-3.3.1-8] sent with the retain flag");
+      assert.equal(m.packet.retain, true, "[MQTT-3.3.1-8 v3.1.1] sent with the retain flag");
       await endAll(s);
     }
     await pub.publishAsync("ret/one", "", { qos: 1, retain: true });

@@ -17,7 +17,7 @@ after(async () => {
   await cluster?.stop();
 });
 
-test("cluster: CONNECT on node B takes the client id from node A: A sends DISCONNECT 0x8E, B resumes with Session Present 1 [MQTT-3.1.4-2][MQTT-3.2.2-3]", async () => {
+test("cluster: CONNECT on node B takes the client id from node A: A sends DISCONNECT 0x8E, B resumes with Session Present 1 [MQTT-3.1.4-3 v5][MQTT-3.2.2-3 v5]", async () => {
   const [a, b, c] = cluster.nodes;
   const opts = {
     clientId: "mover",

@@ -571,7 +571,7 @@ test("CONNECT bridge bit (0x80 on the level) sets bridgeMode and keeps the versi
   }
 });
 
-test("user properties keep their wire order, duplicates included [MQTT-3.3.2-18]", () => {
+test("user properties keep their wire order, duplicates included [MQTT-3.3.2-18 v5]", () => {
   // Built by hand: mqtt-packet groups equal keys, the wire may interleave them.
   const pairs: [string, string][] = [["a", "1"], ["b", "2"], ["a", "3"], ["ключ", "знач"]];
   const enc = new TextEncoder();
@@ -707,11 +707,11 @@ test("a field running past the remaining length is malformed (0x81)", () => {
   fails(pkt(0x30, s("t"), [9, 1, 1]), 5, 0x81, "past the end"); // property length past the end
 });
 
-test("[MQTT-2.2.2-1][MQTT-2.2.2-2] reserved fixed header flags are malformed (0x81)", () => {
+test("[MQTT-2.2.2-1 v3.1.1][MQTT-2.2.2-2 v3.1.1][MQTT-2.1.3-1 v5] reserved fixed header flags are malformed (0x81)", () => {
   for (const b0 of [0x11, 0x21, 0x41, 0x52, 0x78, 0x92, 0xb4, 0xc1, 0xd8, 0xe2]) {
-    fails(new Uint8Array([b0, 0]), 4, 0x81, "[MQTT-2.2.2-1]");
+    fails(new Uint8Array([b0, 0]), 4, 0x81, "[MQTT-2.2.2-1 v3.1.1]");
   }
-  fails(new Uint8Array([0xf1, 0]), 5, 0x81, "[MQTT-2.2.2-1]");
+  fails(new Uint8Array([0xf1, 0]), 5, 0x81, "[MQTT-2.2.2-1 v3.1.1]");
   // MQTT 3.1 set QoS/DUP on these; a 3.1 stream keeps working.
   assert.deepEqual(ok(new Uint8Array([0x62, 2, 0, 1, 0x6a, 2, 0, 2]), 3).length, 2);
 });
@@ -729,29 +729,29 @@ test("[MQTT-3.10.1-1] UNSUBSCRIBE flags must be 0010", () => {
   fails(pkt(0xa0, 0, 1, s("a")), 4, 0x81, "[MQTT-3.10.1-1]");
 });
 
-test("[MQTT-1.5.4-1] ill-formed UTF-8 and surrogates are malformed (0x81)", () => {
-  fails(pkt(0x30, s([0x61, 0xc3, 0x28])), 4, 0x81, "[MQTT-1.5.4-1]"); // bad continuation
-  fails(pkt(0x30, s([0xed, 0xa0, 0x80])), 4, 0x81, "[MQTT-1.5.4-1]"); // U+D800
-  fails(pkt(0x30, s([0xc0, 0xaf])), 4, 0x81, "[MQTT-1.5.4-1]"); // overlong '/'
-  fails(pkt(0x30, s([0xf4, 0x90, 0x80, 0x80])), 4, 0x81, "[MQTT-1.5.4-1]"); // > U+10FFFF
-  fails(pkt(0x30, s([0x61, 0xe2, 0x82])), 4, 0x81, "[MQTT-1.5.4-1]"); // truncated sequence
-  fails(connect(4, 0x82, s([0xff])), 4, 0x81, "[MQTT-1.5.4-1]"); // user name
+test("[MQTT-1.5.4-1 v5] ill-formed UTF-8 and surrogates are malformed (0x81)", () => {
+  fails(pkt(0x30, s([0x61, 0xc3, 0x28])), 4, 0x81, "[MQTT-1.5.4-1 v5]"); // bad continuation
+  fails(pkt(0x30, s([0xed, 0xa0, 0x80])), 4, 0x81, "[MQTT-1.5.4-1 v5]"); // U+D800
+  fails(pkt(0x30, s([0xc0, 0xaf])), 4, 0x81, "[MQTT-1.5.4-1 v5]"); // overlong '/'
+  fails(pkt(0x30, s([0xf4, 0x90, 0x80, 0x80])), 4, 0x81, "[MQTT-1.5.4-1 v5]"); // > U+10FFFF
+  fails(pkt(0x30, s([0x61, 0xe2, 0x82])), 4, 0x81, "[MQTT-1.5.4-1 v5]"); // truncated sequence
+  fails(connect(4, 0x82, s([0xff])), 4, 0x81, "[MQTT-1.5.4-1 v5]"); // user name
   // v5: inside a user property value.
   fails(
     pkt(0x30, s("t"), [9, 0x26, ...s("k"), ...s([0xed, 0xbf, 0xbf])]),
     5,
     0x81,
-    "[MQTT-1.5.4-1]",
+    "[MQTT-1.5.4-1 v5]",
   );
   // Valid 2-, 3- and 4-byte sequences pass.
   const [p] = ok(pkt(0x30, s("é/€/😀")), 4);
   assert.equal((p as any).topic, "é/€/😀");
 });
 
-test("[MQTT-1.5.4-2] U+0000 in a string is malformed (0x81)", () => {
-  fails(pkt(0x30, s([0x61, 0, 0x62])), 4, 0x81, "[MQTT-1.5.4-2]");
-  fails(pkt(0x30, s("abcdefghij\0klmnop")), 4, 0x81, "[MQTT-1.5.4-2]"); // in the 8-byte path
-  fails(pkt(0x10, s("MQTT"), 4, 2, 0, 60, s("c\0d")), 4, 0x81, "[MQTT-1.5.4-2]");
+test("[MQTT-1.5.4-2 v5] U+0000 in a string is malformed (0x81)", () => {
+  fails(pkt(0x30, s([0x61, 0, 0x62])), 4, 0x81, "[MQTT-1.5.4-2 v5]");
+  fails(pkt(0x30, s("abcdefghij\0klmnop")), 4, 0x81, "[MQTT-1.5.4-2 v5]"); // in the 8-byte path
+  fails(pkt(0x10, s("MQTT"), 4, 2, 0, 60, s("c\0d")), 4, 0x81, "[MQTT-1.5.4-2 v5]");
 });
 
 test("[MQTT-3.3.2-2] wildcards in a PUBLISH topic: 0x81, v5 Topic Name invalid 0x90", () => {
@@ -771,12 +771,12 @@ test("[MQTT-3.3.1-2] DUP on a QoS 0 PUBLISH is malformed (0x81)", () => {
   fails(pkt(0x38, s("t"), 0), 5, 0x81, "[MQTT-3.3.1-2]");
 });
 
-test("[MQTT-2.2.1-3] packet identifier 0 is a protocol error (0x82); missing is malformed", () => {
-  fails(pkt(0x32, s("t"), 0, 0), 4, 0x82, "[MQTT-2.2.1-3]");
-  fails(pkt(0x34, s("t"), 0, 0, 0), 5, 0x82, "[MQTT-2.2.1-3]");
-  fails(pkt(0x82, 0, 0, s("a"), 0), 4, 0x82, "[MQTT-2.2.1-3]");
-  fails(pkt(0xa2, 0, 0, s("a")), 4, 0x82, "[MQTT-2.2.1-3]");
-  fails(pkt(0x40, 0, 0), 4, 0x82, "[MQTT-2.2.1-3]");
+test("[MQTT-2.2.1-3 v5] packet identifier 0 is a protocol error (0x82); missing is malformed", () => {
+  fails(pkt(0x32, s("t"), 0, 0), 4, 0x82, "[MQTT-2.2.1-3 v5]");
+  fails(pkt(0x34, s("t"), 0, 0, 0), 5, 0x82, "[MQTT-2.2.1-3 v5]");
+  fails(pkt(0x82, 0, 0, s("a"), 0), 4, 0x82, "[MQTT-2.2.1-3 v5]");
+  fails(pkt(0xa2, 0, 0, s("a")), 4, 0x82, "[MQTT-2.2.1-3 v5]");
+  fails(pkt(0x40, 0, 0), 4, 0x82, "[MQTT-2.2.1-3 v5]");
   fails(pkt(0x40, 0), 4, 0x81, "past the end");
 });
 
@@ -785,28 +785,28 @@ test("[MQTT-3.1.2-3] CONNECT reserved flag set is malformed (0x81)", () => {
   fails(connect(5, 0x03), 4, 0x81, "[MQTT-3.1.2-3]");
 });
 
-test("[MQTT-3.1.2-11] will flag 0 means no will fields: will QoS set is malformed (0x81)", () => {
-  fails(connect(4, 0x0a), 4, 0x81, "[MQTT-3.1.2-13]");
-  fails(connect(5, 0x12), 5, 0x81, "[MQTT-3.1.2-11]"); // v5 numbering
+test("[MQTT-3.1.2-11 v3.1.1][MQTT-3.1.2-11 v5] will flag 0 means no will fields: will QoS set is malformed (0x81)", () => {
+  fails(connect(4, 0x0a), 4, 0x81, "[MQTT-3.1.2-13 v3.1.1]");
+  fails(connect(5, 0x12), 5, 0x81, "[MQTT-3.1.2-11 v5]"); // v5 numbering
 });
 
-test("[MQTT-3.1.2-13] will QoS must be 0 when the will flag is 0", () => {
-  fails(connect(4, 0x12), 4, 0x81, "[MQTT-3.1.2-13]");
+test("[MQTT-3.1.2-13 v3.1.1][MQTT-3.1.2-11 v5] will QoS must be 0 when the will flag is 0", () => {
+  fails(connect(4, 0x12), 4, 0x81, "[MQTT-3.1.2-13 v3.1.1]");
 });
 
-test("[MQTT-3.1.2-15] will retain must be 0 when the will flag is 0", () => {
-  fails(connect(4, 0x22), 4, 0x81, "[MQTT-3.1.2-15]");
-  fails(connect(5, 0x22), 5, 0x81, "[MQTT-3.1.2-13]"); // v5 numbering
+test("[MQTT-3.1.2-15 v3.1.1][MQTT-3.1.2-13 v5] will retain must be 0 when the will flag is 0", () => {
+  fails(connect(4, 0x22), 4, 0x81, "[MQTT-3.1.2-15 v3.1.1]");
+  fails(connect(5, 0x22), 5, 0x81, "[MQTT-3.1.2-13 v5]"); // v5 numbering
 });
 
-test("[MQTT-3.1.2-14] will QoS 3 is malformed (0x81)", () => {
-  fails(connect(4, 0x1e, s("w"), s("m")), 4, 0x81, "[MQTT-3.1.2-14]");
-  fails(connect(5, 0x1e, [0], s("w"), s("m")), 5, 0x81, "[MQTT-3.1.2-12]");
+test("[MQTT-3.1.2-14 v3.1.1][MQTT-3.1.2-12 v5] will QoS 3 is malformed (0x81)", () => {
+  fails(connect(4, 0x1e, s("w"), s("m")), 4, 0x81, "[MQTT-3.1.2-14 v3.1.1]");
+  fails(connect(5, 0x1e, [0], s("w"), s("m")), 5, 0x81, "[MQTT-3.1.2-12 v5]");
 });
 
-test("[MQTT-3.1.2-22] 3.1.1 password without user name is malformed; v5 allows it", () => {
-  fails(connect(4, 0x42, s("pw")), 4, 0x81, "[MQTT-3.1.2-22]");
-  fails(connect(3, 0x42, s("pw")), 4, 0x81, "[MQTT-3.1.2-22]");
+test("[MQTT-3.1.2-22 v3.1.1] 3.1.1 password without user name is malformed; v5 allows it", () => {
+  fails(connect(4, 0x42, s("pw")), 4, 0x81, "[MQTT-3.1.2-22 v3.1.1]");
+  fails(connect(3, 0x42, s("pw")), 4, 0x81, "[MQTT-3.1.2-22 v3.1.1]");
   const [p] = ok(connect(5, 0x42, s("pw")), 4);
   assert.deepEqual((p as any).password, new TextEncoder().encode("pw"));
   assert.equal((p as any).username, undefined);
@@ -820,9 +820,9 @@ test("[MQTT-3.1.2-1][MQTT-3.1.2-2] unknown protocol name or level: 0x84 Unsuppor
   fails(pkt(0x10, s("MQTT"), 0x86, 2, 0, 60, s("c")), 4, 0x84, "[MQTT-3.1.2-2]");
 });
 
-test("[MQTT-3.8.3-3] SUBSCRIBE without topic filters is a protocol error (0x82)", () => {
-  fails(pkt(0x82, 0, 1), 4, 0x82, "[MQTT-3.8.3-3]");
-  fails(pkt(0x82, 0, 1, 0), 5, 0x82, "[MQTT-3.8.3-3]");
+test("[MQTT-3.8.3-3 v3.1.1][MQTT-3.8.3-2 v5] SUBSCRIBE without topic filters is a protocol error (0x82)", () => {
+  fails(pkt(0x82, 0, 1), 4, 0x82, "[MQTT-3.8.3-3 v3.1.1]");
+  fails(pkt(0x82, 0, 1, 0), 5, 0x82, "[MQTT-3.8.3-2 v5]");
 });
 
 test("[MQTT-3.10.3-2] UNSUBSCRIBE without topic filters is a protocol error (0x82)", () => {
@@ -830,19 +830,19 @@ test("[MQTT-3.10.3-2] UNSUBSCRIBE without topic filters is a protocol error (0x8
   fails(pkt(0xa2, 0, 1, 0), 5, 0x82, "[MQTT-3.10.3-2]");
 });
 
-test("[MQTT-3-8.3-4] 3.1.1 subscription options: reserved bits or QoS 3 are malformed (0x81)", () => {
-  fails(pkt(0x82, 0, 1, s("a"), 0x04), 4, 0x81, "[MQTT-3-8.3-4]");
-  fails(pkt(0x82, 0, 1, s("a"), 0x03), 4, 0x81, "[MQTT-3-8.3-4]");
+test("[MQTT-3.8.3-4 v3.1.1] 3.1.1 subscription options: reserved bits or QoS 3 are malformed (0x81)", () => {
+  fails(pkt(0x82, 0, 1, s("a"), 0x04), 4, 0x81, "[MQTT-3.8.3-4 v3.1.1]");
+  fails(pkt(0x82, 0, 1, s("a"), 0x03), 4, 0x81, "[MQTT-3.8.3-4 v3.1.1]");
 });
 
-test("[MQTT-3.8.3-5] v5 subscription options: reserved bits, QoS 3, retain handling 3 (0x81)", () => {
-  fails(pkt(0x82, 0, 1, 0, s("a"), 0x40), 5, 0x81, "[MQTT-3.8.3-5]");
-  fails(pkt(0x82, 0, 1, 0, s("a"), 0x03), 5, 0x81, "[MQTT-3.8.3-5]");
-  fails(pkt(0x82, 0, 1, 0, s("a"), 0x30), 5, 0x81, "[MQTT-3.8.3-5]");
+test("[MQTT-3.8.3-5 v5] v5 subscription options: reserved bits, QoS 3, retain handling 3 (0x81)", () => {
+  fails(pkt(0x82, 0, 1, 0, s("a"), 0x40), 5, 0x81, "[MQTT-3.8.3-5 v5]");
+  fails(pkt(0x82, 0, 1, 0, s("a"), 0x03), 5, 0x81, "[MQTT-3.8.3-5 v5]");
+  fails(pkt(0x82, 0, 1, 0, s("a"), 0x30), 5, 0x81, "[MQTT-3.8.3-5 v5]");
 });
 
-test("[MQTT-3.8.3-4] v5 No Local on a shared subscription is a protocol error (0x82)", () => {
-  fails(pkt(0x82, 0, 1, 0, s("$share/g/a"), 0x04), 5, 0x82, "[MQTT-3.8.3-4]");
+test("[MQTT-3.8.3-4 v5] v5 No Local on a shared subscription is a protocol error (0x82)", () => {
+  fails(pkt(0x82, 0, 1, 0, s("$share/g/a"), 0x04), 5, 0x82, "[MQTT-3.8.3-4 v5]");
   assert.equal(ok(pkt(0x82, 0, 1, 0, s("$shared/a"), 0x04), 5).length, 1);
 });
 
@@ -899,9 +899,9 @@ test("v5 property values the spec forbids are protocol errors (0x82)", () => {
   fails(pkt(0x30, s("t"), [5, 0x0b, 0x80, 0x80, 0x80, 0x80]), 5, 0x81, "§1.5.5");
 });
 
-test("[MQTT-3.2.2-1] CONNACK reserved flags are malformed (0x81)", () => {
-  fails(pkt(0x20, 2, 0), 4, 0x81, "[MQTT-3.2.2-1]");
-  fails(pkt(0x20, 0x80, 0, 0), 5, 0x81, "[MQTT-3.2.2-1]");
+test("[MQTT-3.2.2-1 v5] CONNACK reserved flags are malformed (0x81)", () => {
+  fails(pkt(0x20, 2, 0), 4, 0x81, "[MQTT-3.2.2-1 v5]");
+  fails(pkt(0x20, 0x80, 0, 0), 5, 0x81, "[MQTT-3.2.2-1 v5]");
 });
 
 test("v5 reason codes not defined for the packet type are malformed (0x81)", () => {

@@ -533,7 +533,7 @@ for (const v of VERSIONS) {
   });
 }
 
-test("v5 DISCONNECT and AUTH: short forms where mqtt-packet writes the long ones [MQTT-3.14.2-1]", () => {
+test("v5 DISCONNECT and AUTH: short forms where mqtt-packet writes the long ones [MQTT-3.14.2-1 v5]", () => {
   // Ours: reason 0 and no properties -> Remaining Length 0 (§3.14.2.1, §3.15.2.1).
   assert.equal(hex(encode({ cmd: "disconnect" }, 5)), "e000");
   assert.equal(hex(encode({ cmd: "disconnect", reasonCode: 0 }, 5)), "e000");
@@ -639,7 +639,7 @@ test("v5 CONNACK always has a property length (§3.2.2.3)", () => {
   assert.equal(hex(encode({ cmd: "connack", sessionPresent: true, reasonCode: 0 }, 4)), "20020100");
 });
 
-test("v5 PUBLISH: several Subscription Identifiers, each its own property [MQTT-3.3.4-3]", () => {
+test("v5 PUBLISH: several Subscription Identifiers, each its own property [MQTT-3.3.4-3 v5]", () => {
   const p: PublishPacket = {
     cmd: "publish",
     topic: "t",
@@ -656,7 +656,7 @@ test("v5 PUBLISH: several Subscription Identifiers, each its own property [MQTT-
   });
 });
 
-test("user properties are written in the order given, repeats kept [MQTT-3.3.2-18]", () => {
+test("user properties are written in the order given, repeats kept [MQTT-3.3.2-18 v5]", () => {
   const pairs: [string, string][] = [["b", "1"], ["a", "2"], ["b", "3"]];
   const buf = encode({
     cmd: "puback",
@@ -705,7 +705,7 @@ test("Remaining Length uses 1 to 4 bytes at the boundaries (§1.5.5)", () => {
   assert.equal(hex(huge.subarray(1, 5)), "80808001");
 });
 
-test("strings: UTF-8 byte lengths, surrogate pairs, lone surrogates as U+FFFD [MQTT-1.5.4-1]", () => {
+test("strings: UTF-8 byte lengths, surrogate pairs, lone surrogates as U+FFFD [MQTT-1.5.4-1 v5]", () => {
   const x30 = "x".repeat(30);
   for (
     const s of [
@@ -728,7 +728,7 @@ test("strings: UTF-8 byte lengths, surrogate pairs, lone surrogates as U+FFFD [M
 // ---------------------------------------------------------------------------------------------
 // Values that cannot be encoded
 
-test("a string over 65535 bytes is refused with a clear error [MQTT-1.5.4-1]", () => {
+test("a string over 65535 bytes is refused with a clear error [MQTT-1.5.4-1 v5]", () => {
   const max = "x".repeat(65535);
   assert.equal(
     encode({ cmd: "unsubscribe", messageId: 1, unsubscriptions: [max] }, 4).length,

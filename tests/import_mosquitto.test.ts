@@ -326,7 +326,7 @@ test("midge import-mosquitto imports into the configured store; Midge then serve
     assert.ok(expiry > 3000 && expiry <= 3600, `message expiry ${expiry}`);
     assert.equal(retained.find((m) => m.topic === "keep/v3")?.payload, "R3");
 
-    // [MQTT-3.1.2-4] the imported sessions are resumed with what was queued for them.
+    // [MQTT-3.1.2-4 v3.1.1] the imported sessions are resumed with what was queued for them.
     const k5 = await connectCollect(tb, {
       clientId: "keeper5",
       clean: false,

@@ -186,7 +186,7 @@ for (const v of ["mqttv311", "mqttv5"] as const) {
       assert.equal(le.code, 0, le.stderr);
       assert.deepEqual(messages(le.stdout), ["r/a|now|1|0"]);
 
-      // An empty retained message clears the topic [MQTT-3.3.1-10]; r/a was replaced.
+      // An empty retained message clears the topic [MQTT-3.3.1-10 v3.1.1]; r/a was replaced.
       await pub(tb, `-V ${v} -t r/b -n -r`);
       const after = sub(tb, `-V ${v} -i after -t r/# -C 2 ${F}`);
       await subscribed(tb, "after", "r/#");
@@ -261,14 +261,14 @@ for (const v of VERSIONS) {
       await pub(tb, `-V ${v} -t will/sentinel -m end -q 1`);
       const we = await watch.done;
       assert.equal(we.code, 0, we.stderr);
-      // Wills are delivered live with retain 0 [MQTT-3.3.1-9]; the sentinel comes last.
+      // Wills are delivered live with retain 0 [MQTT-3.3.1-9 v3.1.1]; the sentinel comes last.
       assert.deepEqual(messages(we.stdout), [
         ...(v === "mqttv5" ? ["will/int|int|1|0"] : []),
         "will/victim|gone|1|0",
         "will/sentinel|end|1|0",
       ]);
 
-      // --will-retain: the will was retained [MQTT-3.1.2-17].
+      // --will-retain: the will was retained [MQTT-3.1.2-17 v3.1.1][MQTT-3.1.2-15 v5].
       const later = await run(tb, "mosquitto_sub", `-V ${v} -t will/# -q 1 -C 1 ${F}`);
       assert.equal(later.code, 0, later.stderr);
       assert.deepEqual(messages(later.stdout), ["will/victim|gone|1|1"]);
@@ -303,9 +303,9 @@ test("mqttv5: PUBLISH properties set with -D reach a v5 mosquitto_sub unchanged 
       [topic, payload, qos, ctype, corr, pfi, resp, subId],
       ["p/x", "{}", "1", "application/json", "c0rr", "1", "p/reply", "42"],
     );
-    // The expiry sent on is what is left of it [MQTT-3.3.2-6]: at most what was set.
+    // The expiry sent on is what is left of it [MQTT-3.3.2-6 v5]: at most what was set.
     assert.ok(Number(expiry) > 0 && Number(expiry) <= 3600, `expiry ${expiry}`);
-    // User properties keep their order [MQTT-3.3.2-18] (mosquitto_sub prints them space-separated).
+    // User properties keep their order [MQTT-3.3.2-18 v5] (mosquitto_sub prints them space-separated).
     assert.equal(users, "k1:v1 k2:v2");
   } finally {
     await tb.stop();
@@ -330,7 +330,7 @@ test("a v5 message with properties reaches an MQTT 3.1.1 mosquitto_sub as a plai
 });
 
 for (const v of ["mqttv311", "mqttv5"] as const) {
-  test(`${v}: persistent session (-c): QoS 1/2 published while offline are delivered on reconnect [MQTT-3.1.2-4][MQTT-3.1.2-5]`, async () => {
+  test(`${v}: persistent session (-c): QoS 1/2 published while offline are delivered on reconnect [MQTT-3.1.2-4 v3.1.1][MQTT-3.1.2-5 v3.1.1]`, async () => {
     const tb = await startBroker();
     const id = `persist-${v}`;
     const session = `-V ${v} -c ${v === "mqttv5" ? "-x 300" : ""} -i ${id}`;

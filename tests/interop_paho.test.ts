@@ -156,7 +156,7 @@ const brief = (m: Line) => [m.topic, m.payload, m.qos, m.retain];
 
 for (const v of ["311", "5"] as const) {
   const name = v === "5" ? "MQTTv5" : "MQTTv311";
-  test(`paho ${name}: subscribe and publish QoS 0/1/2, retained messages [MQTT-3.3.1-8][MQTT-3.8.4-6]`, async () => {
+  test(`paho ${name}: subscribe and publish QoS 0/1/2, retained messages [MQTT-3.3.1-8 v3.1.1][MQTT-3.8.4-6]`, async () => {
     const tb = await startBroker();
     try {
       const lines = await python(
@@ -198,7 +198,7 @@ for c in (s, p, r):
         ["low/2", "downgraded", 1, false],
       ]);
       // A new subscriber gets the retained message flagged; the cleared one is gone
-      // [MQTT-3.3.1-10]; a live message on the same topic comes with retain 0.
+      // [MQTT-3.3.1-10 v3.1.1]; a live message on the same topic comes with retain 0.
       assert.deepEqual(msgs.filter((m) => m.client === "r").map(brief), [
         ["keep/a", "kept", 1, true],
         ["keep/a", "live", 1, false],
@@ -208,7 +208,7 @@ for c in (s, p, r):
     }
   });
 
-  test(`paho ${name}: a persistent session queues QoS 1/2 while offline and is resumed [MQTT-3.1.2-4][MQTT-3.2.2-2]`, async () => {
+  test(`paho ${name}: a persistent session queues QoS 1/2 while offline and is resumed [MQTT-3.1.2-4 v3.1.1][MQTT-3.2.2-2 v3.1.1]`, async () => {
     const tb = await startBroker();
     try {
       const lines = await python(
@@ -292,7 +292,7 @@ for c in (w, p, late):
         ["will/victim", "gone", 1, false],
         ["will/end", "sentinel", 1, false],
       ]);
-      // Will Retain: the will was also retained [MQTT-3.1.2-17].
+      // Will Retain: the will was also retained [MQTT-3.1.2-17 v3.1.1][MQTT-3.1.2-15 v5].
       assert.deepEqual(msgs.filter((m) => m.client === "late").map(brief), [
         ["will/victim", "gone", 1, true],
       ]);
@@ -308,7 +308,7 @@ for c in (w, p, late):
   });
 }
 
-test("paho MQTTv5: properties, subscription identifiers, No Local, request/response and an assigned client id [MQTT-3.3.2-17..20][MQTT-3.8.3-3]", async () => {
+test("paho MQTTv5: properties, subscription identifiers, No Local, request/response and an assigned client id [MQTT-3.3.2-17..20][MQTT-3.8.3-3 v5]", async () => {
   const tb = await startBroker();
   try {
     const lines = await python(
@@ -358,7 +358,7 @@ for c in (responder, req, watcher):
     );
     const [anon] = of(lines, "anon");
     assert.equal(anon.rc, 0);
-    // [MQTT-3.2.2-16] the broker tells the client the id it assigned.
+    // [MQTT-3.2.2-16 v5] the broker tells the client the id it assigned.
     assert.match(anon.props.AssignedClientIdentifier, /^auto-/);
     assert.deepEqual(of(lines, "suback").map((l) => l.granted), [[1], [1]]);
     const msgs = of(lines, "msg");
@@ -368,7 +368,7 @@ for c in (responder, req, watcher):
     assert.deepEqual(req.map(brief), [["svc/resp/1", "answer to question", 1, false]]);
     assert.equal(req[0].props.CorrelationData, hex("id-42"));
     assert.deepEqual(req[0].props.SubscriptionIdentifier, [7]);
-    // Every forwarded property arrives unchanged, user properties in order [MQTT-3.3.2-18].
+    // Every forwarded property arrives unchanged, user properties in order [MQTT-3.3.2-18 v5].
     const [w] = msgs.filter((m) => m.client === "watcher");
     assert.deepEqual(brief(w), ["svc/req", "again", 1, false]);
     assert.equal(w.props.ResponseTopic, "svc/resp/1");

@@ -59,7 +59,7 @@ test("[MQTT-4.7.3-1] topic names and filters are at least one character long", (
   assert.ok(validTopicFilter("/"));
 });
 
-test("[MQTT-4.7.3-2] [MQTT-1.5.3-1] no U+0000 and no unpaired surrogates", () => {
+test("[MQTT-4.7.3-2] [MQTT-1.5.3-1 v3.1.1] no U+0000 and no unpaired surrogates", () => {
   assert.equal(validTopicName("a\u0000b"), false);
   assert.equal(validTopicFilter("a/\u0000"), false);
   assert.equal(validTopicName("a\ud800b"), false);
@@ -79,7 +79,7 @@ test("[MQTT-3.3.2-2] a topic name contains no wildcard characters", () => {
   for (const t of ["a/b", "$SYS/x", "Accounts payable", "//"]) assert.ok(validTopicName(t), t);
 });
 
-test("[MQTT-4.8.2-1] [MQTT-4.8.2-2] parseShared splits $share/<group>/<filter>", () => {
+test("[MQTT-4.8.2-1 v5] [MQTT-4.8.2-2 v5] parseShared splits $share/<group>/<filter>", () => {
   assert.deepEqual(parseShared("$share/g/a/b"), { group: "g", filter: "a/b" });
   assert.deepEqual(parseShared("$share/grp/#"), { group: "grp", filter: "#" });
   assert.deepEqual(parseShared("$share/g//x"), { group: "g", filter: "/x" });

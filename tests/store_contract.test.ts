@@ -181,7 +181,7 @@ for (const [name, make] of Object.entries(STORES)) {
 }
 
 for (const [name, make] of Object.entries(RETAINED_STORES)) {
-  test(`retained store contract (${name}): one message per topic, replaced, cleared by an empty payload [MQTT-3.3.1-5 v5][MQTT-3.3.1-6 v5]`, async () => {
+  test(`retained store contract (${name}): one message per topic, replaced, cleared by an empty payload [MQTT-3.3.1-5][MQTT-3.3.1-10 v3.1.1][MQTT-3.3.1-6 v5]`, async () => {
     const r = await make();
     try {
       r.set(msg("t/a", "1"));

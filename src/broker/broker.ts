@@ -398,7 +398,7 @@ export class Broker implements FabricSink {
       // only those matching, a v5 PUBACK still says No matching subscribers (MQTT 5.0 §3.4.2.1).
       if (t.session.internal) n--;
       const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
-      // [MQTT-3.3.1-12] live messages carry retain=0 unless Retain As Published.
+      // [MQTT-3.3.1-12 v5][MQTT-3.3.1-9 v3.1.1] live messages carry retain=0 unless Retain As Published.
       this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
     }
     return n;
@@ -447,7 +447,7 @@ export class Broker implements FabricSink {
   }
 
   /**
-   * Send or queue a retained message replayed for a new subscription [MQTT-3.3.1-9]. It obeys the
+   * Send or queue a retained message replayed for a new subscription [MQTT-3.3.1-6 v3.1.1][MQTT-3.3.1-9 v5]. It obeys the
    * limits of every other delivery, so no SUBSCRIBE can make the broker hold more for a client
    * that does not read: QoS 1/2 the inflight window and the session queue (`deliver`); QoS 0 the
    * slow-reader bound, past which it waits in the session queue (max_queued_messages,
@@ -503,7 +503,7 @@ export class Broker implements FabricSink {
     } else this.log.notice("Memory use is below memory_limit again.");
   }
 
-  /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9]. */
+  /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9 v5]. */
   sendQuota(conn: DeliverySink): number {
     const m = this.config.max_inflight_messages;
     return Math.min(m > 0 ? m : 65535, conn.terms.receiveMax);
@@ -516,7 +516,7 @@ export class Broker implements FabricSink {
       return;
     }
     if (!conn.sendPublish(o, id)) {
-      // Over the client's maximum packet size: discarded [MQTT-3.1.2-25].
+      // Over the client's maximum packet size: discarded [MQTT-3.1.2-25 v5].
       this.forget(s, o);
       return;
     }
@@ -609,7 +609,7 @@ export class Broker implements FabricSink {
         f.state = "publish";
         if (conn.sendPublish(f, id, true)) outstanding++;
         else {
-          // Over the client's Maximum Packet Size: discarded [MQTT-3.1.2-25].
+          // Over the client's Maximum Packet Size: discarded [MQTT-3.1.2-25 v5].
           s.inflight.delete(id);
           this.forget(s, f);
         }
@@ -748,7 +748,7 @@ export class Broker implements FabricSink {
 
   /**
    * A session without a connection: publish its will now or after its delay, and end the session
-   * now or when it expires [MQTT-3.1.3-9][MQTT-3.1.2-23]. Also used for sessions restored at
+   * now or when it expires [MQTT-3.1.3-9 v5][MQTT-3.1.2-23 v5]. Also used for sessions restored at
    * start-up, whose clock started at `s.disconnectedAt`.
    */
   goOffline(s: Session): void {
@@ -778,7 +778,7 @@ export class Broker implements FabricSink {
       }
     }
     if (s.expiryInterval !== NEVER_EXPIRES) {
-      // longTimeout: v5 allows expiries beyond setTimeout's 24.8 days [MQTT-3.1.2-23].
+      // longTimeout: v5 allows expiries beyond setTimeout's 24.8 days [MQTT-3.1.2-23 v5].
       s.expiryTimer = longTimeout(
         () =>
           safely(this.log, `the expiry timer of ${s.clientId}`, () => {
@@ -861,7 +861,7 @@ export class Broker implements FabricSink {
 
   /**
    * Another node takes the session of `key` (see `sessionKey`) over: its client here is
-   * disconnected (v5 0x8E Session taken over [MQTT-3.1.4-2]). Returns the session's record when it
+   * disconnected (v5 0x8E Session taken over [MQTT-3.1.4-3 v5]). Returns the session's record when it
    * outlives its connection (to be resumed there), else null (and the session ends here). A
    * recorded session stays here, queueing what arrives for it, until `releaseMoved` (the new
    * owner has its subscriptions everywhere), so nothing published meanwhile is lost.
@@ -875,7 +875,7 @@ export class Broker implements FabricSink {
       const now = this.sessions.get(key);
       if (!now) return null;
       // The new connection brings its own will; a delayed one of this connection is dropped
-      // with it, as when a client resumes its session [MQTT-3.1.3-9].
+      // with it, as when a client resumes its session [MQTT-3.1.3-9 v5].
       now.will = null;
       if (now.willTimer) this.clock.clearTimeout(now.willTimer);
       now.willTimer = null;
@@ -969,7 +969,7 @@ export class Broker implements FabricSink {
     }
   }
 
-  /** Keep-alive [MQTT-3.1.2-24] and CONNECT time-out checks. */
+  /** Keep-alive [MQTT-3.1.2-24 v3.1.1][MQTT-3.1.2-22 v5] and CONNECT time-out checks. */
   sweep(): void {
     const now = this.clock.now();
     const limit = this.config.memory_limit;

@@ -118,7 +118,7 @@ const MAX_HELD_OPEN = 10_000;
 
 /**
  * What a connection's login said that lasts: when its credentials expire, and the v5
- * authentication method a re-authentication must use [MQTT-4.12.1-1]. Only clients that have
+ * authentication method a re-authentication must use [MQTT-4.12.1-1 v5]. Only clients that have
  * either carry one.
  */
 export interface ConnLogin {
@@ -139,7 +139,7 @@ export class Connection implements SocketHandlers, DeliverySink {
   clientId = "";
   username: string | undefined;
   keepalive = 0;
-  /** Time of the last packet received (ms), for keep-alive [MQTT-3.1.2-24]. */
+  /** Time of the last packet received (ms), for keep-alive [MQTT-3.1.2-24 v3.1.1][MQTT-3.1.2-22 v5]. */
   lastRx: number;
   readonly openedAt: number;
   /** What the CONNECT asked for beyond the defaults (v5 limits, bridge mode); shared when nothing. */
@@ -177,12 +177,12 @@ export class Connection implements SocketHandlers, DeliverySink {
     return this.listener?.mount_point ?? "";
   }
 
-  /** The topic a v5 client set for an incoming topic alias [MQTT-3.3.2-10], if any. */
+  /** The topic a v5 client set for an incoming topic alias [MQTT-3.3.2-10 v5], if any. */
   aliasIn(alias: number): string | undefined {
     return this.#aliases?.in?.get(alias);
   }
 
-  /** Records an incoming topic alias [MQTT-3.3.2-10]. */
+  /** Records an incoming topic alias [MQTT-3.3.2-10 v5]. */
   setAliasIn(alias: number, topic: string): void {
     const a = this.#aliases ??= { in: null, out: null };
     (a.in ??= new Map()).set(alias, topic);
@@ -435,7 +435,7 @@ export class Connection implements SocketHandlers, DeliverySink {
   /**
    * Queue a PUBLISH of `o` with packet id `id` (0 for QoS 0). The encoding is shared by every
    * receiver that gets the same bytes. Returns false when the packet exceeds the client's
-   * Maximum Packet Size [MQTT-3.1.2-25], or its topic is outside the listener's mount point, and
+   * Maximum Packet Size [MQTT-3.1.2-25 v5], or its topic is outside the listener's mount point, and
    * it was not sent.
    */
   sendPublish(o: Outgoing, id: number, dup = false): boolean {
@@ -465,7 +465,7 @@ export class Connection implements SocketHandlers, DeliverySink {
     } else {
       prep = preparePublish(this.#publishPacket(o, expiry, dup), v);
     }
-    // [MQTT-3.1.2-25] a packet over the client's Maximum Packet Size is discarded, not sent.
+    // [MQTT-3.1.2-25 v5] a packet over the client's Maximum Packet Size is discarded, not sent.
     if (terms.maxPacket && prep.bytes.length > terms.maxPacket) {
       // Not sent, so an alias it set up must not be used later.
       const out = this.#aliases?.out;
@@ -499,9 +499,9 @@ export class Connection implements SocketHandlers, DeliverySink {
   }
 
   /**
-   * v5 topic alias for an outgoing topic [MQTT-3.3.2-7]: [alias, topic-to-send]. A new topic takes
+   * v5 topic alias for an outgoing topic [MQTT-3.3.2-7 v5]: [alias, topic-to-send]. A new topic takes
    * the next free alias while there is one (up to the client's Topic Alias Maximum
-   * [MQTT-3.2.2-17]); after that topics are sent in full.
+   * [MQTT-3.2.2-17 v5]); after that topics are sent in full.
    */
   #aliasOut(topic: string): [number, string] {
     const map = (this.#aliases ??= { in: null, out: null }).out ??= new Map();
@@ -587,7 +587,7 @@ export class Connection implements SocketHandlers, DeliverySink {
 
   /**
    * Close the connection. With a v5 reason code and an open v5 session, a DISCONNECT with that
-   * reason goes first [MQTT-4.13.1-1]. `why` is logged.
+   * reason goes first [MQTT-4.13.1-1 v5]. `why` is logged.
    */
   close(reasonCode?: number, why?: string, props?: Properties): void {
     if (this.state === "closed") return;
@@ -628,7 +628,7 @@ export class Connection implements SocketHandlers, DeliverySink {
     this.broker.connectionClosed(this);
   }
 
-  /** Reason string property, only when the client did not turn problem information off [MQTT-3.1.2-29]. */
+  /** Reason string property, only when the client did not turn problem information off [MQTT-3.1.2-29 v5]. */
   reason(text: string): Properties | undefined {
     return this.version === 5 && this.terms.problemInfo ? { reasonString: text } : undefined;
   }

@@ -12,7 +12,7 @@ export interface Message {
    * response topic, correlation data, user properties. Never topic alias or subscription ids.
    */
   properties?: Properties;
-  /** Absolute time (ms since epoch) after which the message is dropped [MQTT-3.3.2-5]; 0 = never. */
+  /** Absolute time (ms since epoch) after which the message is dropped [MQTT-3.3.2-5 v5]; 0 = never. */
   expiresAt: number;
   /** Session key of the publisher (for No Local; see `sessionKey`), "" for the broker itself. */
   origin: string;
@@ -48,7 +48,7 @@ export function forwardedProperties(p: Properties | undefined): Properties | und
 
 /**
  * The Message Expiry Interval to send with a message now: the remaining lifetime in seconds
- * [MQTT-3.3.2-6], or undefined when it never expires; -1 when it has expired.
+ * [MQTT-3.3.2-6 v5], or undefined when it never expires; -1 when it has expired.
  */
 export function remainingExpiry(m: Message, now: number): number | undefined {
   if (!m.expiresAt) return undefined;

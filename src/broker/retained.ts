@@ -1,6 +1,6 @@
 /**
  * Retained messages: one per topic [MQTT-3.3.1-5], replaced by a newer one, removed by an empty
- * payload [MQTT-3.3.1-10], dropped once their message expiry has passed [MQTT-3.3.2-5].
+ * payload [MQTT-3.3.1-10 v3.1.1][MQTT-3.3.1-6 v5], dropped once their message expiry has passed [MQTT-3.3.2-5 v5].
  * Kept behind this small interface so a persistent or shared store can replace it.
  */
 import { type Message, messageBytes, ownPayload } from "./message.ts";

@@ -160,8 +160,8 @@ export class Router {
   /**
    * Everyone who gets a message published on `topic` by `origin`: one target per session, at
    * the highest QoS of its matching subscriptions, with all their subscription identifiers
-   * [MQTT-3.3.4-2][MQTT-3.3.4-3]; No Local subscriptions of the publisher skipped
-   * [MQTT-3.8.3-3]; one member per shared group (MQTT 5.0 §4.8.2), chosen among the members
+   * [MQTT-3.3.4-2 v5][MQTT-3.3.4-3 v5]; No Local subscriptions of the publisher skipped
+   * [MQTT-3.8.3-3 v5]; one member per shared group (MQTT 5.0 §4.8.2), chosen among the members
    * `acl` lets read the topic, unless `withShared` is false (in a cluster, where the fabric picks
    * the node of each shared message).
    */

@@ -19,9 +19,9 @@ export interface SubscriptionEntry {
   /** The part that is matched against topics ("a/#"). */
   topicFilter: string;
   qos: QoS;
-  /** v5 No Local [MQTT-3.8.3-3]. */
+  /** v5 No Local [MQTT-3.8.3-3 v5]. */
   nl: boolean;
-  /** v5 Retain As Published [MQTT-3.3.1-12]. */
+  /** v5 Retain As Published [MQTT-3.3.1-12 v5]. */
   rap: boolean;
   /** v5 Retain Handling. */
   rh: number;
@@ -48,7 +48,7 @@ const NO_QUEUE: Outgoing[] = Object.freeze([]) as unknown as Outgoing[];
 /**
  * The key of a session: its client id, preceded by its listener's mount point and a NUL when it
  * has one. A session belongs to its mount point: a client on one listener cannot resume or take
- * over a session made on another. (NUL cannot occur in a client id [MQTT-1.5.4-2] nor in a
+ * over a session made on another. (NUL cannot occur in a client id [MQTT-1.5.4-2 v5] nor in a
  * mount point, so keys cannot collide.)
  */
 export function sessionKey(mountPoint: string, clientId: string): string {
@@ -101,7 +101,7 @@ export class Session {
    */
   unsent: number[] | null = null;
 
-  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-9]. */
+  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-9 v5]. */
   incomingQos2: Set<number> | null = null;
 
   /** User name of the last connection (kept with the session for ACL checks after a restart). */
@@ -128,7 +128,7 @@ export class Session {
     this.key = sessionKey(mountPoint, clientId);
   }
 
-  /** A packet id not in use by an outgoing message [MQTT-2.2.1-3]; 0 when all 65535 are busy. */
+  /** A packet id not in use by an outgoing message [MQTT-2.2.1-3 v5]; 0 when all 65535 are busy. */
   allocateId(): number {
     for (let i = 0; i < 65535; i++) {
       const id = this.#nextId;

@@ -8,11 +8,11 @@
  * nothing, and share DEFAULT_TERMS; the CONNECT handler makes an object for the others.
  */
 export interface ClientTerms {
-  /** v5: the client's Receive Maximum [MQTT-3.3.4-7]. */
+  /** v5: the client's Receive Maximum, which the broker's QoS 1/2 window keeps to [MQTT-3.3.4-9 v5]. */
   readonly receiveMax: number;
-  /** v5: the client's Maximum Packet Size [MQTT-3.1.2-24]; 0 = no limit. */
+  /** v5: the client's Maximum Packet Size [MQTT-3.1.2-24 v5]; 0 = no limit. */
   readonly maxPacket: number;
-  /** v5: Request Problem Information [MQTT-3.1.2-29]. */
+  /** v5: Request Problem Information [MQTT-3.1.2-29 v5]. */
   readonly problemInfo: boolean;
   /** v5: the client's Topic Alias Maximum: aliases the broker may use when sending. */
   readonly aliasMaxOut: number;

@@ -7,7 +7,7 @@ export const MAX_TOPIC_BYTES = 65535;
 
 /**
  * Checks the characters common to names and filters: no U+0000 [MQTT-4.7.3-2], no unpaired
- * surrogate (well-formed UTF-8, [MQTT-1.5.3-1]) and at most 65535 UTF-8 bytes [MQTT-4.7.3-3].
+ * surrogate (well-formed UTF-8, [MQTT-1.5.3-1 v3.1.1]) and at most 65535 UTF-8 bytes [MQTT-4.7.3-3].
  */
 function validChars(s: string): boolean {
   let bytes = 0;
@@ -104,17 +104,17 @@ export class InvalidSharedFilter extends Error {
 /**
  * Splits a shared subscription (MQTT 5.0 §4.8.2) "$share/<group>/<filter>" into its parts.
  * Returns null when `filter` does not start with "$share/" (an ordinary filter). Throws
- * `InvalidSharedFilter` when it does but the share name is empty [MQTT-4.8.2-1], contains '+' or
- * '#', or is not followed by "/" and a valid topic filter [MQTT-4.8.2-2].
+ * `InvalidSharedFilter` when it does but the share name is empty [MQTT-4.8.2-1 v5], contains '+' or
+ * '#', or is not followed by "/" and a valid topic filter [MQTT-4.8.2-2 v5].
  * (In MQTT 3.1.1 "$share/…" is an ordinary filter; the caller decides by protocol version.)
  */
 export function parseShared(filter: string): { group: string; filter: string } | null {
   if (!filter.startsWith("$share/")) return null;
   const slash = filter.indexOf("/", 7);
-  // [MQTT-4.8.2-2] the share name is followed by "/" and a topic filter
+  // [MQTT-4.8.2-2 v5] the share name is followed by "/" and a topic filter
   if (slash < 0) throw new InvalidSharedFilter(filter, "no topic filter after the share name");
   const group = filter.slice(7, slash);
-  if (group.length === 0) throw new InvalidSharedFilter(filter, "empty share name"); // [MQTT-4.8.2-1]
+  if (group.length === 0) throw new InvalidSharedFilter(filter, "empty share name"); // [MQTT-4.8.2-1 v5]
   if (group.includes("+") || group.includes("#")) {
     throw new InvalidSharedFilter(filter, "share name contains '+' or '#'");
   }

@@ -367,18 +367,18 @@ export class MqttClient extends EventEmitter {
           return;
         }
         if ((p.reasonCode ?? 0) >= 0x80) {
-          // v5: a PUBREC with a failure reason ends the exchange [MQTT-4.3.3-4].
+          // v5: a PUBREC with a failure reason ends the exchange [MQTT-4.3.3-4 v5].
           this.#outgoing.delete(p.messageId);
           o.resolve(p);
           this.#drainQueue();
           return;
         }
         o.state = "pubcomp";
-        this.#send({ cmd: "pubrel", messageId: p.messageId }); // [MQTT-4.3.3-3]
+        this.#send({ cmd: "pubrel", messageId: p.messageId }); // [MQTT-4.3.3-3 v5]
         return;
       }
       case "pubrel":
-        // [MQTT-4.3.3-11] answer PUBREL with PUBCOMP; the message was delivered at PUBLISH.
+        // [MQTT-4.3.3-11 v5] answer PUBREL with PUBCOMP; the message was delivered at PUBLISH.
         this.#incomingQos2.delete(p.messageId);
         this.#send({ cmd: "pubcomp", messageId: p.messageId });
         return;
@@ -490,14 +490,14 @@ export class MqttClient extends EventEmitter {
     if (p.qos === 0) {
       this.emit("message", p, () => {});
     } else if (p.qos === 1) {
-      // [MQTT-4.3.2-4]
+      // [MQTT-4.3.2-4 v5]
       if (manual) this.emit("message", p, () => ackNow("puback"));
       else {
         this.emit("message", p, () => {});
         ackNow("puback");
       }
     } else {
-      // [MQTT-4.3.3-9] deliver once; a DUP re-send before PUBREL is not delivered again.
+      // [MQTT-4.3.3-9 v5] deliver once; a DUP re-send before PUBREL is not delivered again.
       if (!this.#incomingQos2.has(p.messageId!)) {
         this.#incomingQos2.add(p.messageId!);
         if (manual) this.emit("message", p, () => ackNow("pubrec"));

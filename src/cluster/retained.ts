@@ -4,7 +4,7 @@
  * SUBSCRIBE matches locally: it neither waits on the network nor stops while JetStream elects a
  * leader. A write updates the local index at once and the bucket durably; the PUBACK of a
  * retained QoS 1/2 publish waits for it (`afterDurable`). An empty payload purges the key, on
- * every node [MQTT-3.3.1-10].
+ * every node [MQTT-3.3.1-10 v3.1.1][MQTT-3.3.1-6 v5].
  */
 import { createHash } from "node:crypto";
 import type { KV, KvWatchEntry } from "@nats-io/kv";

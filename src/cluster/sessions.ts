@@ -4,7 +4,7 @@
  *
  * A CONNECT on node B for a client id that node A owns:
  * 1. B asks A (`N.c.kick.A`) to let the client go. A disconnects it (v5 DISCONNECT 0x8E Session
- *    taken over [MQTT-3.1.4-2]), takes the session out of its tables and answers with the
+ *    taken over [MQTT-3.1.4-3 v5]), takes the session out of its tables and answers with the
  *    session's record: subscriptions, queue, in-flight messages and QoS 2 state.
  * 2. B writes itself as the owner, expecting the revision it read. If another node wrote in
  *    between (simultaneous CONNECTs), B starts again from 1, so exactly one node ends up with
@@ -162,7 +162,7 @@ export class KvSessions implements SessionRegistry {
         if (!record) return null;
         const prev = from;
         if (clean) {
-          // A clean start discards the session [MQTT-3.1.2-4]: the old owner may let it go now.
+          // A clean start discards the session [MQTT-3.1.2-6 v3.1.1][MQTT-3.1.2-4 v5]: the old owner may let it go now.
           void this.#finish(prev, clientId);
           return null;
         }

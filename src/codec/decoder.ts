@@ -470,7 +470,7 @@ function errorMessage(id: number, d: number, version: number): string {
         ? "§2.2.1 packet type 15 (AUTH) is reserved before MQTT 5"
         : "§2.2.1 packet type 0 is reserved";
     case 3:
-      return `[MQTT-2.2.2-1][MQTT-2.2.2-2] reserved fixed header flags of ${t} must be 0000`;
+      return `[MQTT-2.2.2-1 v3.1.1][MQTT-2.2.2-2 v3.1.1][MQTT-2.1.3-1 v5] reserved fixed header flags of ${t} must be 0000`;
     case 4: {
       const rule = d === 6 ? "[MQTT-3.6.1-1]" : d === 8 ? "[MQTT-3.8.1-1]" : "[MQTT-3.10.1-1]";
       return `${rule} fixed header flags of ${t} must be 0010`;
@@ -482,9 +482,9 @@ function errorMessage(id: number, d: number, version: number): string {
     case 7:
       return `unexpected bytes after the last field of ${t}`;
     case 8:
-      return "[MQTT-1.5.4-1] ill-formed UTF-8 string (invalid sequence or surrogate)";
+      return "[MQTT-1.5.4-1 v5] ill-formed UTF-8 string (invalid sequence or surrogate)";
     case 9:
-      return "[MQTT-1.5.4-2] UTF-8 string contains U+0000";
+      return "[MQTT-1.5.4-2 v5] UTF-8 string contains U+0000";
     case 10:
       return `[MQTT-3.3.2-2] wildcard in ${d ? "will topic" : "PUBLISH topic name"}`;
     case 11:
@@ -492,35 +492,37 @@ function errorMessage(id: number, d: number, version: number): string {
     case 12:
       return "[MQTT-3.3.1-2] DUP set on a QoS 0 PUBLISH";
     case 13:
-      return `[MQTT-2.2.1-3][MQTT-2.3.1-1] packet identifier 0 in ${t}`;
+      return `[MQTT-2.2.1-3 v5][MQTT-2.3.1-1 v3.1.1] packet identifier 0 in ${t}`;
     case 14:
       return "[MQTT-3.1.2-3] reserved CONNECT flag (bit 0) is set";
     case 15:
       return `${
-        version === 5 ? "[MQTT-3.1.2-11]" : "[MQTT-3.1.2-13]"
+        version === 5 ? "[MQTT-3.1.2-11 v5]" : "[MQTT-3.1.2-13 v3.1.1]"
       } will QoS set without will flag`;
     case 16:
       return `${
-        version === 5 ? "[MQTT-3.1.2-13]" : "[MQTT-3.1.2-15]"
+        version === 5 ? "[MQTT-3.1.2-13 v5]" : "[MQTT-3.1.2-15 v3.1.1]"
       } will retain set without will flag`;
     case 17:
-      return `${version === 5 ? "[MQTT-3.1.2-12]" : "[MQTT-3.1.2-14]"} will QoS 3`;
+      return `${version === 5 ? "[MQTT-3.1.2-12 v5]" : "[MQTT-3.1.2-14 v3.1.1]"} will QoS 3`;
     case 18:
-      return "[MQTT-3.1.2-22] password flag set without user name flag";
+      return "[MQTT-3.1.2-22 v3.1.1] password flag set without user name flag";
     case 19:
       return `[MQTT-3.1.2-1][MQTT-3.1.2-2] unsupported protocol name or level ${hex(d)}`;
     case 20:
-      return "[MQTT-3.8.3-3] SUBSCRIBE without topic filters";
+      return "[MQTT-3.8.3-3 v3.1.1][MQTT-3.8.3-2 v5] SUBSCRIBE without topic filters";
     case 21:
       return "[MQTT-3.10.3-2] UNSUBSCRIBE without topic filters";
     case 22:
       return `${
-        version === 5 ? "[MQTT-3.8.3-5]" : "[MQTT-3-8.3-4]"
+        version === 5 ? "[MQTT-3.8.3-5 v5]" : "[MQTT-3.8.3-4 v3.1.1]"
       } reserved subscription option bits set (${hex(d)})`;
     case 23:
-      return `${version === 5 ? "[MQTT-3.8.3-5]" : "[MQTT-3-8.3-4]"} subscription with QoS 3`;
+      return `${
+        version === 5 ? "[MQTT-3.8.3-5 v5]" : "[MQTT-3.8.3-4 v3.1.1]"
+      } subscription with QoS 3`;
     case 24:
-      return "[MQTT-3.8.3-5] subscription with retain handling 3";
+      return "[MQTT-3.8.3-5 v5] subscription with retain handling 3";
     case 25:
       return `[MQTT-4.7.3-1] empty topic filter in ${t}`;
     case 26:
@@ -540,9 +542,9 @@ function errorMessage(id: number, d: number, version: number): string {
     case 32:
       return `invalid reason code ${hex(d >>> 8)} in ${t}`;
     case 33:
-      return "[MQTT-3.8.3-4] No Local set on a shared subscription";
+      return "[MQTT-3.8.3-4 v5] No Local set on a shared subscription";
     case 34:
-      return "[MQTT-3.2.2-1] reserved CONNACK flags set";
+      return "[MQTT-3.2.2-1 v5] reserved CONNACK flags set";
     case 35:
       return "§1.5.5 variable byte integer longer than 4 bytes";
     case 36:

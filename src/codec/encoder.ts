@@ -167,7 +167,7 @@ function writeBinary(out: Uint8Array, pos: number, b: Uint8Array): number {
 
 function checkId(id: number | undefined, what: string): number {
   if (typeof id !== "number" || !(id >= 1 && id <= 0xffff) || (id | 0) !== id) {
-    // [MQTT-2.2.1-3] a packet identifier is a non-zero 16-bit integer.
+    // [MQTT-2.2.1-3 v5] a packet identifier is a non-zero 16-bit integer.
     throw new Error(`cannot encode ${what}: invalid packet identifier ${id}`);
   }
   return id;
@@ -182,8 +182,8 @@ function checkRemaining(rem: number, what: string): number {
 
 // ---------------------------------------------------------------------------------------------
 // Properties (MQTT 5, §2.2.2). Written in the order of the object's keys (the order mqtt-packet
-// uses too); user properties in the order given [MQTT-3.3.2-18]; a Subscription Identifier
-// array becomes one property per entry [MQTT-3.3.4-3]. Keys are visited with for-in and
+// uses too); user properties in the order given [MQTT-3.3.2-18 v5]; a Subscription Identifier
+// array becomes one property per entry [MQTT-3.3.4-3 v5]. Keys are visited with for-in and
 // dispatched by a switch: reading all 27 possible names from every object was ~10× slower.
 
 const BYTE = 0, U16 = 1, U32 = 2, VAR = 3, STR = 4, BIN = 5, PAIRS = 6;
@@ -802,7 +802,7 @@ export function writePrepared(
   const o = prep.idOffset;
   if (o >= 0) {
     if (!(id >= 1 && id <= 0xffff)) {
-      throw new Error(`cannot encode PUBLISH: invalid packet identifier ${id}`); // [MQTT-2.2.1-3]
+      throw new Error(`cannot encode PUBLISH: invalid packet identifier ${id}`); // [MQTT-2.2.1-3 v5]
     }
     out[pos + o] = id >>> 8;
     out[pos + o + 1] = id & 0xff;
@@ -852,7 +852,7 @@ export function encodeAck(
   reasonCode = 0,
 ): Uint8Array {
   if (!(id >= 1 && id <= 0xffff)) {
-    throw new Error(`cannot encode ack: invalid packet identifier ${id}`); // [MQTT-2.2.1-3]
+    throw new Error(`cannot encode ack: invalid packet identifier ${id}`); // [MQTT-2.2.1-3 v5]
   }
   const first = (type << 4) | (type === 6 ? 0x02 : 0); // [MQTT-3.6.1-1]
   const rc = version === 5 ? reasonCode : 0;
@@ -864,7 +864,7 @@ export function encodeAck(
 /**
  * CONNACK. v3/v3.1.1: 4 bytes; v5: 5 bytes, or more with properties (a v5 CONNACK always has a
  * Property Length, §3.2.2.3). The flag is written as given: the caller sends Session Present 0
- * with a non-zero return code [MQTT-3.2.2-4] [MQTT-3.2.2-6].
+ * with a non-zero return code [MQTT-3.2.2-4 v3.1.1][MQTT-3.2.2-6 v5].
  */
 export function encodeConnack(
   sessionPresent: boolean,

@@ -4,7 +4,7 @@
  * Field names follow `mqtt-packet` where it has one (`cmd`, `messageId`, `clean`, `keepalive`,
  * `granted`, …) so that differential tests compare field for field. Two deliberate differences:
  * user properties are an ordered list of pairs (the spec requires their order to be kept
- * [MQTT-3.3.2-18]), and every binary field is a `Uint8Array`.
+ * [MQTT-3.3.2-18 v5]), and every binary field is a `Uint8Array`.
  */
 
 /** 3 = MQTT 3.1 ("MQIsdp"), 4 = MQTT 3.1.1, 5 = MQTT 5.0. */

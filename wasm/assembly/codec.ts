@@ -354,7 +354,7 @@ function hasZero(v: u64): bool {
 }
 
 /**
- * Checks a UTF-8 string [MQTT-1.5.4-1][MQTT-1.5.4-2]. Returns flags: 1 non-ASCII, 2 holds '+' or
+ * Checks a UTF-8 string [MQTT-1.5.4-1 v5][MQTT-1.5.4-2 v5]. Returns flags: 1 non-ASCII, 2 holds '+' or
  * '#', 4 ill-formed (including surrogates and overlong forms), 8 holds U+0000.
  */
 function checkUtf8(start: usize, n: usize): u32 {
@@ -554,7 +554,7 @@ function leftover(t: u32): void {
 
 function packetId(t: u32): u32 {
   const id = u16at();
-  // [MQTT-2.2.1-3] (v5) / [MQTT-2.3.1-1] (3.1.1): packet identifiers are non-zero.
+  // [MQTT-2.2.1-3 v5] (v5) / [MQTT-2.3.1-1 v3.1.1] (3.1.1): packet identifiers are non-zero.
   if (errId == 0 && id == 0) fail(E_ID_ZERO, PROTOCOL_ERROR, t);
   return id;
 }
@@ -636,13 +636,13 @@ function decodeConnect(row: usize): void {
   const will = flags & 4;
   const wq = (flags >> 3) & 3;
   if (!will) {
-    if (wq) fail(E_WILL_QOS_NO_WILL, MALFORMED, 0); // [MQTT-3.1.2-13]
-    else if (flags & 0x20) fail(E_WILL_RETAIN_NO_WILL, MALFORMED, 0); // [MQTT-3.1.2-15]
+    if (wq) fail(E_WILL_QOS_NO_WILL, MALFORMED, 0); // [MQTT-3.1.2-13 v3.1.1][MQTT-3.1.2-11 v5]
+    else if (flags & 0x20) fail(E_WILL_RETAIN_NO_WILL, MALFORMED, 0); // [MQTT-3.1.2-15 v3.1.1][MQTT-3.1.2-13 v5]
   } else if (wq == 3) {
-    fail(E_WILL_QOS3, MALFORMED, 0); // [MQTT-3.1.2-14]
+    fail(E_WILL_QOS3, MALFORMED, 0); // [MQTT-3.1.2-14 v3.1.1][MQTT-3.1.2-12 v5]
   }
   if (level < 5 && (flags & 0x40) != 0 && (flags & 0x80) == 0) {
-    fail(E_PASSWORD_NO_USER, MALFORMED, 0); // [MQTT-3.1.2-22]
+    fail(E_PASSWORD_NO_USER, MALFORMED, 0); // [MQTT-3.1.2-22 v3.1.1]
   }
   if (errId) return;
   if (!ensureAux(48)) return;
@@ -676,7 +676,7 @@ function decodeConnack(row: usize): void {
   const flags = u8at();
   if (errId) return;
   if (flags & 0xfe) {
-    fail(E_CONNACK_FLAGS, MALFORMED, flags); // [MQTT-3.2.2-1]
+    fail(E_CONNACK_FLAGS, MALFORMED, flags); // [MQTT-3.2.2-1 v5]
     return;
   }
   store<u32>(row + F_HDR, load<u32>(row + F_HDR) | (flags << 16));
@@ -778,14 +778,14 @@ function decodeSubscribe(row: usize): void {
     const o = u8at();
     if (errId) return;
     if (ver == 5) {
-      if (o & 0xc0) fail(E_SUB_RESERVED, MALFORMED, o); // [MQTT-3.8.3-5]
+      if (o & 0xc0) fail(E_SUB_RESERVED, MALFORMED, o); // [MQTT-3.8.3-5 v5]
       else if ((o & 3) == 3) fail(E_SUB_QOS3, MALFORMED, o);
       else if (((o >> 4) & 3) == 3) fail(E_SUB_RH3, MALFORMED, o);
       else if ((o & 4) != 0 && isShared(<usize> load<u32>(aux), <u32> n)) {
-        fail(E_NL_SHARED, PROTOCOL_ERROR, 0); // [MQTT-3.8.3-4]
+        fail(E_NL_SHARED, PROTOCOL_ERROR, 0); // [MQTT-3.8.3-4 v5]
       }
     } else {
-      if (o & 0xfc) fail(E_SUB_RESERVED, MALFORMED, o); // [MQTT-3-8.3-4]
+      if (o & 0xfc) fail(E_SUB_RESERVED, MALFORMED, o); // [MQTT-3.8.3-4 v3.1.1]
       else if ((o & 3) == 3) fail(E_SUB_QOS3, MALFORMED, o);
     }
     if (errId) return;
@@ -795,7 +795,7 @@ function decodeSubscribe(row: usize): void {
     cnt++;
   }
   if (cnt == 0) {
-    fail(E_SUB_EMPTY, PROTOCOL_ERROR, 0); // [MQTT-3.8.3-3]
+    fail(E_SUB_EMPTY, PROTOCOL_ERROR, 0); // [MQTT-3.8.3-3 v3.1.1][MQTT-3.8.3-2 v5]
     return;
   }
   store<u32>(row + F_LIST_IDX, <u32> (first >> 2));
@@ -929,7 +929,7 @@ function checkFirstByte(b0: u32): void {
     if (t == 6 || t == 8 || t == 10) {
       if (f != 2) fail(E_FLAGS_0010, MALFORMED, t); // [MQTT-3.6.1-1][MQTT-3.8.1-1][MQTT-3.10.1-1]
     } else if (f != 0) {
-      fail(E_FLAGS, MALFORMED, t); // [MQTT-2.2.2-1][MQTT-2.2.2-2]
+      fail(E_FLAGS, MALFORMED, t); // [MQTT-2.2.2-1 v3.1.1][MQTT-2.2.2-2 v3.1.1][MQTT-2.1.3-1 v5]
     }
   }
 }

@@ -12,7 +12,7 @@ export function handlePuback(conn: Connection, p: AckPacket): void {
   conn.broker.completeOutgoing(conn.session!, p.messageId, 1);
 }
 
-/** PUBREC: answer PUBREL [MQTT-4.3.3-4]; an error reason code ends the exchange (v5). */
+/** PUBREC: answer PUBREL [MQTT-4.3.3-4 v5]; an error reason code ends the exchange (v5). */
 export function handlePubrec(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const f = s.inflight.get(p.messageId);
@@ -36,7 +36,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
   conn.sendAck(PUBREL, p.messageId, f ? 0 : ReasonCode.PacketIdentifierNotFound);
 }
 
-/** PUBREL from the client: release the QoS 2 id and answer PUBCOMP [MQTT-4.3.3-11]. */
+/** PUBREL from the client: release the QoS 2 id and answer PUBCOMP [MQTT-4.3.3-11 v5]. */
 export function handlePubrel(conn: Connection, p: AckPacket): void {
   const s = conn.session!;
   const known = s.incomingQos2?.delete(p.messageId) ?? false;

@@ -3,7 +3,7 @@
  * Authentication Method a link of its chain takes (OAUTH2-JWT) may send AUTH 0x19 with fresh
  * credentials (a new token) at any time: accepted, the broker answers AUTH 0x00 and the
  * connection goes on with the new expiry and permissions; refused, it is disconnected
- * [MQTT-4.12.1-2]. No method needs more than one step, so an AUTH 0x18 Continue is an error.
+ * [MQTT-4.12.1-2 v5]. No method needs more than one step, so an AUTH 0x18 Continue is an error.
  */
 import type { AuthPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
@@ -16,16 +16,16 @@ export function handleAuth(conn: Connection, p: AuthPacket): void {
     // AUTH after a CONNECT without an Authentication Method (MQTT 5.0 §3.15).
     conn.protocolError(
       ReasonCode.ProtocolError,
-      "AUTH without an authentication method [MQTT-4.12.0-1]",
+      "AUTH without an authentication method [MQTT-4.12.0-1 v5]",
     );
     return;
   }
   const props = p.properties ?? {};
   if (props.authenticationMethod !== method) {
-    // The same method as in CONNECT [MQTT-4.12.1-1].
+    // The same method as in CONNECT [MQTT-4.12.1-1 v5].
     conn.protocolError(
       ReasonCode.ProtocolError,
-      "re-authentication with another method [MQTT-4.12.1-1]",
+      "re-authentication with another method [MQTT-4.12.1-1 v5]",
     );
     return;
   }
@@ -55,7 +55,7 @@ function settle(conn: Connection, method: string, r: LoginResult): void {
   if (conn.closed) return;
   const s = conn.session;
   if (!r.ok || s === null) {
-    // [MQTT-4.12.1-2] a failed re-authentication ends the connection.
+    // [MQTT-4.12.1-2 v5] a failed re-authentication ends the connection.
     conn.close(
       r.ok ? ReasonCode.NotAuthorized : (r.code ?? ReasonCode.NotAuthorized),
       `re-authentication refused: ${r.ok ? "no session" : r.reason}`,

@@ -14,7 +14,7 @@ import { sharedTerms } from "../terms.ts";
 import { NEVER_EXPIRES, Session, sessionKey } from "../session.ts";
 import { fitsWithPrefix, validTopicName } from "../topic.ts";
 
-/** Send a refusing CONNACK and close [MQTT-3.2.2-6]. */
+/** Send a refusing CONNACK and close [MQTT-3.2.2-5 v3.1.1][MQTT-3.2.2-7 v5]. */
 function refuse(conn: Connection, v3code: number, v5code: number, why: string): void {
   conn.send({
     cmd: "connack",
@@ -29,7 +29,7 @@ function refuse(conn: Connection, v3code: number, v5code: number, why: string): 
 /**
  * Refuse a login. Every cause (unknown user, wrong password, anonymous not allowed) gets the
  * same CONNACK, v3 return code 5 / v5 0x87 Not authorized, as in Mosquitto, so a client cannot
- * tell a wrong user name from a wrong password [MQTT-3.2.2-6]; the cause goes to the log only.
+ * tell a wrong user name from a wrong password [MQTT-3.2.2-5 v3.1.1][MQTT-3.2.2-7 v5]; the cause goes to the log only.
  * A link may ask for another v5 code (0x86 when a token in the password field is bad: v3 4).
  */
 function refuseLogin(conn: Connection, why: string, code?: number): void {
@@ -111,7 +111,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   if (v5) {
     const method = props.authenticationMethod;
     if (method !== undefined && !broker.auth.supportsMethod(conn.listener, method)) {
-      // Only methods a link of this listener's chain takes (OAUTH2-JWT with jwt) [MQTT-4.12.0-1].
+      // Only methods a link of this listener's chain takes (OAUTH2-JWT with jwt) [MQTT-4.12.0-1 v5].
       refuse(conn, 0, ReasonCode.BadAuthenticationMethod, "unsupported authentication method");
       return;
     }
@@ -132,12 +132,12 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
       return;
     }
     if (!p.clean && !v5) {
-      // [MQTT-3.1.3-8] a zero-byte id with CleanSession=0 is rejected with 0x02.
+      // [MQTT-3.1.3-8 v3.1.1] a zero-byte id with CleanSession=0 is rejected with 0x02.
       refuse(
         conn,
         ConnackCodeV3.IdentifierRejected,
         ReasonCode.ClientIdentifierNotValid,
-        "empty client id with clean session 0 [MQTT-3.1.3-8]",
+        "empty client id with clean session 0 [MQTT-3.1.3-8 v3.1.1]",
       );
       return;
     }
@@ -199,7 +199,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
   conn.keepalive = keepalive;
 
-  // Will checks [MQTT-3.2.2-12][MQTT-3.2.2-13].
+  // Will checks [MQTT-3.2.2-12 v5][MQTT-3.2.2-13 v5].
   const will = p.will;
   if (will) {
     if (!validTopicName(will.topic)) {
@@ -268,7 +268,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
 /**
  * The login is accepted: admit once this node owns the client id. On a single node that is now;
  * in a cluster it may take the client id from another node, which hands over its session
- * [MQTT-3.1.4-2], and the client's later packets wait meanwhile.
+ * [MQTT-3.1.4-2 v3.1.1][MQTT-3.1.4-3 v5], and the client's later packets wait meanwhile.
  */
 function admitOwned(
   conn: Connection,
@@ -338,7 +338,7 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginA
     expiry = cfg.persistent_client_expiration;
   }
 
-  // Take-over [MQTT-3.1.4-2]: the existing connection of this client id is closed. Sessions are
+  // Take-over [MQTT-3.1.4-2 v3.1.1][MQTT-3.1.4-3 v5]: the existing connection of this client id is closed. Sessions are
   // per mount point: a listener's clients never reach another mount point's sessions.
   const key = sessionKey(conn.mountPoint, clientId);
   let session = broker.sessions.get(key);
@@ -350,15 +350,15 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginA
   }
   let sessionPresent = false;
   if (session && (p.clean || session.expiryInterval === 0)) {
-    // Clean start discards the old session [MQTT-3.1.2-4]; a pending will goes out now.
+    // Clean start discards the old session [MQTT-3.1.2-6 v3.1.1][MQTT-3.1.2-4 v5]; a pending will goes out now.
     if (session.will) broker.publishWill(session);
     broker.endSession(session);
     session = undefined;
   }
   if (session) {
-    sessionPresent = true; // [MQTT-3.2.2-3]
+    sessionPresent = true; // [MQTT-3.2.2-2 v3.1.1][MQTT-3.2.2-3 v5]
     session.clearTimers(broker.clock);
-    // A reconnect before the will delay ends cancels the will [MQTT-3.1.3-9].
+    // A reconnect before the will delay ends cancels the will [MQTT-3.1.3-9 v5].
     session.will = null;
   } else {
     const max = cfg.global_max_clients;
@@ -401,7 +401,7 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginA
   const ack: Properties = {};
   if (method !== undefined) ack.authenticationMethod = method;
   if (v5) {
-    if (assigned) ack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16]
+    if (assigned) ack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16 v5]
     if (serverKeepAlive !== undefined) ack.serverKeepAlive = serverKeepAlive;
     const m = cfg.max_inflight_messages;
     if (m > 0 && m < 65535) ack.receiveMaximum = m;

@@ -24,7 +24,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (alias === 0 || alias > cfg.max_topic_alias) {
       conn.protocolError(
         ReasonCode.TopicAliasInvalid,
-        `topic alias ${alias} out of range [MQTT-3.3.2-8][MQTT-3.3.2-9]`,
+        `topic alias ${alias} out of range [MQTT-3.3.2-8 v5][MQTT-3.3.2-9 v5]`,
       );
       return;
     }
@@ -56,24 +56,24 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
 
   const rt = p.properties?.responseTopic;
   if (rt !== undefined && !validTopicName(rt)) {
-    // [MQTT-3.3.2-14] the Response Topic is a Topic Name: no wildcards.
-    conn.protocolError(ReasonCode.ProtocolError, "wildcard in Response Topic [MQTT-3.3.2-14]");
+    // [MQTT-3.3.2-14 v5] the Response Topic is a Topic Name: no wildcards.
+    conn.protocolError(ReasonCode.ProtocolError, "wildcard in Response Topic [MQTT-3.3.2-14 v5]");
     return;
   }
 
   if (p.qos > cfg.max_qos) {
-    // [MQTT-3.2.2-11] a QoS above Maximum QoS is a protocol violation.
+    // [MQTT-3.2.2-11 v5] a QoS above Maximum QoS is a protocol violation.
     conn.protocolError(ReasonCode.QoSNotSupported, `QoS ${p.qos} over max_qos ${cfg.max_qos}`);
     return;
   }
   if (p.retain && !cfg.retain_available) {
-    conn.protocolError(ReasonCode.RetainNotSupported, "retain not available [MQTT-3.2.2-14]");
+    conn.protocolError(ReasonCode.RetainNotSupported, "retain not available [MQTT-3.2.2-14 v5]");
     return;
   }
 
   const id = p.messageId ?? 0;
   if (p.qos === 2 && s.incomingQos2?.has(id)) {
-    // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9].
+    // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9 v5].
     broker.ackAfter(conn, PUBREC, id, 0, null);
     return;
   }
@@ -83,7 +83,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   ) {
     conn.protocolError(
       ReasonCode.ReceiveMaximumExceeded,
-      "receive maximum exceeded [MQTT-3.3.4-9]",
+      "receive maximum exceeded [MQTT-3.3.4-7 v5]",
     );
     return;
   }
@@ -158,7 +158,7 @@ function finish(conn: Connection, p: PublishPacket, topic: string, rc: number): 
     (s.incomingQos2 ??= new Set()).add(id);
     if (s.persistent) broker.store?.addIncomingQos2(s.key, id);
   }
-  // What this message changed must be on disk before it is acknowledged [MQTT-4.3.2-2][MQTT-4.3.3-2].
+  // What this message changed must be on disk before it is acknowledged [MQTT-4.3.2-2 v3.1.1][MQTT-4.3.3-2 v3.1.1].
   broker.ackAfter(conn, ack, id, rc, notStored);
 }
 

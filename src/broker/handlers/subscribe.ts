@@ -77,10 +77,10 @@ function subscribe(conn: Connection, p: SubscribePacket, allowed: boolean[]): vo
     }
     if (shared) {
       if (sub.nl) {
-        // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+        // [MQTT-3.8.3-4 v5] No Local on a shared subscription is a protocol error.
         conn.protocolError(
           ReasonCode.ProtocolError,
-          "no-local on a shared subscription [MQTT-3.8.3-4]",
+          "no-local on a shared subscription [MQTT-3.8.3-4 v5]",
         );
         return;
       }
@@ -146,7 +146,7 @@ function subscribe(conn: Connection, p: SubscribePacket, allowed: boolean[]): vo
       broker.log.log("subscribe", `${conn.clientId} ${qos} ${filter}`);
     }
     // Retained messages: rh 0 always, rh 1 only for a new subscription, rh 2 never
-    // [MQTT-3.3.1-9][MQTT-3.3.1-10][MQTT-3.3.1-11]; never for shared subscriptions.
+    // [MQTT-3.3.1-9 v5][MQTT-3.3.1-10 v5][MQTT-3.3.1-11 v5]; never for shared subscriptions.
     retainedFor.delete(filter);
     if (!group && (entry.rh === 0 || (entry.rh === 1 && added.has(filter)))) {
       retainedFor.set(filter, entry);
@@ -192,7 +192,7 @@ function suback(
 
 /** Sends one retained message for a new subscription. */
 function sendRetained(conn: Connection, e: SubscriptionEntry, m: Message): void {
-  // Retained messages are sent with the retain flag set [MQTT-3.3.1-8], within the limits
+  // Retained messages are sent with the retain flag set [MQTT-3.3.1-8 v3.1.1], within the limits
   // of any delivery: inflight window, slow-reader bound, session queue.
   const o = outgoing(m, Math.min(m.qos, e.qos) as QoS, true, e.subId ? [e.subId] : undefined);
   conn.broker.replayRetained(e.session, o);
