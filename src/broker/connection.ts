@@ -14,7 +14,7 @@ import {
   writePrepared,
 } from "../codec/encoder.ts";
 import type { Packet, Properties, ProtocolVersion, PublishPacket } from "../codec/types.ts";
-import { ReasonCode } from "../codec/types.ts";
+import { ConnackCodeV3, ReasonCode } from "../codec/types.ts";
 import type { SocketHandlers, TransportSocket } from "../transport/types.ts";
 import type { ListenerConfig } from "../config/schema.ts";
 import type { Broker } from "./broker.ts";
@@ -233,7 +233,12 @@ export class Connection implements SocketHandlers, DeliverySink {
   #refuseConnect(rc: number): void {
     if (this.broker.log.debugging) this.#logSent(`Sending CONNACK to ${this.#logId} (0, ${rc})`);
     if (rc === ReasonCode.UnsupportedProtocolVersion) {
-      this.sendBytes(new Uint8Array([0x20, 0x02, 0x00, 0x01]));
+      const v3: Packet = {
+        cmd: "connack",
+        sessionPresent: false,
+        reasonCode: ConnackCodeV3.UnacceptableProtocolVersion,
+      };
+      this.sendBytes(encode(v3, 4));
     } else if (this.decoder.protocolVersion === 5) {
       this.sendBytes(encode({ cmd: "connack", sessionPresent: false, reasonCode: rc }, 5));
     }

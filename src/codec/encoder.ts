@@ -18,7 +18,7 @@
 import type { ConnectPacket, Packet, Properties, ProtocolVersion, PublishPacket } from "./types.ts";
 
 /** Largest value of a Variable Byte Integer, hence of a Remaining Length (§1.5.5). */
-export const MAX_VARINT = 268_435_455;
+const MAX_VARINT = 268_435_455;
 /** Largest UTF-8 string or binary data field: 2-byte length prefix (§1.5.4, §1.5.6). */
 export const MAX_STRING = 65_535;
 
@@ -122,7 +122,7 @@ function binarySize(b: Uint8Array, what: string): number {
 }
 
 /** Bytes taken by `n` as a Variable Byte Integer (§1.5.5). */
-export function varintSize(n: number): number {
+function varintSize(n: number): number {
   return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
 }
 
@@ -279,7 +279,7 @@ function propValueSize(kind: number, v: unknown, name: string): number {
 }
 
 /** Length of the property bytes (without the Property Length varint); 0 for none. */
-export function propertiesLength(props: Properties | undefined): number {
+function propertiesLength(props: Properties | undefined): number {
   if (props === undefined || props === null) return 0;
   let len = 0;
   for (const name in props) {
@@ -723,7 +723,7 @@ export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
 
 /**
  * Encodes `packet` into `out` at `pos` (e.g. a connection's outgoing buffer) and returns the
- * position after it. `out` must have `encodedLength(packet, version)` bytes free from `pos`.
+ * position after it. Throws a RangeError when `out` has too little room from `pos`.
  */
 export function encodeInto(
   packet: Packet,
@@ -750,13 +750,6 @@ function checkRoom(out: Uint8Array, pos: number, total: number): void {
   if (pos + total > out.length) {
     throw new RangeError(`encodeInto: ${total} bytes do not fit at ${pos} of ${out.length}`);
   }
-}
-
-/** Exact encoded length of a packet (to honour a client's Maximum Packet Size before encoding). */
-export function encodedLength(packet: Packet, version: ProtocolVersion): number {
-  checkVersion(version);
-  const rem = checkRemaining(remainingLength(packet, version), packet.cmd);
-  return 1 + varintSize(rem) + rem;
 }
 
 /** A PUBLISH encoded once for many receivers that get the same bytes except the packet id. */
@@ -810,13 +803,6 @@ export function writePrepared(
   return pos + b.length;
 }
 
-/** A copy of prepared bytes with `id` patched in (when a separate buffer per receiver is needed). */
-export function preparedBytes(prep: PreparedPublish, id: number): Uint8Array {
-  const out = new Uint8Array(prep.bytes.length);
-  writePrepared(prep, id, out, 0);
-  return out;
-}
-
 /** First byte of PUBACK, PUBREC, PUBREL (flags 0010 [MQTT-3.6.1-1]) and PUBCOMP. */
 export const PUBACK = 0x40, PUBREC = 0x50, PUBREL = 0x62, PUBCOMP = 0x70;
 
@@ -839,56 +825,4 @@ export function writeAck(
   if (!reasonCode) return pos + 4;
   out[pos + 4] = reasonCode;
   return pos + 5;
-}
-
-/**
- * PUBACK (4), PUBREC (5), PUBREL (6) or PUBCOMP (7) without properties. 4 bytes, or 5 in v5
- * when `reasonCode` is not 0 (the reason code is omitted when 0, §3.4.2.1).
- */
-export function encodeAck(
-  type: 4 | 5 | 6 | 7,
-  id: number,
-  version: ProtocolVersion,
-  reasonCode = 0,
-): Uint8Array {
-  if (!(id >= 1 && id <= 0xffff)) {
-    throw new Error(`cannot encode ack: invalid packet identifier ${id}`); // [MQTT-2.2.1-3 v5]
-  }
-  const first = (type << 4) | (type === 6 ? 0x02 : 0); // [MQTT-3.6.1-1]
-  const rc = version === 5 ? reasonCode : 0;
-  const out = alloc(rc ? 5 : 4);
-  writeAck(out, 0, first, id, rc);
-  return out;
-}
-
-/**
- * CONNACK. v3/v3.1.1: 4 bytes; v5: 5 bytes, or more with properties (a v5 CONNACK always has a
- * Property Length, §3.2.2.3). The flag is written as given: the caller sends Session Present 0
- * with a non-zero return code [MQTT-3.2.2-4 v3.1.1][MQTT-3.2.2-6 v5].
- */
-export function encodeConnack(
-  sessionPresent: boolean,
-  reasonCode: number,
-  version: ProtocolVersion,
-  properties?: Properties,
-): Uint8Array {
-  if (version === 5 && propertiesLength(properties) > 0) {
-    return encode({ cmd: "connack", sessionPresent, reasonCode, properties }, 5);
-  }
-  const out = alloc(version === 5 ? 5 : 4);
-  out[0] = 0x20;
-  out[1] = version === 5 ? 3 : 2;
-  out[2] = sessionPresent ? 1 : 0;
-  out[3] = reasonCode;
-  return out;
-}
-
-/** SUBACK with one granted QoS / reason code per filter (v3.1.1: QoS or 0x80 [MQTT-3.9.3-2]). */
-export function encodeSuback(
-  id: number,
-  granted: number[],
-  version: ProtocolVersion,
-  properties?: Properties,
-): Uint8Array {
-  return encode({ cmd: "suback", messageId: id, granted, properties }, version);
 }

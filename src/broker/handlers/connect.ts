@@ -12,7 +12,7 @@ import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
 import { sharedTerms } from "../terms.ts";
 import { NEVER_EXPIRES, Session, sessionKey } from "../session.ts";
-import { fitsWithPrefix, validTopicName } from "../topic.ts";
+import { fitsWithPrefix } from "../topic.ts";
 
 /** Send a refusing CONNACK and close [MQTT-3.2.2-5 v3.1.1][MQTT-3.2.2-7 v5]. */
 function refuse(conn: Connection, v3code: number, v5code: number, why: string): void {
@@ -199,18 +199,10 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
   conn.keepalive = keepalive;
 
-  // Will checks [MQTT-3.2.2-12 v5][MQTT-3.2.2-13 v5].
+  // Will checks [MQTT-3.2.2-12 v5][MQTT-3.2.2-13 v5]. The decoder has refused a will topic that
+  // is empty, holds a wildcard or is not valid UTF-8.
   const will = p.will;
   if (will) {
-    if (!validTopicName(will.topic)) {
-      refuse(
-        conn,
-        ConnackCodeV3.IdentifierRejected,
-        ReasonCode.TopicNameInvalid,
-        "invalid will topic",
-      );
-      return;
-    }
     if (conn.mountPoint && !fitsWithPrefix(conn.mountPoint, will.topic)) {
       // The listener's mount_point would push the will topic past 65,535 bytes [MQTT-4.7.3-3]:
       // v5 0x90 Topic Name invalid; 3.1.1 has no return code for it, so the connection is closed

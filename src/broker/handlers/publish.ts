@@ -38,13 +38,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     } else {
       conn.setAliasIn(alias, topic);
     }
-  } else if (topic === "") {
-    conn.protocolError(
-      ReasonCode.ProtocolError,
-      "empty topic without a topic alias [MQTT-3.3.2-1]",
-    );
-    return;
   }
+  // The decoder has refused an empty topic without a topic alias, and wildcards in any topic.
 
   // The listener's mount_point goes in front; a topic it would push past 65,535 bytes
   // [MQTT-4.7.3-3] is refused below with 0x90 Topic Name invalid.

@@ -76,14 +76,7 @@ function subscribe(conn: Connection, p: SubscribePacket, allowed: boolean[]): vo
       continue;
     }
     if (shared) {
-      if (sub.nl) {
-        // [MQTT-3.8.3-4 v5] No Local on a shared subscription is a protocol error.
-        conn.protocolError(
-          ReasonCode.ProtocolError,
-          "no-local on a shared subscription [MQTT-3.8.3-4 v5]",
-        );
-        return;
-      }
+      // No Local on a shared subscription was refused by the decoder [MQTT-3.8.3-4 v5].
       group = shared.group;
       topicFilter = shared.filter;
     }
