@@ -4,7 +4,7 @@
  * (src/cluster/sessions.ts) a client id belongs to one node at a time: acquiring it may evict
  * the client from another node and bring its session here, which takes a round trip.
  */
-import type { SessionRecord } from "./restore.ts";
+import type { SessionRecord } from "../store/types.ts";
 import type { StoredClientMessage } from "../store/types.ts";
 
 /** A session coming from the node that owned its client id. */

@@ -7,7 +7,7 @@ import type { Broker } from "./broker.ts";
 import { Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
 import { outgoing } from "./outgoing.ts";
 import { parseShared, validTopicFilter, validTopicName } from "./topic.ts";
-import type { Snapshot, StoredClientMessage } from "../store/types.ts";
+import type { SessionRecord, Snapshot, StoredClientMessage } from "../store/types.ts";
 
 /** Restore a snapshot into an empty broker; returns what was restored. */
 export function restore(
@@ -41,8 +41,8 @@ export function restore(
   return { sessions: snap.sessions.length, retained, messages };
 }
 
-/** One session as a store or another node keeps it: see `Snapshot`. */
-export type SessionRecord = Snapshot["sessions"][number];
+/** One session as a store or another node keeps it (defined with the store's types). */
+export type { SessionRecord };
 
 /**
  * Rebuild one session from its record into the broker's table and router (its clocks start at

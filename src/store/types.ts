@@ -61,6 +61,10 @@ export interface Snapshot {
   }[];
 }
 
+/** One session as a store or another node keeps it: its state, subscriptions, queue, QoS 2 ids. */
+export type SessionRecord = Snapshot["sessions"][number];
+
+/** The durable state of a broker (see the file's comment). */
 export interface Store {
   /** Read everything back (once, at start-up). */
   load(): Snapshot;
