@@ -14,6 +14,7 @@ import { Connection } from "./connection.ts";
 import { PUBREL } from "../codec/encoder.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
+import { StoredRetained } from "./stored_retained.ts";
 import { type Fabric, type FabricSink, LocalFabric } from "./fabric.ts";
 import { type ReadCheck, Router, type Target } from "./router.ts";
 import { NEVER_EXPIRES, type Session, type SubscriptionEntry } from "./session.ts";
@@ -171,7 +172,9 @@ export class Broker implements FabricSink {
     this.config = config;
     this.log = log;
     this.fabric = parts.fabric ?? new LocalFabric();
-    this.retained = parts.retained ?? new MemoryRetained();
+    const retained: RetainedStore = parts.retained ?? new MemoryRetained();
+    // One that does not keep its messages durably itself writes through to the persistent store.
+    this.retained = retained.durable ? retained : new StoredRetained(retained, () => this.store);
     this.registry = parts.registry ?? new LocalRegistry();
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
     this.clock = parts.clock ?? systemClock;
@@ -341,15 +344,7 @@ export class Broker implements FabricSink {
    * also went to other nodes, whose receivers are not counted).
    */
   publish(msg: Message): number {
-    if (msg.retain) {
-      this.retained.set(msg);
-      // $SYS topics are the broker's live status (only the broker publishes there): not stored.
-      // A shared retained store keeps the rest itself.
-      if (this.store && !this.retained.durable && !msg.topic.startsWith("$SYS/")) {
-        if (msg.payload.length) this.store.setRetained(msg);
-        else this.store.deleteRetained(msg.topic);
-      }
-    }
+    if (msg.retain) this.retained.set(msg);
     const fabric = this.fabric;
     if (!fabric.distributed) return this.#deliverAll(msg, true);
     // $SYS is per node: the broker's own status does not travel.

@@ -29,7 +29,8 @@ export function restore(
       broker.store?.deleteRetained(m.topic);
       continue;
     }
-    broker.retained.set(m);
+    if (broker.retained.restored) broker.retained.restored(m);
+    else broker.retained.set(m);
     retained++;
   }
   let messages = 0;

@@ -9,6 +9,8 @@ import { topicMatches } from "./topic.ts";
 export interface RetainedStore {
   /** Store, replace or (empty payload) clear the retained message of `msg.topic`. */
   set(msg: Message): void;
+  /** A message read back from the broker's persistent store at start-up (default: `set`). */
+  restored?(msg: Message): void;
   /** Retained messages whose topic matches `filter`, not yet expired at `now`. */
   match(filter: string, now: number): Message[];
   readonly size: number;

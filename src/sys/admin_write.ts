@@ -85,8 +85,8 @@ export async function adminWrite(
       return error(404, `no retained message on ${JSON.stringify(topic)}`);
     }
     log(`deleted the retained message on ${topic}`);
+    // The retained store writes the deletion through to the persistent store.
     broker.retained.set(emptyRetained(topic));
-    broker.store?.deleteRetained(topic);
     return ok({ topic, deleted: true });
   }
   if (method === "POST" && parts.length === 2 && parts[1] === "publish") {
