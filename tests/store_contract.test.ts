@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Message } from "../src/broker/message.ts";
 import { MemoryRetained, type RetainedStore } from "../src/broker/retained.ts";
+import { StoredRetained } from "../src/broker/stored_retained.ts";
 import type { Store } from "../src/store/types.ts";
 import { SqliteStore } from "../src/store/sqlite.ts";
 import { MemoryStore } from "../src/store/memory.ts";
@@ -48,6 +49,8 @@ const STORES: Record<string, () => StoreUnderTest> = {
 /** A retained store under test, started; `stop` ends it. */
 const RETAINED_STORES: Record<string, () => Promise<RetainedStore>> = {
   memory: () => Promise.resolve(new MemoryRetained()),
+  "memory, written through to a store": () =>
+    Promise.resolve(new StoredRetained(new MemoryRetained(), () => new MemoryStore())),
 };
 
 const text = new TextEncoder();
@@ -221,3 +224,17 @@ for (const [name, make] of Object.entries(RETAINED_STORES)) {
     }
   });
 }
+
+test("retained messages written through to the persistent store: what is set is stored, an empty payload deletes it, $SYS is not stored, restored messages are not written again", async () => {
+  const store = new MemoryStore();
+  const r = new StoredRetained(new MemoryRetained(), () => store);
+  r.set(msg("k/1", "one"));
+  r.set(msg("k/2", "two"));
+  r.set(msg("k/1", ""));
+  r.set(msg("$SYS/broker/uptime", "5"));
+  r.restored?.(msg("k/3", "from disk"));
+  assert.equal(await committed(store), true);
+  assert.deepEqual(store.load().retained.map((m) => m.topic), ["k/2"]);
+  assert.deepEqual(r.match("#", Date.now()).map((m) => m.topic).sort(), ["k/2", "k/3"]);
+  assert.equal(r.match("$SYS/#", Date.now()).length, 1);
+});
