@@ -55,6 +55,8 @@ const EXPECTED: Omit<Config, "file"> = {
   retain_available: true,
   max_connections: -1,
   global_max_clients: -1,
+  server_reference: "",
+  shutdown_grace: 1000,
   max_topic_alias: 10,
   max_topic_alias_broker: 10,
   max_subscriptions_per_client: 10000,

@@ -73,6 +73,7 @@ class BridgeLink implements DeliverySink {
   readonly bridge: Bridge;
   state: "open" | "closed" = "open";
   readonly congested = false;
+  readonly quiet = false;
   readonly terms = DEFAULT_TERMS;
   readonly listener = undefined;
 

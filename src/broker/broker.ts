@@ -52,6 +52,9 @@ export interface Stats {
   clientsExpired: number;
 }
 
+/** How long a stopping broker waits for the writes its acknowledgements promise. */
+const SETTLE_MS = 5000;
+
 /** How long a session handed to another node waits here for it to take the rest. */
 const MOVE_TIMEOUT_MS = 30_000;
 
@@ -114,6 +117,8 @@ export class Broker implements FabricSink {
   readonly registry: SessionRegistry;
   /** The client id being handed to another node: its session ends here without releasing it. */
   #handingOver: string | null = null;
+  /** Set by `stop`: no new connections. */
+  #stopping = false;
   /** Sessions recorded for another node and kept until it has taken them (see `handOver`). */
   readonly #moving = new Map<
     string,
@@ -260,12 +265,39 @@ export class Broker implements FabricSink {
     return this.listeners;
   }
 
-  /** Stop listening, close every connection, cancel timers. Sessions are kept in memory. */
+  /**
+   * Stop: take no more connections or messages, send the acknowledgements owed once what they
+   * promise is stored, tell each client to go (v5 DISCONNECT 0x8B, with `server_reference`), and
+   * in a cluster hand the sessions to the other nodes; then close everything. Sessions are kept
+   * in memory (and in the store).
+   */
   async stop(): Promise<void> {
     if (this.#sweepTimer) this.clock.clearInterval(this.#sweepTimer);
     this.#sweepTimer = null;
+    this.#stopping = true;
     for (const a of this.#attached) await a.stop();
-    for (const c of [...this.connections]) c.close(0x8b, "server shutting down");
+    const open = [...this.connections];
+    if (open.length) {
+      for (const c of open) c.quiesce();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, SETTLE_MS);
+        this.afterDurable(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      // What is in flight to the clients is acknowledged before they are told to go (bounded),
+      // so nothing they received comes to them again where they go.
+      const until = Date.now() + this.config.shutdown_grace;
+      const busy = () =>
+        open.some((c) => c.state === "open" && (c.session?.inflight.size ?? 0) > 0);
+      while (busy() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      const ref = this.config.server_reference;
+      const props = ref ? { serverReference: ref } : undefined;
+      const grace = this.config.shutdown_grace;
+      await Promise.all(open.map((c) => c.leave(0x8b, "server shutting down", props, grace)));
+    }
+    await this.registry.evacuate?.();
     await this.fabric.stop();
     await this.registry.stop?.();
     this.retained.stop?.();
@@ -318,8 +350,9 @@ export class Broker implements FabricSink {
     );
   }
 
-  /** Accept a socket from any transport; null refuses it (global max_connections). */
+  /** Accept a socket from any transport; null refuses it (global max_connections, stopping). */
   accept(sock: TransportSocket, listener?: ListenerConfig): Connection | null {
+    if (this.#stopping) return null;
     const max = this.config.max_connections;
     if (max >= 0 && this.connections.size >= max) return null;
     const conn = new Connection(this, sock, listener);
@@ -500,6 +533,9 @@ export class Broker implements FabricSink {
 
   /** Outgoing QoS 1/2 window: max_inflight_messages and the client's Receive Maximum [MQTT-3.3.4-9 v5]. */
   sendQuota(conn: DeliverySink): number {
+    // A connection being shut down gets nothing new in flight: what it has is acknowledged
+    // before it is told to go, the rest waits for wherever its client goes.
+    if (conn.quiet) return 0;
     const m = this.config.max_inflight_messages;
     return Math.min(m > 0 ? m : 65535, conn.terms.receiveMax);
   }
@@ -944,12 +980,42 @@ export class Broker implements FabricSink {
     return s;
   }
 
+  /** Keys of the sessions this node holds (for the cluster's registry). */
+  sessionKeys(): string[] {
+    return [...this.sessions.values()].filter((s) => !this.#moving.has(s.key)).map((s) => s.key);
+  }
+
+  /** A session handed over by a stopping node: rebuilt here, offline until its client comes. */
+  adoptOffline(rec: SessionRecord): { queued: number } {
+    const s = this.adoptSession(rec);
+    this.goOffline(s);
+    return { queued: s.queue.length };
+  }
+
+  /** Ends a session adopted here that the cluster gave to another node after all. */
+  drop(key: string): void {
+    const s = this.sessions.get(key);
+    if (!s || s.connection) return;
+    this.#handingOver = key;
+    try {
+      this.endSession(s);
+    } finally {
+      this.#handingOver = null;
+    }
+  }
+
+  /** Resolves once every node knows this node's subscriptions (the fabric's barrier). */
+  interestEverywhere(): Promise<void> {
+    return this.fabric.barrier() ?? Promise.resolve();
+  }
+
   /**
    * The messages the previous owner queued for an adopted session after recording it: those not
    * here already (by `Message.fid`) go after the recorded queue, before what arrived here since.
    */
-  mergeMoved(s: Session, at: number, delta: StoredClientMessage[]): void {
-    if (delta.length === 0) return;
+  mergeMoved(session: Session | string, at: number, delta: StoredClientMessage[]): void {
+    const s = typeof session === "string" ? this.sessions.get(session) : session;
+    if (!s || delta.length === 0) return;
     const have = new Set<number>();
     for (const f of s.inflight.values()) if (f.msg.fid !== undefined) have.add(f.msg.fid);
     for (const o of s.queue) if (o.msg.fid !== undefined) have.add(o.msg.fid);

@@ -261,6 +261,15 @@ export class Connection implements SocketHandlers, DeliverySink {
       return;
     }
     if (this.broker.log.debugging) this.#logReceived(p);
+    // Told to go (see `leave`): only acknowledgements that need no answer are still taken. A
+    // PUBLISH is neither taken nor acknowledged, so the client sends it again where it moves to
+    // (QoS 1/2) and nothing is delivered twice; nothing more is sent after the DISCONNECT
+    // [MQTT-3.14.4-1 v5].
+    if (this.#leaving && p.cmd !== "puback" && p.cmd !== "pubcomp") return;
+    // Shutting down (see `quiesce`): nothing new is taken, acknowledgements still flow.
+    if (this.#quiet && (p.cmd === "publish" || p.cmd === "subscribe" || p.cmd === "unsubscribe")) {
+      return;
+    }
     switch (p.cmd) {
       case "connect":
         if (this.state !== "new") {
@@ -351,7 +360,7 @@ export class Connection implements SocketHandlers, DeliverySink {
 
   /** Queue a packet for sending (encoded now, written at the end of the batch). */
   send(p: Packet): void {
-    if (this.state === "closed") return;
+    if (this.state === "closed" || this.#leaving) return;
     if (this.broker.log.debugging) this.#logSent(sentLine(this.#logId, p));
     this.#queue(encode(p, this.version));
   }
@@ -371,7 +380,7 @@ export class Connection implements SocketHandlers, DeliverySink {
 
   /** Queue already-encoded bytes. */
   sendBytes(b: Uint8Array): void {
-    if (this.state === "closed") return;
+    if (this.state === "closed" || this.#leaving) return;
     this.#queue(b);
   }
 
@@ -380,7 +389,7 @@ export class Connection implements SocketHandlers, DeliverySink {
    * out on v5 only, and only when it is not 0 (§3.4.2.1). Nothing is allocated for it.
    */
   sendAck(first: number, id: number, rc: number): void {
-    if (this.state === "closed") return;
+    if (this.state === "closed" || this.#leaving) return;
     if (this.broker.log.debugging) this.#logSent(sentAckLine(this.#logId, first, id, rc));
     const v5rc = this.version === 5 ? rc : 0;
     this.#list().push(ackWord(first, id, v5rc));
@@ -444,7 +453,8 @@ export class Connection implements SocketHandlers, DeliverySink {
    * it was not sent.
    */
   sendPublish(o: Outgoing, id: number, dup = false): boolean {
-    if (this.state === "closed") return true;
+    // Told to go: what is in flight is sent again (DUP) wherever the client moves to.
+    if (this.state === "closed" || this.#leaving) return true;
     const expiry = remainingExpiry(o.msg, this.broker.clock.now());
     let prep: PreparedPublish;
     const v = this.version === 5 ? 5 : 4;
@@ -590,6 +600,68 @@ export class Connection implements SocketHandlers, DeliverySink {
     if (this.#awaitingRoom) this.#resume();
   }
 
+  /** Set once the broker has told this client to go (see `leave`). */
+  #leaving = false;
+  /** Set when the broker stops taking this client's PUBLISH, SUBSCRIBE and UNSUBSCRIBE. */
+  #quiet = false;
+
+  /**
+   * First step of a shutdown: this client's PUBLISH, SUBSCRIBE and UNSUBSCRIBE packets are no
+   * longer taken (nor acknowledged: it sends them again where it goes), while the
+   * acknowledgements owed for what was taken still go out.
+   */
+  quiesce(): void {
+    this.#quiet = true;
+  }
+
+  /** Whether `quiesce` was called: nothing new is put in flight to this client. */
+  get quiet(): boolean {
+    return this.#quiet;
+  }
+
+  /**
+   * Tells the client to go (v5 DISCONNECT `reasonCode` with `props`; v3 clients are sent
+   * nothing) but keeps reading its acknowledgements until it closes, at most `graceMs`; PUBLISH
+   * packets it still sends are ignored. Resolves once the connection is closed.
+   */
+  leave(
+    reasonCode: number,
+    why: string,
+    props: Properties | undefined,
+    graceMs: number,
+  ): Promise<void> {
+    if (this.state === "closed") return Promise.resolve();
+    if (this.state !== "open") {
+      this.close(undefined, why);
+      return Promise.resolve();
+    }
+    if (this.version === 5) {
+      const dp: Packet = { cmd: "disconnect", reasonCode };
+      if (props) dp.properties = props;
+      this.send(dp);
+      this.flush();
+      this.#leaving = true;
+    } else {
+      // v3 has no DISCONNECT from the server: closing is the message.
+      this.close(undefined, why);
+      return Promise.resolve();
+    }
+    this.broker.log.notice(`Client ${this.label} told to go: ${why}.`);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.close(undefined, `${why} (gone after ${graceMs} ms)`);
+        resolve();
+      }, graceMs);
+      this.#onGone = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** Runs once the connection is closed, for `leave`. */
+  #onGone: (() => void) | null = null;
+
   /**
    * Close the connection. With a v5 reason code and an open v5 session, a DISCONNECT with that
    * reason goes first [MQTT-4.13.1-1 v5]. `why` is logged.
@@ -606,6 +678,13 @@ export class Connection implements SocketHandlers, DeliverySink {
     this.state = "closed";
     this.socket.end();
     this.broker.connectionClosed(this);
+    this.#gone();
+  }
+
+  #gone(): void {
+    const f = this.#onGone;
+    this.#onGone = null;
+    f?.();
   }
 
   /** A malformed packet or protocol violation: close (v5 with the reason code) and log one line. */
@@ -631,6 +710,7 @@ export class Connection implements SocketHandlers, DeliverySink {
     this.#pending = null;
     this.#pendingBytes = 0;
     this.broker.connectionClosed(this);
+    this.#gone();
   }
 
   /** Reason string property, only when the client did not turn problem information off [MQTT-3.1.2-29 v5]. */

@@ -33,6 +33,11 @@ export interface SessionRegistry {
   acquire(key: string, clean: boolean): Promise<Handover | null>;
   /** The session of `key` ended on this node: give the id up. */
   release(key: string): void;
+  /**
+   * This node is stopping: hand its sessions to the other nodes (which then own them and queue
+   * for them), so that nothing published while their clients move is lost.
+   */
+  evacuate?(): Promise<void>;
 }
 
 /** The single-node registry: the broker's table decides, nothing to acquire. */

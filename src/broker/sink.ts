@@ -15,6 +15,8 @@ export interface DeliverySink {
   readonly state: "new" | "open" | "closed";
   /** True while the sink is too far behind to take more QoS 0 traffic. */
   readonly congested: boolean;
+  /** Shutting down: nothing new is put in flight to it (see `Connection.quiesce`). */
+  readonly quiet: boolean;
   /** What the other end asked for: its Receive Maximum bounds the QoS 1/2 window. */
   readonly terms: ClientTerms;
   /** The listener the client came through; undefined for a bridge or an internal sink. */

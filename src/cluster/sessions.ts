@@ -29,6 +29,21 @@ const ATTEMPTS = 8;
 /** How long the previous owner has to answer. */
 const KICK_TIMEOUT_MS = 3000;
 
+/** Sessions handed over at once when a node stops. */
+const EVACUATE_PARALLEL = 16;
+
+/** What a stopping node sends the node it hands a session to. */
+interface AdoptRequest {
+  op: "adopt" | "delta";
+  clientId: string;
+  /** The stopping node. */
+  by: string;
+  /** "adopt": the session's record (`encodeRecord`). */
+  record?: string;
+  /** "delta": what was queued since (`encodeMessages`). */
+  messages?: unknown;
+}
+
 /** The value kept per client id. */
 interface Owner {
   /** The client id (keys of long ids are hashes). */
@@ -49,6 +64,16 @@ export interface HandOver {
   handOver(key: string): SessionRecord | null;
   /** The session recorded by `handOver` leaves: the messages queued for it since. */
   releaseMoved(key: string): StoredClientMessage[];
+  /** Keys of the sessions this node holds. */
+  sessionKeys(): string[];
+  /** Rebuilds a session handed over by another node; it is offline until its client comes. */
+  adoptOffline(rec: SessionRecord): { queued: number };
+  /** Adds what the previous owner queued for an adopted session since recording it. */
+  mergeMoved(key: string, at: number, delta: StoredClientMessage[]): void;
+  /** Ends a session adopted here that another node took in the meantime. */
+  drop(key: string): void;
+  /** Resolves once every node knows this node's subscriptions. */
+  interestEverywhere(): Promise<void>;
 }
 
 const enc = new TextEncoder();
@@ -227,6 +252,10 @@ export class KvSessions implements SessionRegistry {
     }
     const clientId = req.clientId;
     let text = "";
+    if (req.op === "adopt" || req.op === "delta") {
+      this.#onAdopt(m, req as AdoptRequest);
+      return;
+    }
     try {
       if (req.op === "done") {
         text = JSON.stringify(encodeMessages(this.#local?.releaseMoved(clientId) ?? []));
@@ -247,6 +276,98 @@ export class KvSessions implements SessionRegistry {
     try {
       m.respond(enc.encode(text));
     } catch { /* the asking node gave up */ }
+  }
+
+  /** Sessions adopted from a stopping node: key → length of the recorded queue. */
+  readonly #adopted = new Map<string, number>();
+
+  /** Another node is stopping and hands this one a session (then what it queued since). */
+  #onAdopt(m: Msg, req: AdoptRequest): void {
+    const local = this.#local;
+    const reply = (ok: boolean) => {
+      try {
+        m.respond(enc.encode(ok ? "ok" : "no"));
+      } catch { /* the stopping node gave up */ }
+    };
+    if (!local) return reply(false);
+    if (req.op === "delta") {
+      const at = this.#adopted.get(req.clientId);
+      this.#adopted.delete(req.clientId);
+      if (at !== undefined) local.mergeMoved(req.clientId, at, decodeMessages(req.messages));
+      return reply(at !== undefined);
+    }
+    (async () => {
+      const kv = this.#kv!;
+      const node = this.#node;
+      const key = ownerKey(req.clientId);
+      const rec = decodeRecord(req.record ?? "");
+      if (local.owns(req.clientId)) return false;
+      const { queued } = local.adoptOffline(rec);
+      // This node owns it now, unless a client of the id went elsewhere meanwhile.
+      const entry = await kv.get(key);
+      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      if (!entry || !owner || owner.node !== req.by) {
+        local.drop(req.clientId);
+        return false;
+      }
+      const value = enc.encode(
+        JSON.stringify(
+          { id: req.clientId, node: node.id, num: node.num, t: Date.now() } satisfies Owner,
+        ),
+      );
+      try {
+        await kv.update(key, value, entry.revision);
+      } catch {
+        local.drop(req.clientId);
+        return false;
+      }
+      await local.interestEverywhere();
+      this.#adopted.set(req.clientId, queued);
+      return true;
+    })().then(reply, (e) => {
+      this.#node.log.error(`Cluster: adopting the session of ${req.clientId} failed: ${e}`);
+      reply(false);
+    });
+  }
+
+  /**
+   * Hands every session of this node to the live peers (round robin), each in two steps like a
+   * take-over: the record, then what was queued for it while the peer subscribed. Sessions no
+   * peer takes stay (and are lost to the cluster if this node does not come back).
+   */
+  async evacuate(): Promise<void> {
+    const local = this.#local;
+    if (!local || !this.#kv) return;
+    const node = this.#node;
+    const peers = node.livePeers();
+    const keys = local.sessionKeys();
+    if (keys.length === 0) return;
+    if (peers.length === 0) {
+      node.log.warning(`Cluster: no other node to take ${keys.length} sessions at shutdown.`);
+      return;
+    }
+    let next = 0;
+    let moved = 0;
+    const one = async (key: string) => {
+      const rec = local.handOver(key);
+      if (!rec) return;
+      const peer = peers[next++ % peers.length].id;
+      const ask = (body: AdoptRequest) =>
+        node.sub.request(`${node.control}.kick.${peer}`, enc.encode(JSON.stringify(body)), {
+          timeout: KICK_TIMEOUT_MS,
+        }).then((r) => dec.decode(r.data) === "ok", () => false);
+      const ok = await ask({ op: "adopt", clientId: key, by: node.id, record: encodeRecord(rec) });
+      const delta = local.releaseMoved(key);
+      if (!ok) return;
+      await ask({ op: "delta", clientId: key, by: node.id, messages: encodeMessages(delta) });
+      moved++;
+    };
+    const queue = [...keys];
+    const workers = Array.from({ length: Math.min(EVACUATE_PARALLEL, queue.length) }, async () => {
+      for (let k = queue.shift(); k !== undefined; k = queue.shift()) await one(k);
+    });
+    await Promise.all(workers);
+    node.log.notice(`Cluster: handed ${moved} of ${keys.length} sessions to other nodes.`);
   }
 
   release(clientId: string): void {

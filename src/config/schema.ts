@@ -362,6 +362,8 @@ export const GLOBAL_KEYS = {
   connect_timeout: key(int(1, 3600), 10, "seconds to complete CONNECT"),
   max_connections: key(limit(I32), -1, "connected clients over all listeners; -1 = no limit"),
   global_max_clients: key(limit(I32), -1, "sessions, offline ones included; -1 = no limit"),
+  server_reference: key(str(1024), "", "Server Reference for v5 clients told to go at shutdown"),
+  shutdown_grace: key(int(0, 60000), 1000, "ms clients have to leave at shutdown before closing"),
   allow_zero_length_clientid: key(bool(), true, "accept an empty client id and assign one"),
   auto_id_prefix: key(str(256), "auto-", "prefix of assigned client ids"),
   persistent_client_expiration: key(duration(U32), 0, "offline session lifetime; 0 = never"),

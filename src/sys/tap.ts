@@ -86,6 +86,7 @@ export class Tap {
     const sink: DeliverySink = {
       state: "open",
       congested: false,
+      quiet: false,
       terms: DEFAULT_TERMS,
       listener: undefined,
       sendPublish(o: Outgoing): boolean {
