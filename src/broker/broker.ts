@@ -218,6 +218,7 @@ export class Broker implements FabricSink {
 
   /** Bind every configured listener; resolves once all are listening. */
   async start(): Promise<BoundListener[]> {
+    this.#stopping = false;
     await this.auth.load();
     this.openStore();
     await this.retained.start?.();
