@@ -31,6 +31,8 @@ Scenarios:
 Options:
       --host HOST           Broker address (default 127.0.0.1)
   -p, --port PORT           Broker port (default 1883)
+      --pub-ports P,P,...   Publishers connect to these ports, round robin (cluster nodes)
+      --sub-ports P,P,...   Subscribers connect to these ports, round robin (cluster nodes)
   -q, --qos 0|1|2           QoS of publications and subscriptions (default 0)
   -V, --protocol-version V  311 or 5 (default 311)
   -s, --payload BYTES       Payload size, at least 16 (default 64)
@@ -68,6 +70,17 @@ function num(values: Values, name: string, def: number, min = 0): number {
   return n;
 }
 
+/** A comma-separated list of ports (empty when not given). */
+function ports(values: Values, name: string): number[] {
+  const v = values[name];
+  if (v === undefined) return [];
+  const out = String(v).split(",").map(Number);
+  if (out.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
+    throw new Error(`--${name}: expected ports separated by commas, got ${JSON.stringify(v)}`);
+  }
+  return out;
+}
+
 /** Parse the options into BenchOptions (throws an Error with a one-line message). */
 export function benchOptions(values: Values, positionals: string[]): BenchOptions {
   const scenario = positionals[0] as Scenario;
@@ -86,6 +99,8 @@ export function benchOptions(values: Values, positionals: string[]): BenchOption
     scenario,
     host: String(values.host ?? "127.0.0.1"),
     port: num(values, "port", 1883, 1),
+    pubPorts: ports(values, "pub-ports"),
+    subPorts: ports(values, "sub-ports"),
     qos,
     version,
     payload: num(values, "payload", 64, 16),
@@ -180,6 +195,8 @@ export function formatResult(r: BenchResult): string {
 const OPTIONS = {
   host: { type: "string" },
   port: { type: "string", short: "p" },
+  "pub-ports": { type: "string" },
+  "sub-ports": { type: "string" },
   qos: { type: "string", short: "q" },
   "protocol-version": { type: "string", short: "V" },
   payload: { type: "string", short: "s" },

@@ -28,6 +28,12 @@ export interface WorkerPlan {
   kind: Kind;
   host: string;
   port: number;
+  /**
+   * Ports of other brokers (nodes of one cluster): publisher i connects to pubPorts[i % length],
+   * subscriber i to subPorts[i % length]; empty: `port`.
+   */
+  pubPorts: number[];
+  subPorts: number[];
   /** MQTT protocol level: 4 (3.1.1) or 5. */
   version: 4 | 5;
   qos: 0 | 1 | 2;

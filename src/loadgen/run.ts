@@ -35,6 +35,9 @@ export interface BenchOptions {
   scenario: Scenario;
   host: string;
   port: number;
+  /** Cluster runs: the ports publishers and subscribers connect to, round robin (empty: port). */
+  pubPorts?: number[];
+  subPorts?: number[];
   qos: 0 | 1 | 2;
   /** MQTT protocol level, 4 (3.1.1) or 5. */
   version: 4 | 5;
@@ -160,6 +163,8 @@ export function makePlans(o: BenchOptions, runId: string): WorkerPlan[] {
     kind,
     host: o.host,
     port: o.port,
+    pubPorts: o.pubPorts ?? [],
+    subPorts: o.subPorts ?? [],
     version: o.version,
     qos: o.qos,
     payload: o.payload,

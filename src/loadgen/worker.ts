@@ -80,9 +80,14 @@ class Client {
    * Connect; with the plan's `jwtSecret`, as user `id` with a token whose acl claim is `acl`
    * (all topics when not given).
    */
-  async open(localAddress: string | undefined, clean = true, acl?: AclRule[]): Promise<void> {
+  async open(
+    localAddress: string | undefined,
+    clean = true,
+    acl?: AclRule[],
+    port?: number,
+  ): Promise<void> {
     const p = this.w.plan;
-    this.sock = await dialTcp({ host: p.host, port: p.port, localAddress }, {
+    this.sock = await dialTcp({ host: p.host, port: port ?? p.port, localAddress }, {
       onData: (d) => this.onData(d),
       onClose: () => {
         this.closed = true;
@@ -473,12 +478,12 @@ export class Worker {
     });
     await pool(this.subs, 64, async (c) => {
       const grant: AclRule = { permission: "allow", action: "subscribe", topic: c.sub!.filter };
-      await c.open(this.#localAddress(), !p.persistent, [grant]);
+      await c.open(this.#localAddress(), !p.persistent, [grant], pick(p.subPorts, c.sub!.idx));
       await c.subscribe(c.sub!.filter, p.qos);
     });
     await pool(this.pubs, 64, async (c) => {
       const grant: AclRule = { permission: "allow", action: "publish", topic: c.pub!.topic };
-      await c.open(this.#localAddress(), true, [grant]);
+      await c.open(this.#localAddress(), true, [grant], pick(p.pubPorts, c.pub!.idx));
       c.prepare(c.pub!.topic, p.qos, false);
     });
     const perPub = p.pubs.length ? p.rate / p.pubs.length : 0;
@@ -815,4 +820,9 @@ export function sleep(ms: number): Promise<void> {
 async function sleepUntil(epochMs: number): Promise<void> {
   const d = epochMs - Date.now();
   if (d > 0) await sleep(d);
+}
+
+/** The port of client `idx` from a round-robin list (undefined when the list is empty). */
+function pick(ports: number[] | undefined, idx: number): number | undefined {
+  return ports && ports.length ? ports[idx % ports.length] : undefined;
 }
