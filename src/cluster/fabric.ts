@@ -25,6 +25,7 @@ import type { Fabric, FabricSink } from "../broker/fabric.ts";
 import { FABRIC_SEQ, fabricId, type Message } from "../broker/message.ts";
 import { topicMatches } from "../broker/topic.ts";
 import { DurableWrites } from "./durable.ts";
+import { JetStreamPublisher } from "./js_publish.ts";
 import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
 import { filterSubject, topicSubject } from "./subject.ts";
@@ -56,6 +57,8 @@ export class NatsFabric implements Fabric {
   #dirty = false;
   #stopped = false;
   #overflow: Subscription | null = null;
+  /** QoS 1/2 stores, pipelined on the publishing connection. */
+  #js: JetStreamPublisher | null = null;
   /** Messages forwarded / received, for metrics. */
   forwarded = 0;
   received = 0;
@@ -102,6 +105,7 @@ export class NatsFabric implements Fabric {
   stop(): Promise<void> {
     this.#stopped = true;
     this.#durable.stop();
+    this.#js?.stop();
     for (const i of this.#interest.values()) i.sub?.unsubscribe();
     this.#overflow?.unsubscribe();
     return Promise.resolve();
@@ -141,9 +145,11 @@ export class NatsFabric implements Fabric {
     for (let attempt = 1;; attempt++) {
       if (this.#stopped) throw new Error("cluster stopped");
       try {
-        await this.#node.js.publish(subject, data, { msgID, timeout: 5000 });
+        this.#js ??= new JetStreamPublisher(this.#node.pub);
+        await this.#js.publish(subject, data, msgID);
         return;
       } catch (e) {
+        if (this.#stopped) throw e;
         if (attempt === 1 || attempt % 20 === 0) {
           this.#node.log.warning(
             `Cluster: storing a message in JetStream failed (${
