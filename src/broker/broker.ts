@@ -17,7 +17,7 @@ import { MemoryRetained, type RetainedStore } from "./retained.ts";
 import { StoredRetained } from "./stored_retained.ts";
 import { type Fabric, type FabricSink, LocalFabric } from "./fabric.ts";
 import { type ReadCheck, Router, type Target } from "./router.ts";
-import { NEVER_EXPIRES, type Session, type SubscriptionEntry } from "./session.ts";
+import { NEVER_EXPIRES, Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
 import { type Outgoing, outgoing } from "./outgoing.ts";
 import type { DeliverySink } from "./sink.ts";
 import { longTimeout } from "./timers.ts";
@@ -776,6 +776,8 @@ export class Broker implements FabricSink {
     }
     this.goOffline(s);
     if (this.sessions.get(s.key) === s) this.saveSession(s);
+    // Its will is dealt with here now (sent, or waiting in this node's timer).
+    this.registry.keepWill?.(s.key, null);
   }
 
   /**
@@ -991,6 +993,24 @@ export class Broker implements FabricSink {
     const s = this.adoptSession(rec);
     this.goOffline(s);
     return { queued: s.queue.length };
+  }
+
+  /**
+   * The will a client left on a node that died, found when the client comes back here: sent now
+   * [MQTT-3.1.2-8], unless the new connection resumes the session before the will delay has run
+   * [MQTT-3.1.3-9 v5]. Checked like any will (ACL, $SYS).
+   */
+  orphanWill(rec: SessionRecord, clean: boolean): void {
+    const st = rec.session;
+    if (!st.will) return;
+    const since = this.clock.now() - (st.disconnectedAt || this.clock.now());
+    if (!clean && st.willDelay > 0 && since < st.willDelay * 1000) return;
+    const { mountPoint, clientId } = splitSessionKey(st.clientId);
+    const s = new Session(clientId, mountPoint);
+    s.username = st.username;
+    s.will = st.will;
+    this.auth.bind(s);
+    this.publishWill(s);
   }
 
   /** Ends a session adopted here that the cluster gave to another node after all. */

@@ -38,6 +38,12 @@ export interface SessionRegistry {
    * for them), so that nothing published while their clients move is lost.
    */
   evacuate?(): Promise<void>;
+  /**
+   * The client of `key` is connected here with a will (`rec`: its session's record with the will,
+   * without subscriptions or messages), or no longer is (null). A cluster keeps it where the
+   * other nodes find it, so that one of them publishes the will should this node die.
+   */
+  keepWill?(key: string, rec: SessionRecord | null): void;
 }
 
 /** The single-node registry: the broker's table decides, nothing to acquire. */

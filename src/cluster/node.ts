@@ -119,8 +119,34 @@ export class ClusterNode {
     (this.#timer as { unref?: () => void }).unref?.();
   }
 
+  /** Called with each peer that stops beating (see `onPeerLost`). */
+  readonly #lost: ((p: Peer) => void)[] = [];
+
+  /** Runs `f` with every peer whose heartbeat stops for PEER_TIMEOUT_MS (once per process). */
+  onPeerLost(f: (p: Peer) => void): void {
+    this.#lost.push(f);
+  }
+
+  #peerLost(p: Peer, why: string): void {
+    this.log.warning(`Cluster: node ${p.id} is gone (${why}).`);
+    for (const f of this.#lost) {
+      try {
+        f(p);
+      } catch (e) {
+        this.log.error(`Cluster: handling the loss of node ${p.id} failed: ${e}`);
+      }
+    }
+  }
+
   #beat(hello: boolean): void {
     if (this.#stopped || this.pub.isClosed()) return;
+    const now = Date.now();
+    for (const p of [...this.peers.values()]) {
+      if (now - p.lastSeen > PEER_TIMEOUT_MS) {
+        this.peers.delete(p.id);
+        this.#peerLost(p, `no heartbeat for ${Math.round((now - p.lastSeen) / 1000)} s`);
+      }
+    }
     const hb: Heartbeat = {
       id: this.id,
       num: this.num,
@@ -144,6 +170,7 @@ export class ClusterNode {
     if (typeof hb?.id !== "string" || hb.id === this.id) return;
     const known = this.peers.get(hb.id);
     if (!known) this.log.notice(`Cluster: node ${hb.id} joined.`);
+    else if (known.num !== hb.num >>> 0) this.#peerLost(known, "it started again");
     this.peers.set(hb.id, {
       id: hb.id,
       num: hb.num >>> 0,

@@ -51,6 +51,8 @@ interface Owner {
   node: string;
   num: number;
   t: number;
+  /** While its client is connected with a will: the session's record with it (`encodeRecord`). */
+  rec?: string;
 }
 
 /** What this node does when another takes one of its client ids. */
@@ -70,6 +72,11 @@ export interface HandOver {
   adoptOffline(rec: SessionRecord): { queued: number };
   /** Adds what the previous owner queued for an adopted session since recording it. */
   mergeMoved(key: string, at: number, delta: StoredClientMessage[]): void;
+  /**
+   * The will of a client whose node died, found as its client comes back here: sent now unless
+   * the new connection resumes the session within the will delay (`clean` false and a delay).
+   */
+  orphanWill(rec: SessionRecord, clean: boolean): void;
   /** Ends a session adopted here that another node took in the meantime. */
   drop(key: string): void;
   /** Resolves once every node knows this node's subscriptions. */
@@ -112,6 +119,9 @@ export class KvSessions implements SessionRegistry {
   async start(): Promise<void> {
     const node = this.#node;
     this.#kv = await node.kv(`${node.cfg.name}_sessions`);
+    node.onPeerLost((p) => {
+      this.#claim(p).catch((e) => node.log.error(`Cluster: claiming node ${p.id} failed: ${e}`));
+    });
     this.#kick = node.sub.subscribe(`${node.control}.kick.${node.id}`, {
       callback: (_e, m) => this.#onKick(m),
     });
@@ -165,16 +175,16 @@ export class KvSessions implements SessionRegistry {
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const entry = await kv.get(key);
       const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      /** The owner did not answer (it died): its client's will is this node's to deal with. */
+      let orphan: Owner | null = null;
       if (owner && owner.node !== node.id) {
         const alive = node.livePeers().some((p) => p.id === owner.node && p.num === owner.num);
-        if (alive) {
-          const got = await this.#askToLetGo(owner.node, clientId);
-          if (got) {
-            record = got;
-            from = owner.node;
-          }
-        }
-      }
+        const got = alive ? await this.#askToLetGo(owner.node, clientId) : undefined;
+        if (got) {
+          record = got;
+          from = owner.node;
+        } else if (got === undefined) orphan = owner;
+      } else if (owner && owner.num !== node.num) orphan = owner; // This node, before a restart.
       const value = enc.encode(
         JSON.stringify(
           { id: clientId, node: node.id, num: node.num, t: Date.now() } satisfies Owner,
@@ -184,6 +194,10 @@ export class KvSessions implements SessionRegistry {
         if (entry) await kv.update(key, value, entry.revision);
         else await kv.create(key, value);
         if (owner && owner.node !== node.id) this.takeovers++;
+        // The write made this node the will's only keeper: a dead owner's client left it when
+        // its connection died [MQTT-3.1.2-8], unless the new connection resumes the session
+        // within the will delay [MQTT-3.1.3-9 v5].
+        if (orphan?.rec) this.#local?.orphanWill(decodeRecord(orphan.rec), clean);
         if (!record) return null;
         const prev = from;
         if (clean) {
@@ -222,7 +236,8 @@ export class KvSessions implements SessionRegistry {
     }
   }
 
-  async #askToLetGo(owner: string, clientId: string): Promise<SessionRecord | null> {
+  /** The session record the owner hands over, null when it has none, undefined if it does not answer. */
+  async #askToLetGo(owner: string, clientId: string): Promise<SessionRecord | null | undefined> {
     const node = this.#node;
     try {
       const reply = await node.sub.request(
@@ -238,7 +253,7 @@ export class KvSessions implements SessionRegistry {
           (e as Error).message
         }); taking it.`,
       );
-      return null;
+      return undefined;
     }
   }
 
@@ -370,6 +385,88 @@ export class KvSessions implements SessionRegistry {
     node.log.notice(`Cluster: handed ${moved} of ${keys.length} sessions to other nodes.`);
   }
 
+  /** Keys whose owner entry holds a will (see `keepWill`). */
+  readonly #wills = new Set<string>();
+  /** The last will write of each key: the next one waits for it. */
+  readonly #willWrites = new Map<string, Promise<void>>();
+
+  keepWill(key: string, rec: SessionRecord | null): void {
+    if (!this.#kv || (rec === null && !this.#wills.has(key))) return;
+    if (rec) this.#wills.add(key);
+    else this.#wills.delete(key);
+    const text = rec ? encodeRecord(rec) : undefined;
+    const prev = this.#willWrites.get(key) ?? Promise.resolve();
+    const next = prev.then(() => this.#writeWill(key, text)).catch((e) => {
+      this.#node.log.warning(`Cluster: keeping the will of ${key} failed: ${(e as Error).message}`);
+    });
+    this.#willWrites.set(key, next);
+    next.then(() => {
+      if (this.#willWrites.get(key) === next) this.#willWrites.delete(key);
+    });
+  }
+
+  async #writeWill(key: string, rec: string | undefined): Promise<void> {
+    const kv = this.#kv!;
+    const node = this.#node;
+    const k = ownerKey(key);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const entry = await kv.get(k);
+      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return;
+      const value: Owner = { id: key, node: node.id, num: node.num, t: owner.t };
+      if (rec) value.rec = rec;
+      try {
+        await kv.update(k, enc.encode(JSON.stringify(value)), entry.revision);
+        return;
+      } catch { /* changed meanwhile: read again */ }
+    }
+  }
+
+  /**
+   * A node stopped beating. The first survivor to claim it (compare-and-set on a key of its
+   * own) takes over the wills its connected clients left: each such session is rebuilt here,
+   * offline since the node's last heartbeat, so its will goes out once its delay has run
+   * [MQTT-3.1.3-9 v5] unless the client comes back first, and its expiry counts on.
+   */
+  async #claim(peer: { id: string; num: number; lastSeen: number }): Promise<void> {
+    const kv = this.#kv;
+    const local = this.#local;
+    if (!kv || !local) return;
+    const node = this.#node;
+    try {
+      await kv.create(
+        `x.${peer.id}.${peer.num}`,
+        enc.encode(JSON.stringify({ by: node.id, t: Date.now() })),
+      );
+    } catch {
+      return; // Another survivor claimed it.
+    }
+    let wills = 0;
+    const keys: string[] = [];
+    for await (const k of await kv.keys()) {
+      if (k.startsWith("c.") || k.startsWith("h.")) keys.push(k);
+    }
+    for (const k of keys) {
+      const entry = await kv.get(k);
+      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      if (!entry || !owner || owner.node !== peer.id || owner.num !== peer.num || !owner.rec) {
+        continue;
+      }
+      const value: Owner = { id: owner.id, node: node.id, num: node.num, t: Date.now() };
+      try {
+        await kv.update(k, enc.encode(JSON.stringify(value)), entry.revision);
+      } catch {
+        continue; // Its client came back somewhere meanwhile.
+      }
+      const rec = decodeRecord(owner.rec);
+      rec.session.disconnectedAt = peer.lastSeen;
+      if (local.owns(owner.id)) continue;
+      local.adoptOffline(rec);
+      wills++;
+    }
+    node.log.notice(`Cluster: took over ${wills} wills of the clients of node ${peer.id}.`);
+  }
+
   release(clientId: string): void {
     const kv = this.#kv;
     if (!kv) return;
@@ -390,7 +487,13 @@ function parseOwner(v: Uint8Array): Owner | null {
   try {
     const o = JSON.parse(dec.decode(v));
     return typeof o?.node === "string" && typeof o.id === "string"
-      ? { id: o.id, node: o.node, num: o.num >>> 0, t: o.t }
+      ? {
+        id: o.id,
+        node: o.node,
+        num: o.num >>> 0,
+        t: o.t,
+        rec: typeof o.rec === "string" ? o.rec : undefined,
+      }
       : null;
   } catch {
     return null;

@@ -1,0 +1,165 @@
+/**
+ * A node killed with SIGKILL: its clients are served by another node as soon as they reconnect,
+ * and the wills its connected clients left are published by one survivor, once. The killed node
+ * is a `midge serve` process started the way the README says; the survivors run in this process.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import process from "node:process";
+import mqtt from "mqtt";
+import { collect, connect, endAll, until } from "./helpers/broker.ts";
+import { startNode, type TestNode } from "./helpers/cluster.ts";
+import { type NatsCluster, startNatsCluster } from "./helpers/nats.ts";
+import { run } from "./helpers/procs.ts";
+
+const runtime = process.env.MIDGE_TEST_RUNTIME === "deno" ? "deno" : "bun";
+const root = fileURLToPath(new URL("..", import.meta.url));
+const bin = join(root, "node_modules", ".bin", runtime);
+const prefix = runtime === "deno" ? ["run", "-A", "src/main.ts"] : ["src/main.ts"];
+
+let nats: NatsCluster;
+let survivors: TestNode[] = [];
+let dir: string;
+before(async () => {
+  nats = await startNatsCluster(3);
+  survivors = [await startNode(nats.urls(), "s1"), await startNode(nats.urls(), "s2")];
+  dir = mkdtempSync(join(tmpdir(), "midge-death-"));
+});
+after(async () => {
+  await Promise.allSettled(survivors.map((s) => s.stop()));
+  await nats?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("cluster: a node killed with SIGKILL: its client is served by another node on reconnect, and its client's will is published once by a survivor [MQTT-3.1.2-8]", async () => {
+  const config = join(dir, "victim.toml");
+  writeFileSync(
+    config,
+    [
+      "persistence = false",
+      "[[listener]]",
+      "port = 0",
+      "[cluster]",
+      'node_id = "victim"',
+      `servers = [${nats.urls().map((u) => JSON.stringify(u)).join(", ")}]`,
+      'name = "t"',
+      "",
+    ].join("\n"),
+  );
+  const victim = run(bin, [...prefix, "serve", "-c", config], { NO_COLOR: "1" });
+  const watcher = await connect(survivors[0], { clientId: "will-watcher" });
+  let client: mqtt.MqttClient | undefined;
+  try {
+    const port = Number(
+      (await victim.waitFor(/listening mqtt on 127\.0\.0\.1:(\d+)/, 30_000, "victim"))[1],
+    );
+    await until(
+      () => survivors.every((s) => s.node.livePeers().some((p) => p.id === "victim")),
+      10_000,
+      "the victim's heartbeat",
+    );
+    const wills = collect(watcher);
+    await watcher.subscribeAsync("death/#", { qos: 1 });
+    // A client on the victim with a will, and a server list to fail over to.
+    client = mqtt.connect({
+      servers: [{ host: "127.0.0.1", port }, { host: "127.0.0.1", port: survivors[1].port }],
+      clientId: "doomed",
+      will: { topic: "death/doomed", payload: Buffer.from("gone"), qos: 1, retain: false },
+      reconnectPeriod: 100,
+      connectTimeout: 5000,
+    });
+    await new Promise<void>((r) => client!.once("connect", () => r()));
+    // The will is kept in the cluster before the node dies.
+    await new Promise((r) => setTimeout(r, 300));
+    const killedAt = Date.now();
+    victim.proc.kill("SIGKILL");
+    await victim.exited(10_000);
+    // The client moves to the next server and is served at once.
+    let servedAt = 0;
+    client.once("connect", () => (servedAt = Date.now()));
+    await until(() => servedAt > 0, 10_000, "the client served by a survivor");
+    const reconnected = servedAt - killedAt;
+    // The will goes out once, from one survivor, within the lease (5 s) and a claim.
+    const [w] = await wills.next(1, 15_000);
+    const willAfter = Date.now() - killedAt;
+    assert.equal(w.topic, "death/doomed");
+    assert.equal(w.payload, "gone");
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(wills.messages.length, 1, "published exactly once");
+    assert.ok(willAfter < 15_000, `will within 15 s of the kill (${willAfter} ms)`);
+    console.log(`# reconnected to a survivor after ${reconnected} ms; will after ${willAfter} ms`);
+    // The survivor serves it: a message reaches it there.
+    const got = collect(client);
+    await client.subscribeAsync("after/death", { qos: 1 });
+    const pub = await connect(survivors[0], { clientId: "after-pub" });
+    await pub.publishAsync("after/death", "alive", { qos: 1 });
+    assert.equal((await got.next(1, 5000))[0].payload, "alive");
+    await endAll(pub);
+  } finally {
+    await endAll(watcher, client);
+    if (victim.proc.exitCode === null) victim.proc.kill("SIGKILL");
+  }
+});
+
+test("cluster: the will of a client that does not come back after its node is killed is published once, by the survivor that claims the node, within 15 s", async () => {
+  const config = join(dir, "victim2.toml");
+  writeFileSync(
+    config,
+    [
+      "persistence = false",
+      "[[listener]]",
+      "port = 0",
+      "[cluster]",
+      'node_id = "victim2"',
+      `servers = [${nats.urls().map((u) => JSON.stringify(u)).join(", ")}]`,
+      'name = "t"',
+      "",
+    ].join("\n"),
+  );
+  const victim = run(bin, [...prefix, "serve", "-c", config], { NO_COLOR: "1" });
+  const w1 = await connect(survivors[0], { clientId: "will-watcher-1" });
+  const w2 = await connect(survivors[1], { clientId: "will-watcher-2" });
+  let client: mqtt.MqttClient | undefined;
+  try {
+    const port = Number(
+      (await victim.waitFor(/listening mqtt on 127\.0\.0\.1:(\d+)/, 30_000, "victim"))[1],
+    );
+    await until(
+      () => survivors.every((s) => s.node.livePeers().some((p) => p.id === "victim2")),
+      10_000,
+      "heartbeat",
+    );
+    const g1 = collect(w1);
+    const g2 = collect(w2);
+    await w1.subscribeAsync("death2/#", { qos: 1 });
+    await w2.subscribeAsync("death2/#", { qos: 1 });
+    client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+      clientId: "lost-for-good",
+      protocolVersion: 5,
+      will: { topic: "death2/lost", payload: Buffer.from("bye"), qos: 1, retain: false },
+      reconnectPeriod: 0,
+    });
+    client.on("error", () => {});
+    await new Promise<void>((r) => client!.once("connect", () => r()));
+    await new Promise((r) => setTimeout(r, 300));
+    const killedAt = Date.now();
+    victim.proc.kill("SIGKILL");
+    await victim.exited(10_000);
+    await g1.next(1, 15_000);
+    const after = Date.now() - killedAt;
+    await g2.next(1, 5000);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(g1.messages.length, 1, "one will, not one per survivor");
+    assert.equal(g2.messages.length, 1);
+    assert.equal(g1.messages[0].payload, "bye");
+    assert.ok(after < 15_000, `within 15 s (${after} ms)`);
+    console.log(`# the claimed will went out ${after} ms after the kill`);
+  } finally {
+    await endAll(w1, w2, client);
+    if (victim.proc.exitCode === null) victim.proc.kill("SIGKILL");
+  }
+});
