@@ -191,11 +191,14 @@ for c in (s, p, r):
       assert.equal(connack.session_present, 0);
       assert.deepEqual(of(lines, "suback").map((l) => l.granted), [[2], [1]]);
       const msgs = of(lines, "msg");
-      assert.deepEqual(msgs.filter((m) => m.client === "s").map(brief), [
+      // paho hands a QoS 2 message to the application only after PUBREL, so a QoS 1 message
+      // sent after it may reach the application first: compared without their order.
+      const byTopic = (a: unknown[], b: unknown[]) => String(a[0]).localeCompare(String(b[0]));
+      assert.deepEqual(msgs.filter((m) => m.client === "s").map(brief).sort(byTopic), [
+        ["low/2", "downgraded", 1, false],
         ["t/0", "msg0", 0, false],
         ["t/1", "msg1", 1, false],
         ["t/2", "msg2", 2, false],
-        ["low/2", "downgraded", 1, false],
       ]);
       // A new subscriber gets the retained message flagged; the cleared one is gone
       // [MQTT-3.3.1-10 v3.1.1]; a live message on the same topic comes with retain 0.
