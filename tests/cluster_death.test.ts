@@ -35,8 +35,9 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("cluster: a node killed with SIGKILL: its client is served by another node on reconnect, and its client's will is published once by a survivor [MQTT-3.1.2-8]", async () => {
-  const config = join(dir, "victim.toml");
+/** `midge serve` as a node of the test cluster, in a child process (to be killed). */
+function startVictim(id: string) {
+  const config = join(dir, `${id}.toml`);
   writeFileSync(
     config,
     [
@@ -44,13 +45,17 @@ test("cluster: a node killed with SIGKILL: its client is served by another node 
       "[[listener]]",
       "port = 0",
       "[cluster]",
-      'node_id = "victim"',
+      `node_id = "${id}"`,
       `servers = [${nats.urls().map((u) => JSON.stringify(u)).join(", ")}]`,
       'name = "t"',
       "",
     ].join("\n"),
   );
-  const victim = run(bin, [...prefix, "serve", "-c", config], { NO_COLOR: "1" });
+  return run(bin, [...prefix, "serve", "-c", config], { NO_COLOR: "1" });
+}
+
+test("cluster: a node killed with SIGKILL: its client is served by another node on reconnect, and its client's will is published once by a survivor [MQTT-3.1.2-8]", async () => {
+  const victim = startVictim("victim");
   const watcher = await connect(survivors[0], { clientId: "will-watcher" });
   let client: mqtt.MqttClient | undefined;
   try {
@@ -106,21 +111,7 @@ test("cluster: a node killed with SIGKILL: its client is served by another node 
 });
 
 test("cluster: the will of a client that does not come back after its node is killed is published once, by the survivor that claims the node, within 15 s", async () => {
-  const config = join(dir, "victim2.toml");
-  writeFileSync(
-    config,
-    [
-      "persistence = false",
-      "[[listener]]",
-      "port = 0",
-      "[cluster]",
-      'node_id = "victim2"',
-      `servers = [${nats.urls().map((u) => JSON.stringify(u)).join(", ")}]`,
-      'name = "t"',
-      "",
-    ].join("\n"),
-  );
-  const victim = run(bin, [...prefix, "serve", "-c", config], { NO_COLOR: "1" });
+  const victim = startVictim("victim2");
   const w1 = await connect(survivors[0], { clientId: "will-watcher-1" });
   const w2 = await connect(survivors[1], { clientId: "will-watcher-2" });
   let client: mqtt.MqttClient | undefined;

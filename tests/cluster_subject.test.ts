@@ -13,16 +13,7 @@ import {
   topicKey,
   topicSubject,
 } from "../src/cluster/subject.ts";
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "./helpers/prng.ts";
 
 /** Levels chosen to break naive mappings: NATS's special characters, escapes, `$`, unicode. */
 const ODD = [

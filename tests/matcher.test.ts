@@ -9,6 +9,7 @@ import {
   validTopicName,
 } from "../src/broker/topic.ts";
 import { collidingLevels, oldLevelHash, randomLevels } from "../bench/hashflood_keys.ts";
+import { prng } from "./helpers/prng.ts";
 
 /** Asserts that the reference `topicMatches` and the WASM matcher agree with `expected`. */
 function expectMatch(filter: string, topic: string, expected: boolean): void {
@@ -20,16 +21,6 @@ function expectMatch(filter: string, topic: string, expected: boolean): void {
 
 function sorted(a: Iterable<number>): number[] {
   return [...a].sort((x, y) => x - y);
-}
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---- validity ----

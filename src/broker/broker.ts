@@ -23,7 +23,13 @@ import type { DeliverySink } from "./sink.ts";
 import { longTimeout } from "./timers.ts";
 import { type Clock, type ClockTimer, systemClock } from "./clock.ts";
 import type { Store, StoredClientMessage } from "../store/types.ts";
-import { recordSession, restore, restoreSession, type SessionRecord } from "./restore.ts";
+import {
+  recordSession,
+  restore,
+  restoreSession,
+  type SessionRecord,
+  storedMessage,
+} from "./restore.ts";
 import { LocalRegistry, type SessionRegistry } from "./registry.ts";
 import { ConnectionList, SessionTable } from "./tables.ts";
 import { errorText, safely } from "./guard.ts";
@@ -937,15 +943,7 @@ export class Broker implements FabricSink {
     if (!m) return [];
     this.#moving.delete(key);
     clearTimeout(m.timer);
-    const delta = m.session.queue.slice(m.mark).map((o): StoredClientMessage => ({
-      seq: 0,
-      msg: o.msg,
-      qos: o.qos,
-      retain: o.retain,
-      subIds: o.subIds,
-      state: 0,
-      packetId: 0,
-    }));
+    const delta = m.session.queue.slice(m.mark).map((o) => storedMessage(o, 0));
     if (this.sessions.get(key) === m.session) {
       this.#handingOver = key;
       try {

@@ -4,6 +4,7 @@
  * on counting from the times stored, so a restart does not extend anyone's lifetime.
  */
 import type { Broker } from "./broker.ts";
+import type { Outgoing } from "./outgoing.ts";
 import { Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
 import { outgoing } from "./outgoing.ts";
 import { parseShared, validTopicFilter, validTopicName } from "./topic.ts";
@@ -116,32 +117,18 @@ export function restoreSession(broker: Broker, rec: SessionRecord, now: number):
   return s;
 }
 
+/** One queued (`packetId` 0) or in-flight message as a record holds it. */
+export function storedMessage(o: Outgoing, seq: number, packetId = 0): StoredClientMessage {
+  const state = packetId === 0 ? 0 : o.state === "pubrel" ? 2 : 1;
+  return { seq, msg: o.msg, qos: o.qos, retain: o.retain, subIds: o.subIds, state, packetId };
+}
+
 /** The record of a live session: its state, subscriptions, queue, in-flight and QoS 2 ids. */
 export function recordSession(s: Session): SessionRecord {
   const messages: StoredClientMessage[] = [];
   let seq = 0;
-  for (const [id, f] of s.inflight) {
-    messages.push({
-      seq: ++seq,
-      msg: f.msg,
-      qos: f.qos,
-      retain: f.retain,
-      subIds: f.subIds,
-      state: f.state === "pubrel" ? 2 : 1,
-      packetId: id,
-    });
-  }
-  for (const o of s.queue) {
-    messages.push({
-      seq: ++seq,
-      msg: o.msg,
-      qos: o.qos,
-      retain: o.retain,
-      subIds: o.subIds,
-      state: 0,
-      packetId: 0,
-    });
-  }
+  for (const [id, f] of s.inflight) messages.push(storedMessage(f, ++seq, id));
+  for (const o of s.queue) messages.push(storedMessage(o, ++seq));
   return {
     session: {
       // The session key (mount point and client id), as the store keeps it.
