@@ -212,9 +212,10 @@ export class Connection implements SocketHandlers, DeliverySink {
     this.broker.stats.bytesReceived += chunk.length;
     const { packets, error } = this.decoder.push(chunk);
     this.broker.stats.messagesReceived += packets.length;
+    // One reading of the clock per read: its packets all arrived now.
+    if (packets.length) this.lastRx = this.broker.clock.now();
     for (let i = 0; i < packets.length; i++) {
       if (this.closed) return;
-      this.lastRx = this.broker.clock.now();
       this.dispatch(packets[i]);
     }
     if (error && !this.closed) {
@@ -455,7 +456,8 @@ export class Connection implements SocketHandlers, DeliverySink {
   sendPublish(o: Outgoing, id: number, dup = false): boolean {
     // Told to go: what is in flight is sent again (DUP) wherever the client moves to.
     if (this.state === "closed" || this.#leaving) return true;
-    const expiry = remainingExpiry(o.msg, this.broker.clock.now());
+    // The clock is read only for a message that expires (most do not).
+    const expiry = o.msg.expiresAt ? remainingExpiry(o.msg, this.broker.clock.now()) : undefined;
     let prep: PreparedPublish;
     const v = this.version === 5 ? 5 : 4;
     const mount = this.mountPoint;
