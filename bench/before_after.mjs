@@ -1,10 +1,12 @@
 // Two builds of Midge side by side in one run: the same load generator (`midge bench` of this
-// checkout) against a fresh broker from checkout A, then from checkout B, case by case and
-// repetition by repetition (A B A B …), so both see the same machine. Prints a Markdown table:
+// checkout) against a fresh broker from checkout A and from checkout B, case by case and
+// repetition by repetition (A B, then B A, and so on), so both see the same machine. Prints a Markdown table:
 // per case the median msg/s of each, the median of the pairwise ratios B ÷ A, and messages per
 // CPU-second of the broker (less moved by other jobs on a shared machine than msg/s); and for
 // idle connections the broker's KB per connection.
 // Usage: node bench/before_after.mjs A_DIR B_DIR [--reps 3] [--duration 3] [--storm 5000]
+//   [--only "fan-in QoS 1,16 pairs QoS 1"] (those cases only; --storm 0 leaves the idle
+//   connections out)
 //   A_DIR, B_DIR: checkouts of Midge with node_modules and the WASM built (node scripts/build-wasm.mjs).
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -23,6 +25,7 @@ const opt = (name, dflt) => {
 const reps = Number(opt("reps", "3"));
 const duration = opt("duration", "3");
 const storm = opt("storm", "5000");
+const only = opt("only", "");
 const [dirA, dirB] = argv.map((d) => resolve(d));
 if (!dirA || !dirB) {
   console.error(
@@ -150,11 +153,18 @@ const fmt = (n, d = 0) =>
 const loadBefore = loadavg().map((x) => x.toFixed(2)).join(" ");
 const rows = [];
 for (const [label, scenario, flags] of CASES) {
+  if (only && !only.split(",").includes(label)) continue;
   const a = [], b = [];
   for (let i = 0; i < reps; i++) {
     const f = [...flags, "-d", duration, "--warmup", "1"];
-    a.push(await once(dirA, scenario, f));
-    b.push(await once(dirB, scenario, f));
+    // A B, then B A: whichever runs second in a pair is not always the same build.
+    if (i % 2 === 0) {
+      a.push(await once(dirA, scenario, f));
+      b.push(await once(dirB, scenario, f));
+    } else {
+      b.push(await once(dirB, scenario, f));
+      a.push(await once(dirA, scenario, f));
+    }
   }
   const rate = (r) => r.msgRate ?? 0;
   const eff = (r) => (r.brokerCpu ? r.msgRate / r.brokerCpu : 0);
@@ -169,7 +179,7 @@ for (const [label, scenario, flags] of CASES) {
   console.error(`${label}: done`);
 }
 const sa = [], sb = [];
-for (let i = 0; i < reps; i++) {
+for (let i = 0; i < (storm === "0" ? 0 : reps); i++) {
   sa.push(await once(dirA, "conn-storm", ["-n", storm]));
   sb.push(await once(dirB, "conn-storm", ["-n", storm]));
 }
@@ -184,10 +194,12 @@ console.log(
 );
 console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) console.log(r);
-console.log(
-  `| idle connections (${storm}): KB each | ${fmt(median(sa.map(kb)), 2)} | ${
-    fmt(median(sb.map(kb)), 2)
-  } | ${fmt(median(sa.map((r, i) => kb(sb[i]) / kb(r))), 3)} | | | | ${
-    [...sa, ...sb].reduce((n, r) => n + (r.storm?.failed ?? 0), 0)
-  } |`,
-);
+if (storm !== "0") {
+  console.log(
+    `| idle connections (${storm}): KB each | ${fmt(median(sa.map(kb)), 2)} | ${
+      fmt(median(sb.map(kb)), 2)
+    } | ${fmt(median(sa.map((r, i) => kb(sb[i]) / kb(r))), 3)} | | | | ${
+      [...sa, ...sb].reduce((n, r) => n + (r.storm?.failed ?? 0), 0)
+    } |`,
+  );
+}
