@@ -3,16 +3,33 @@
  * in-flight messages, QoS 2 state, pending wills) from the store. Session and message expiry go
  * on counting from the times stored, so a restart does not extend anyone's lifetime.
  */
-import type { Broker } from "./broker.ts";
+import type { Auth } from "../auth/auth.ts";
+import type { Logger } from "../sys/log.ts";
+import type { RetainedStore } from "./retained.ts";
+import type { Router } from "./router.ts";
+import type { SessionTable } from "./tables.ts";
+import type { Store } from "../store/types.ts";
 import type { Outgoing } from "./outgoing.ts";
 import { Session, splitSessionKey, type SubscriptionEntry } from "./session.ts";
 import { outgoing } from "./outgoing.ts";
 import { parseShared, validTopicFilter, validTopicName } from "./topic.ts";
 import type { SessionRecord, Snapshot, StoredClientMessage } from "../store/types.ts";
 
+/** What restoring sessions needs of the broker (the broker is one). */
+export interface RestoreTarget {
+  readonly log: Logger;
+  readonly sessions: SessionTable<Session>;
+  readonly auth: Pick<Auth, "bind">;
+  readonly router: Pick<Router, "add">;
+  readonly retained: RetainedStore;
+  readonly store: Store | null;
+  /** Starts the will and expiry clocks of a session restored without its client. */
+  goOffline(s: Session): void;
+}
+
 /** Restore a snapshot into an empty broker; returns what was restored. */
 export function restore(
-  broker: Broker,
+  broker: RestoreTarget,
   snap: Snapshot,
 ): { sessions: number; retained: number; messages: number } {
   const now = Date.now();
@@ -51,7 +68,7 @@ export type { SessionRecord };
  * `now` if it was connected when recorded). Rows on invalid topics are dropped and logged. The
  * caller decides what happens next (`goOffline`, or a client resuming it).
  */
-export function restoreSession(broker: Broker, rec: SessionRecord, now: number): Session {
+export function restoreSession(broker: RestoreTarget, rec: SessionRecord, now: number): Session {
   const log = broker.log;
   const { session: st, subscriptions, messages: msgs, incomingQos2 } = rec;
   // The stored id is the session key: mount point and client id (see sessionKey).
