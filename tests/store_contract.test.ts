@@ -1,9 +1,9 @@
 /**
  * The contract every `Store` (src/store/types.ts) and every `RetainedStore`
  * (src/broker/retained.ts) keeps, one suite run against each implementation. To add one (the
- * cluster's KvRetained, say), add a factory to STORES or RETAINED_STORES.
+ * cluster's KvRetained is one), add a factory to STORES or RETAINED_STORES.
  */
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +14,11 @@ import { StoredRetained } from "../src/broker/stored_retained.ts";
 import type { Store } from "../src/store/types.ts";
 import { SqliteStore } from "../src/store/sqlite.ts";
 import { MemoryStore } from "../src/store/memory.ts";
+import { ClusterNode } from "../src/cluster/node.ts";
+import { KvRetained } from "../src/cluster/retained.ts";
+import { CLUSTER_KEYS, defaults } from "../src/config/schema.ts";
+import { silentLogger } from "../src/sys/log.ts";
+import { type NatsCluster, startNatsCluster } from "./helpers/nats.ts";
 
 /** A store under test: `reopen` gives the store that reads back what was written. */
 interface StoreUnderTest {
@@ -51,7 +56,36 @@ const RETAINED_STORES: Record<string, () => Promise<RetainedStore>> = {
   memory: () => Promise.resolve(new MemoryRetained()),
   "memory, written through to a store": () =>
     Promise.resolve(new StoredRetained(new MemoryRetained(), () => new MemoryStore())),
+  // The cluster's: a JetStream KV bucket behind a local index, on a real nats-server.
+  "cluster KV": async () => {
+    nats ??= startNatsCluster(1);
+    const urls = (await nats).urls();
+    const cfg = {
+      ...defaults(CLUSTER_KEYS),
+      node_id: `contract${++kvNodes}`,
+      servers: urls,
+      name: `c${kvNodes}`,
+      replicas: 1,
+    };
+    const node = new ClusterNode(cfg, silentLogger);
+    await node.start();
+    const r = new KvRetained(node);
+    await r.start();
+    const stop = r.stop.bind(r);
+    r.stop = () => {
+      stop();
+      void node.stop();
+    };
+    return r;
+  },
 };
+
+/** The nats-server of the "cluster KV" retained store, started by its first test. */
+let nats: Promise<NatsCluster> | undefined;
+let kvNodes = 0;
+after(async () => {
+  if (nats) await (await nats).stop();
+});
 
 const text = new TextEncoder();
 
