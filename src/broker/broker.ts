@@ -944,14 +944,7 @@ export class Broker implements FabricSink {
     this.#moving.delete(key);
     clearTimeout(m.timer);
     const delta = m.session.queue.slice(m.mark).map((o) => storedMessage(o, 0));
-    if (this.sessions.get(key) === m.session) {
-      this.#handingOver = key;
-      try {
-        this.endSession(m.session);
-      } finally {
-        this.#handingOver = null;
-      }
-    }
+    if (this.sessions.get(key) === m.session) this.#endKeepingId(m.session);
     return delta;
   }
 
@@ -1015,7 +1008,12 @@ export class Broker implements FabricSink {
   drop(key: string): void {
     const s = this.sessions.get(key);
     if (!s || s.connection) return;
-    this.#handingOver = key;
+    this.#endKeepingId(s);
+  }
+
+  /** Ends a session here without giving up its client id (another node has it). */
+  #endKeepingId(s: Session): void {
+    this.#handingOver = s.key;
     try {
       this.endSession(s);
     } finally {

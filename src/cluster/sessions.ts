@@ -14,7 +14,7 @@
  * A node whose heartbeat has stopped is not asked: its client ids are taken over without a
  * record. CONNECTs of one client id on one node are handled one at a time.
  */
-import { type KV, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
+import { type KV, type KvEntry, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { Msg, QueuedIterator, Subscription } from "@nats-io/nats-core";
 import type { Handover, SessionRegistry } from "../broker/registry.ts";
 import type { StoredClientMessage } from "../store/types.ts";
@@ -174,7 +174,7 @@ export class KvSessions implements SessionRegistry {
     let from = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const entry = await kv.get(key);
-      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      const owner = ownerOf(entry);
       /** The owner did not answer (it died): its client's will is this node's to deal with. */
       let orphan: Owner | null = null;
       if (owner && owner.node !== node.id) {
@@ -185,11 +185,7 @@ export class KvSessions implements SessionRegistry {
           from = owner.node;
         } else if (got === undefined) orphan = owner;
       } else if (owner && owner.num !== node.num) orphan = owner; // This node, before a restart.
-      const value = enc.encode(
-        JSON.stringify(
-          { id: clientId, node: node.id, num: node.num, t: Date.now() } satisfies Owner,
-        ),
-      );
+      const value = this.#ownerValue(clientId, Date.now());
       try {
         if (entry) await kv.update(key, value, entry.revision);
         else await kv.create(key, value);
@@ -313,23 +309,18 @@ export class KvSessions implements SessionRegistry {
     }
     (async () => {
       const kv = this.#kv!;
-      const node = this.#node;
       const key = ownerKey(req.clientId);
       const rec = decodeRecord(req.record ?? "");
       if (local.owns(req.clientId)) return false;
       const { queued } = local.adoptOffline(rec);
       // This node owns it now, unless a client of the id went elsewhere meanwhile.
       const entry = await kv.get(key);
-      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== req.by) {
         local.drop(req.clientId);
         return false;
       }
-      const value = enc.encode(
-        JSON.stringify(
-          { id: req.clientId, node: node.id, num: node.num, t: Date.now() } satisfies Owner,
-        ),
-      );
+      const value = this.#ownerValue(req.clientId, Date.now());
       try {
         await kv.update(key, value, entry.revision);
       } catch {
@@ -411,12 +402,10 @@ export class KvSessions implements SessionRegistry {
     const k = ownerKey(key);
     for (let attempt = 0; attempt < 3; attempt++) {
       const entry = await kv.get(k);
-      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return;
-      const value: Owner = { id: key, node: node.id, num: node.num, t: owner.t };
-      if (rec) value.rec = rec;
       try {
-        await kv.update(k, enc.encode(JSON.stringify(value)), entry.revision);
+        await kv.update(k, this.#ownerValue(key, owner.t, rec), entry.revision);
         return;
       } catch { /* changed meanwhile: read again */ }
     }
@@ -448,13 +437,12 @@ export class KvSessions implements SessionRegistry {
     }
     for (const k of keys) {
       const entry = await kv.get(k);
-      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== peer.id || owner.num !== peer.num || !owner.rec) {
         continue;
       }
-      const value: Owner = { id: owner.id, node: node.id, num: node.num, t: Date.now() };
       try {
-        await kv.update(k, enc.encode(JSON.stringify(value)), entry.revision);
+        await kv.update(k, this.#ownerValue(owner.id, Date.now()), entry.revision);
       } catch {
         continue; // Its client came back somewhere meanwhile.
       }
@@ -467,6 +455,13 @@ export class KvSessions implements SessionRegistry {
     node.log.notice(`Cluster: took over ${wills} wills of the clients of node ${peer.id}.`);
   }
 
+  /** The owner entry that names this node as the owner of `id` (with a will's record). */
+  #ownerValue(id: string, t: number, rec?: string): Uint8Array {
+    const o: Owner = { id, node: this.#node.id, num: this.#node.num, t };
+    if (rec) o.rec = rec;
+    return enc.encode(JSON.stringify(o));
+  }
+
   release(clientId: string): void {
     const kv = this.#kv;
     if (!kv) return;
@@ -474,13 +469,18 @@ export class KvSessions implements SessionRegistry {
     const key = ownerKey(clientId);
     (async () => {
       const entry = await kv.get(key);
-      const owner = entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
+      const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return;
       await kv.delete(key, { previousSeq: entry.revision });
     })().catch(
       () => {/* another node took it meanwhile, or NATS is away: the owner entry stays */},
     );
   }
+}
+
+/** The owner an entry of the bucket names (null: none, deleted, or unreadable). */
+function ownerOf(entry: KvEntry | null): Owner | null {
+  return entry && entry.operation === "PUT" ? parseOwner(entry.value) : null;
 }
 
 function parseOwner(v: Uint8Array): Owner | null {
