@@ -553,7 +553,7 @@ export class Broker implements FabricSink {
       s.enqueue(o, 0, 0);
       return;
     }
-    if (!conn.sendPublish(o, id)) {
+    if (!conn.sendPublish(o, id, o.msg.replayed)) {
       // Over the client's maximum packet size: discarded [MQTT-3.1.2-25 v5].
       this.forget(s, o);
       return;
@@ -782,8 +782,41 @@ export class Broker implements FabricSink {
     }
     this.goOffline(s);
     if (this.sessions.get(s.key) === s) this.saveSession(s);
-    // Its will is dealt with here now (sent, or waiting in this node's timer).
-    this.registry.keepWill?.(s.key, null);
+    // In a cluster: the session, offline now, is kept without the will, which is dealt with
+    // here now (sent, or waiting in this node's timer); a session moving to another node is not.
+    // A stopping node hands its sessions over instead (`registry.evacuate`).
+    if (this.#handingOver !== s.key && !this.#moving.has(s.key) && !this.#stopping) {
+      void this.keepSession(s);
+    }
+  }
+
+  /**
+   * In a cluster: stores what should outlive this node of the session `s` (its record without
+   * messages: see `SessionRegistry.keep`). Resolves once stored; null on a single node.
+   */
+  keepSession(s: Session): Promise<void> | null {
+    const registry = this.registry;
+    if (!registry.keep) return null;
+    if (this.sessions.get(s.key) !== s) return null;
+    const online = s.connection !== null;
+    if (!s.persistent && !(online && s.will)) return registry.keep(s.key, null);
+    const rec = recordSession(s, false);
+    if (!online) rec.session.will = null;
+    return registry.keep(s.key, rec);
+  }
+
+  /**
+   * When the oldest QoS 1/2 message that the session of `key` still owes its client reached this
+   * node (`Message.at`; 0 when unknown), or null when it owes none: the session's cursor in the
+   * cluster's message stream.
+   */
+  pendingSince(key: string): number | null {
+    const s = this.sessions.get(key);
+    if (!s || this.#moving.has(key)) return null;
+    let min = Infinity;
+    for (const f of s.inflight.values()) if (f.qos > 0) min = Math.min(min, f.msg.at ?? 0);
+    for (const o of s.queue) if (o.qos > 0) min = Math.min(min, o.msg.at ?? 0);
+    return min === Infinity ? null : min;
   }
 
   /**

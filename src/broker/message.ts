@@ -21,6 +21,17 @@ export interface Message {
    * (`fabricId`), so copies of it can be told apart when a session moves between nodes.
    */
   fid?: number;
+  /**
+   * In a cluster, for QoS 1/2: when this node got the message (ms since epoch), or when the
+   * stream stored it for a message read back from there. A session's cursor is the oldest of
+   * these among the messages it still owes (see src/cluster/replay.ts).
+   */
+  at?: number;
+  /**
+   * Read back from the cluster's stream for a session whose node died: it may have reached the
+   * client already, so it goes out as a re-delivery, with DUP set [MQTT-3.3.1-1].
+   */
+  replayed?: true;
 }
 
 /** Sequence numbers of one node wrap at this (21 bits, so a fabric id fits a double exactly). */

@@ -39,11 +39,13 @@ export interface SessionRegistry {
    */
   evacuate?(): Promise<void>;
   /**
-   * The client of `key` is connected here with a will (`rec`: its session's record with the will,
-   * without subscriptions or messages), or no longer is (null). A cluster keeps it where the
-   * other nodes find it, so that one of them publishes the will should this node die.
+   * What a cluster keeps of the session of `key` so that it outlives this node: `rec` is its
+   * record without messages (subscriptions, expiry, will while connected), or null when there is
+   * nothing to keep (a session that ends with its connection and has no will). The messages it
+   * is owed are found again in the cluster's message stream from its cursor (see `pendingSince`
+   * of the cluster's HandOver). Resolves once it is stored (or could not be: it never rejects).
    */
-  keepWill?(key: string, rec: SessionRecord | null): void;
+  keep?(key: string, rec: SessionRecord | null): Promise<void>;
 }
 
 /** The single-node registry: the broker's table decides, nothing to acquire. */

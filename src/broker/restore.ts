@@ -140,12 +140,17 @@ export function storedMessage(o: Outgoing, seq: number, packetId = 0): StoredCli
   return { seq, msg: o.msg, qos: o.qos, retain: o.retain, subIds: o.subIds, state, packetId };
 }
 
-/** The record of a live session: its state, subscriptions, queue, in-flight and QoS 2 ids. */
-export function recordSession(s: Session): SessionRecord {
+/**
+ * The record of a live session: its state, subscriptions, queue, in-flight and QoS 2 ids
+ * (without the queue and in-flight messages when `withMessages` is false).
+ */
+export function recordSession(s: Session, withMessages = true): SessionRecord {
   const messages: StoredClientMessage[] = [];
   let seq = 0;
-  for (const [id, f] of s.inflight) messages.push(storedMessage(f, ++seq, id));
-  for (const o of s.queue) messages.push(storedMessage(o, ++seq));
+  if (withMessages) {
+    for (const [id, f] of s.inflight) messages.push(storedMessage(f, ++seq, id));
+    for (const o of s.queue) messages.push(storedMessage(o, ++seq));
+  }
   return {
     session: {
       // The session key (mount point and client id), as the store keeps it.

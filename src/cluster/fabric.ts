@@ -119,6 +119,7 @@ export class NatsFabric implements Fabric {
     }
     this.#seq = seq;
     msg.fid = fabricId(this.#node.num, seq);
+    if (msg.qos > 0) msg.at = Date.now();
   }
 
   forward(msg: Message): void {
@@ -234,6 +235,7 @@ export class NatsFabric implements Fabric {
     }
     this.#lastSeq.set(env.node, env.seq);
     this.received++;
+    if (env.msg.qos > 0) env.msg.at = Date.now();
     try {
       this.#sink?.fromRemote(env.msg);
     } catch (e) {
@@ -246,6 +248,7 @@ export class NatsFabric implements Fabric {
     if (!env) return;
     // The overflow subject carries every long topic: only those of this group's filter count.
     if (m.subject.endsWith(".x") && !topicMatches(topicFilter, env.msg.topic)) return;
+    if (env.msg.qos > 0) env.msg.at = Date.now();
     try {
       this.#sink?.fromRemoteShared(group, topicFilter, env.msg);
     } catch (e) {

@@ -12,7 +12,6 @@ import { ConnackCodeV3, ReasonCode } from "../../codec/types.ts";
 import type { Connection } from "../connection.ts";
 import { sharedTerms } from "../terms.ts";
 import { NEVER_EXPIRES, Session, sessionKey } from "../session.ts";
-import { recordSession } from "../restore.ts";
 import { fitsWithPrefix } from "../topic.ts";
 
 /** Send a refusing CONNACK and close [MQTT-3.2.2-5 v3.1.1][MQTT-3.2.2-7 v5]. */
@@ -390,10 +389,9 @@ function admit(conn: Connection, p: ConnectPacket, a: Admission, answer?: LoginA
     unreadable = [];
   }
   broker.saveSession(session);
-  // In a cluster the will is kept where a surviving node finds it, should this one die.
-  if (session.will && broker.registry.keepWill) {
-    broker.registry.keepWill(key, { ...recordSession(session), subscriptions: [], messages: [] });
-  }
+  // In a cluster the session and the will are kept where a surviving node finds them, should
+  // this one die.
+  void broker.keepSession(session);
 
   const ack: Properties = {};
   if (method !== undefined) ack.authenticationMethod = method;

@@ -148,10 +148,15 @@ function subscribe(conn: Connection, p: SubscribePacket, allowed: boolean[]): vo
   // In a cluster, the SUBACK waits until every node knows the new interest (so nothing
   // published anywhere after it is missed) and this node has every retained message
   // acknowledged anywhere; later packets of this client wait with it.
+  // A persistent session's subscriptions are kept where another node finds them, should this
+  // one die, before the SUBACK.
   const fabric = broker.fabric.barrier();
   const retained = retainedFor.size ? broker.retained.sync?.() ?? null : null;
-  if (fabric || retained) {
-    conn.hold(Promise.all([fabric, retained]).then(() => suback(conn, p, granted, retainedFor)));
+  const kept = s.persistent ? broker.keepSession(s) : null;
+  if (fabric || retained || kept) {
+    conn.hold(
+      Promise.all([fabric, retained, kept]).then(() => suback(conn, p, granted, retainedFor)),
+    );
   } else {
     suback(conn, p, granted, retainedFor);
   }

@@ -21,6 +21,8 @@ export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void 
       codes.push(ReasonCode.NoSubscriptionExisted);
     }
   }
+  // In a cluster a persistent session is kept without these subscriptions from now on.
+  if (s.persistent) void broker.keepSession(s);
   conn.send({
     cmd: "unsuback",
     messageId: p.messageId,
