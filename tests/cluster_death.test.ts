@@ -154,3 +154,126 @@ test("cluster: the will of a client that does not come back after its node is ki
     if (victim.proc.exitCode === null) victim.proc.kill("SIGKILL");
   }
 });
+
+/** A client with a list of servers to fail over to, resuming its session (v5, 5 minutes). */
+function failoverClient(
+  clientId: string,
+  ports: number[],
+  onMessage?: (topic: string, payload: Buffer, packet: mqtt.IPublishPacket) => void,
+): Promise<mqtt.MqttClient> {
+  const c = mqtt.connect({
+    servers: ports.map((port) => ({ host: "127.0.0.1", port })),
+    clientId,
+    protocolVersion: 5,
+    clean: false,
+    properties: { sessionExpiryInterval: 300 },
+    // The broker keeps the subscriptions: the client must not hide a lost session by
+    // subscribing again.
+    resubscribe: false,
+    reconnectPeriod: 100,
+    connectTimeout: 5000,
+  });
+  c.on("error", () => {});
+  // Messages may come in the same read as the CONNACK: listen from the start.
+  if (onMessage) c.on("message", onMessage);
+  return new Promise((resolve) => c.once("connect", () => resolve(c)));
+}
+
+async function victimPort(v: ReturnType<typeof startVictim>, id: string): Promise<number> {
+  const port = Number((await v.waitFor(/listening mqtt on 127\.0\.0\.1:(\d+)/, 30_000, id))[1]);
+  await until(
+    () => survivors.every((s) => s.node.livePeers().some((p) => p.id === id)),
+    10_000,
+    `${id}'s heartbeat`,
+  );
+  return port;
+}
+
+test("cluster: every PUBACKed QoS 1 message reaches a persistent subscriber on another node while the publisher's node and then the subscriber's node are killed with SIGKILL [MQTT-4.3.2-1 v5][MQTT-3.1.2-5 v3.1.1]", async () => {
+  const pubNode = startVictim("pubnode");
+  const subNode = startVictim("subnode");
+  let sub: mqtt.MqttClient | undefined;
+  let pub: mqtt.MqttClient | undefined;
+  try {
+    const [pp, sp] = [await victimPort(pubNode, "pubnode"), await victimPort(subNode, "subnode")];
+    sub = await failoverClient("ha-sub", [sp, survivors[1].port]);
+    await sub.subscribeAsync("ha/seq", { qos: 1 });
+    const got: number[] = [];
+    let dups = 0;
+    const seen = new Set<number>();
+    let present = true;
+    sub.on("connect", (ack) => (present &&= ack.sessionPresent));
+    sub.on("message", (_t, payload, packet) => {
+      const n = Number(payload.toString());
+      if (seen.has(n)) dups++;
+      else if (!packet.dup) got.push(n);
+      else got.push(n);
+      seen.add(n);
+    });
+    pub = await failoverClient("ha-pub", [pp, survivors[0].port]);
+    const acked: number[] = [];
+    const total = 300;
+    let killedPub = false;
+    let killedSub = false;
+    for (let i = 0; i < total; i++) {
+      await pub.publishAsync("ha/seq", String(i), { qos: 1 });
+      acked.push(i);
+      if (i === 100) {
+        pubNode.proc.kill("SIGKILL");
+        killedPub = true;
+      }
+      if (i === 200) {
+        await until(() => seen.size >= 150, 10_000, "the subscriber keeping up");
+        subNode.proc.kill("SIGKILL");
+        killedSub = true;
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.ok(killedPub && killedSub);
+    await until(() => acked.every((n) => seen.has(n)), 30_000, "every acknowledged message");
+    const missing = acked.filter((n) => !seen.has(n));
+    assert.deepEqual(missing, [], "no acknowledged message lost");
+    assert.ok(present, "the subscriber's session was present on every reconnect");
+    console.log(`# ${acked.length} acknowledged, all received; ${dups} duplicates`);
+  } finally {
+    await endAll(sub, pub);
+    for (const v of [pubNode, subNode]) if (v.proc.exitCode === null) v.proc.kill("SIGKILL");
+  }
+});
+
+test("cluster: a persistent session that was offline on a node killed with SIGKILL is taken over by a survivor with every QoS 1 message queued for it, delivered when its client comes back elsewhere [MQTT-4.1.0-1][MQTT-3.1.2-4 v3.1.1]", async () => {
+  const victim = startVictim("queuenode");
+  let sub: mqtt.MqttClient | undefined;
+  let pub: mqtt.MqttClient | undefined;
+  try {
+    const port = await victimPort(victim, "queuenode");
+    sub = await failoverClient("ha-offline", [port]);
+    await sub.subscribeAsync("ha/offline/+", { qos: 1 });
+    await sub.endAsync();
+    sub = undefined;
+    pub = await connect(survivors[0], { clientId: "ha-offline-pub" });
+    for (let i = 0; i < 50; i++) {
+      await pub.publishAsync(`ha/offline/${i % 3}`, String(i), { qos: 1 });
+    }
+    // Its queue is on the victim; the victim dies; a survivor claims its sessions.
+    await new Promise((r) => setTimeout(r, 1500));
+    victim.proc.kill("SIGKILL");
+    await victim.exited(10_000);
+    await until(
+      () => survivors.some((s) => s.broker.sessions.has("ha-offline")),
+      15_000,
+      "a survivor taking the session",
+    );
+    const seen = new Set<number>();
+    sub = await failoverClient(
+      "ha-offline",
+      [survivors[1].port],
+      (_t, payload) => seen.add(Number(payload.toString())),
+    );
+    await until(() => seen.size === 50, 15_000, "every queued message");
+    assert.deepEqual([...seen].sort((a, b) => a - b), [...Array(50).keys()]);
+  } finally {
+    await endAll(sub, pub);
+    if (victim.proc.exitCode === null) victim.proc.kill("SIGKILL");
+  }
+});

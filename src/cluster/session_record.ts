@@ -51,16 +51,18 @@ export function encodeMessages(ms: StoredClientMessage[]): unknown[] {
   return ms.map((m) => {
     const fid = m.msg.fid ?? 0;
     const env = encodeEnvelope(m.msg, Math.floor(fid / FABRIC_SEQ), fid % FABRIC_SEQ, true);
-    return { ...m, msg: b64(env) };
+    return { ...m, msg: b64(env), at: m.msg.at, again: m.msg.replayed };
   });
 }
 
 /** The inverse of `encodeMessages`. */
 export function decodeMessages(raw: unknown): StoredClientMessage[] {
   if (!Array.isArray(raw)) throw new Error("messages: expected an array");
-  return raw.map((m: { msg: string }) => {
+  return raw.map(({ at, again, ...m }: { msg: string; at?: number; again?: boolean }) => {
     const msg = decodeEnvelope(unb64(m.msg), null).msg;
     if (msg.fid === 0) delete msg.fid;
+    if (typeof at === "number") msg.at = at;
+    if (again === true) msg.replayed = true;
     return { ...m, msg } as StoredClientMessage;
   });
 }

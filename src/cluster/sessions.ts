@@ -11,8 +11,14 @@
  *    the client.
  * 3. B rebuilds the session from the record and the client resumes it (Session Present 1).
  *
- * A node whose heartbeat has stopped is not asked: its client ids are taken over without a
- * record. CONNECTs of one client id on one node are handled one at a time.
+ * A node whose heartbeat has stopped (or that does not answer) is not asked. Its sessions live
+ * on in the bucket: the owner entry of every persistent session holds the session's record
+ * without messages (subscriptions, expiry; the will while connected) and a cursor, the time
+ * before which it owed its client nothing (written each second for sessions whose oldest owed
+ * message is older than that, with the node's watermark `w.<node>` after them). The node that
+ * takes such a session rebuilds it from the record and reads what it is owed from the message
+ * stream (src/cluster/replay.ts). CONNECTs of one client id on one node are handled one at a
+ * time.
  */
 import { type KV, type KvEntry, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { Msg, QueuedIterator, Subscription } from "@nats-io/nats-core";
@@ -21,6 +27,7 @@ import type { StoredClientMessage } from "../store/types.ts";
 import type { SessionRecord } from "../broker/restore.ts";
 import type { ClusterNode } from "./node.ts";
 import { decodeMessages, decodeRecord, encodeMessages, encodeRecord } from "./session_record.ts";
+import { replay, type ReplayTarget } from "./replay.ts";
 import { levelToken, MAX_SUBJECT } from "./subject.ts";
 import { createHash } from "node:crypto";
 
@@ -31,6 +38,14 @@ const KICK_TIMEOUT_MS = 3000;
 
 /** Sessions handed over at once when a node stops. */
 const EVACUATE_PARALLEL = 16;
+/** How often the cursors of this node's sessions and its watermark are written. */
+const CURSOR_MS = 1000;
+/**
+ * A replay starts this long before a cursor: a message's time in the stream (set by the stream's
+ * leader) and the time a node got it differ by the clocks' skew and the transit. Messages of a
+ * session in this window may reach its client twice after its node died.
+ */
+export const REPLAY_MARGIN_MS = 2000;
 
 /** What a stopping node sends the node it hands a session to. */
 interface AdoptRequest {
@@ -51,8 +66,13 @@ interface Owner {
   node: string;
   num: number;
   t: number;
-  /** While its client is connected with a will: the session's record with it (`encodeRecord`). */
+  /**
+   * A persistent session's record without messages, or a connected client's with its will
+   * (`encodeRecord`).
+   */
   rec?: string;
+  /** The session's cursor (ms): it may owe its client messages the stream stored since then. */
+  at?: number;
 }
 
 /** What this node does when another takes one of its client ids. */
@@ -79,6 +99,8 @@ export interface HandOver {
   orphanWill(rec: SessionRecord, clean: boolean): void;
   /** Ends a session adopted here that another node took in the meantime. */
   drop(key: string): void;
+  /** When the oldest QoS 1/2 message the session of `key` still owes reached this node, or null. */
+  pendingSince(key: string): number | null;
   /** Resolves once every node knows this node's subscriptions. */
   interestEverywhere(): Promise<void>;
 }
@@ -106,6 +128,10 @@ export class KvSessions implements SessionRegistry {
   readonly #chains = new Map<string, Promise<unknown>>();
   /** Take-overs counted for metrics. */
   takeovers = 0;
+  /** Sessions of a dead node resumed here, and messages found again for them, for metrics. */
+  resumed = 0;
+  replayed = 0;
+  #timer: ReturnType<typeof setInterval> | null = null;
 
   constructor(node: ClusterNode) {
     this.#node = node;
@@ -126,6 +152,10 @@ export class KvSessions implements SessionRegistry {
       callback: (_e, m) => this.#onKick(m),
     });
     await node.sub.flush();
+    this.#timer = setInterval(() => {
+      this.#tick().catch((e) => node.log.warning(`Cluster: writing session cursors failed: ${e}`));
+    }, CURSOR_MS);
+    (this.#timer as { unref?: () => void }).unref?.();
     // A node that missed a kick (it was slow, or seemed gone) still learns that it lost a client
     // id: every change of owner is watched, and a client of an id owned elsewhere is let go.
     this.#watch = await this.#kv.watch({ include: KvWatchInclude.UpdatesOnly });
@@ -146,6 +176,8 @@ export class KvSessions implements SessionRegistry {
   }
 
   stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
     this.#watch?.stop();
     this.#kick?.unsubscribe();
     return Promise.resolve();
@@ -185,7 +217,10 @@ export class KvSessions implements SessionRegistry {
           from = owner.node;
         } else if (got === undefined) orphan = owner;
       } else if (owner && owner.num !== node.num) orphan = owner; // This node, before a restart.
-      const value = this.#ownerValue(clientId, Date.now());
+      // A dead owner's persistent session resumes here from its record and the stream.
+      const resume = orphan && !clean ? await this.#resumable(orphan) : null;
+      const at = resume ? resume.from : record ? oldest(record.messages) : undefined;
+      const value = this.#ownerValue(clientId, Date.now(), resume?.text, at);
       try {
         if (entry) await kv.update(key, value, entry.revision);
         else await kv.create(key, value);
@@ -194,6 +229,16 @@ export class KvSessions implements SessionRegistry {
         // its connection died [MQTT-3.1.2-8], unless the new connection resumes the session
         // within the will delay [MQTT-3.1.3-9 v5].
         if (orphan?.rec) this.#local?.orphanWill(decodeRecord(orphan.rec), clean);
+        if (at !== undefined) this.#pin(at)();
+        if (resume) {
+          this.#kept.set(clientId, { rec: resume.text, at: resume.from });
+          const unpin = this.#pin(resume.from);
+          this.resumed++;
+          return {
+            record: resume.rec,
+            finish: () => this.#replayOne(clientId, resume.rec, resume.from).finally(unpin),
+          };
+        }
         if (!record) return null;
         const prev = from;
         if (clean) {
@@ -221,7 +266,10 @@ export class KvSessions implements SessionRegistry {
         { timeout: KICK_TIMEOUT_MS },
       );
       const text = dec.decode(reply.data);
-      return text ? decodeMessages(JSON.parse(text)) : [];
+      const delta = text ? decodeMessages(JSON.parse(text)) : [];
+      const at = oldest(delta);
+      if (at !== undefined) this.#pin(at)();
+      return delta;
     } catch (e) {
       node.log.warning(
         `Cluster: node ${owner} did not send what it queued for ${clientId} while it moved (${
@@ -304,7 +352,12 @@ export class KvSessions implements SessionRegistry {
     if (req.op === "delta") {
       const at = this.#adopted.get(req.clientId);
       this.#adopted.delete(req.clientId);
-      if (at !== undefined) local.mergeMoved(req.clientId, at, decodeMessages(req.messages));
+      if (at !== undefined) {
+        const delta = decodeMessages(req.messages);
+        const t = oldest(delta);
+        if (t !== undefined) this.#pin(t)();
+        local.mergeMoved(req.clientId, at, delta);
+      }
       return reply(at !== undefined);
     }
     (async () => {
@@ -312,18 +365,27 @@ export class KvSessions implements SessionRegistry {
       const key = ownerKey(req.clientId);
       const rec = decodeRecord(req.record ?? "");
       if (local.owns(req.clientId)) return false;
+      const t = oldest(rec.messages);
+      if (t !== undefined) this.#pin(t)();
       const { queued } = local.adoptOffline(rec);
-      // This node owns it now, unless a client of the id went elsewhere meanwhile.
-      const entry = await kv.get(key);
-      const owner = ownerOf(entry);
-      if (!entry || !owner || owner.node !== req.by) {
-        local.drop(req.clientId);
-        return false;
+      // This node owns it now, unless a client of the id went elsewhere meanwhile (the
+      // stopping node may still be writing the entry: read again then).
+      let taken = false;
+      for (let attempt = 0; attempt < 3 && !taken; attempt++) {
+        const entry = await kv.get(key);
+        const owner = ownerOf(entry);
+        if (!entry || !owner || owner.node !== req.by) break;
+        const text = encodeRecord({
+          ...rec,
+          session: { ...rec.session, will: null },
+          messages: [],
+        });
+        this.#kept.set(req.clientId, { rec: text, at: t ?? null });
+        const value = this.#ownerValue(req.clientId, Date.now(), text, t);
+        taken = await kv.update(key, value, entry.revision).then(() => true, () => false);
       }
-      const value = this.#ownerValue(req.clientId, Date.now());
-      try {
-        await kv.update(key, value, entry.revision);
-      } catch {
+      if (!taken) {
+        this.#kept.delete(req.clientId);
         local.drop(req.clientId);
         return false;
       }
@@ -376,46 +438,177 @@ export class KvSessions implements SessionRegistry {
     node.log.notice(`Cluster: handed ${moved} of ${keys.length} sessions to other nodes.`);
   }
 
-  /** Keys whose owner entry holds a will (see `keepWill`). */
-  readonly #wills = new Set<string>();
-  /** The last will write of each key: the next one waits for it. */
-  readonly #willWrites = new Map<string, Promise<void>>();
+  /** What is kept of each session of this node (see `keep`), and its cursor as last written. */
+  readonly #kept = new Map<string, { rec: string; at: number | null }>();
+  /** The last owner-entry write of each key: the next one waits for it. */
+  readonly #writes = new Map<string, Promise<boolean>>();
+  /** Cursors of messages that reached sessions after a scan could see them (see `#pin`). */
+  readonly #pins = new Map<number, number>();
+  #ticking = false;
 
-  keepWill(key: string, rec: SessionRecord | null): void {
-    if (!this.#kv || (rec === null && !this.#wills.has(key))) return;
-    if (rec) this.#wills.add(key);
-    else this.#wills.delete(key);
-    const text = rec ? encodeRecord(rec) : undefined;
-    const prev = this.#willWrites.get(key) ?? Promise.resolve();
-    const next = prev.then(() => this.#writeWill(key, text)).catch((e) => {
-      this.#node.log.warning(`Cluster: keeping the will of ${key} failed: ${(e as Error).message}`);
-    });
-    this.#willWrites.set(key, next);
-    next.then(() => {
-      if (this.#willWrites.get(key) === next) this.#willWrites.delete(key);
-    });
+  keep(key: string, rec: SessionRecord | null): Promise<void> {
+    if (!this.#kv || (rec === null && !this.#kept.has(key))) return Promise.resolve();
+    if (rec) this.#kept.set(key, { rec: encodeRecord(rec), at: this.#kept.get(key)?.at ?? null });
+    else this.#kept.delete(key);
+    return this.#write(key).then(() => {});
   }
 
-  async #writeWill(key: string, rec: string | undefined): Promise<void> {
+  /** Writes the owner entry of `key` as `#kept` has it now, after the writes before it. */
+  #write(key: string): Promise<boolean> {
+    const prev = this.#writes.get(key) ?? Promise.resolve(true);
+    const next = prev.then(() => this.#put(key)).catch((e) => {
+      this.#node.log.warning(
+        `Cluster: keeping the session of ${key} failed: ${(e as Error).message}`,
+      );
+      return false;
+    });
+    this.#writes.set(key, next);
+    next.then(() => {
+      if (this.#writes.get(key) === next) this.#writes.delete(key);
+    });
+    return next;
+  }
+
+  async #put(key: string): Promise<boolean> {
     const kv = this.#kv!;
     const node = this.#node;
     const k = ownerKey(key);
     for (let attempt = 0; attempt < 3; attempt++) {
       const entry = await kv.get(k);
       const owner = ownerOf(entry);
-      if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return;
+      if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return true;
+      const kept = this.#kept.get(key);
       try {
-        await kv.update(k, this.#ownerValue(key, owner.t, rec), entry.revision);
-        return;
+        await kv.update(
+          k,
+          this.#ownerValue(key, owner.t, kept?.rec, kept?.at ?? undefined),
+          entry.revision,
+        );
+        return true;
       } catch { /* changed meanwhile: read again */ }
+    }
+    return false;
+  }
+
+  /**
+   * Holds this node's watermark at or below `at` (a message of that time reached a session
+   * where the last scan of cursors could not see it) until two scans after the returned
+   * function is called.
+   */
+  #pin(at: number): () => void {
+    this.#pins.set(at, (this.#pins.get(at) ?? 0) + 1);
+    return () => {
+      const t = setTimeout(() => {
+        const n = (this.#pins.get(at) ?? 1) - 1;
+        if (n > 0) this.#pins.set(at, n);
+        else this.#pins.delete(at);
+      }, 2 * CURSOR_MS + 100);
+      (t as { unref?: () => void }).unref?.();
+    };
+  }
+
+  /**
+   * Each second: every session whose oldest owed message is older than now gets that time as its
+   * cursor (others none), then the node's watermark says that what reached it since now is
+   * owed from the stream. Together they tell a survivor where each session's replay starts.
+   */
+  async #tick(): Promise<void> {
+    const local = this.#local;
+    const kv = this.#kv;
+    if (this.#ticking || !local || !kv || !this.#node.pub || this.#node.pub.isClosed()) return;
+    this.#ticking = true;
+    try {
+      const t = Date.now();
+      const writes: Promise<boolean>[] = [];
+      for (const [key, k] of this.#kept) {
+        if (!local.owns(key) && !this.#chains.has(key)) {
+          this.#kept.delete(key); // It left this node.
+          continue;
+        }
+        const since = local.pendingSince(key);
+        const at = since !== null && since < t ? since : null;
+        if (at === k.at) continue;
+        k.at = at;
+        writes.push(this.#write(key));
+      }
+      const ok = (await Promise.all(writes)).every(Boolean);
+      if (!ok) return;
+      const wm = Math.min(t, ...this.#pins.keys());
+      await kv.put(
+        `w.${this.#node.id}`,
+        enc.encode(JSON.stringify({ num: this.#node.num, t: wm })),
+      );
+    } finally {
+      this.#ticking = false;
+    }
+  }
+
+  /** The watermark a node last wrote (ms), or null when there is none of this run of it. */
+  async #watermark(id: string, num: number): Promise<number | null> {
+    try {
+      const e = await this.#kv!.get(`w.${id}`);
+      if (!e || e.operation !== "PUT") return null;
+      const o = JSON.parse(dec.decode(e.value));
+      return o?.num >>> 0 === num && typeof o.t === "number" ? o.t : null;
+    } catch {
+      return null;
     }
   }
 
   /**
+   * The session a dead owner kept, if it outlives its connection and has not expired: its record
+   * (the will left out: the new connection brings its own), the record's text as this node
+   * keeps it, and the time from which the stream is read for it.
+   */
+  async #resumable(
+    o: Owner,
+    lastSeen = Date.now(),
+  ): Promise<{ rec: SessionRecord; text: string; from: number } | null> {
+    if (!o.rec) return null;
+    let rec: SessionRecord;
+    try {
+      rec = decodeRecord(o.rec);
+    } catch {
+      return null;
+    }
+    const st = rec.session;
+    if (st.expiryInterval === 0) return null;
+    const gone = st.disconnectedAt || lastSeen;
+    if (st.expiryInterval !== 0xffffffff && Date.now() - gone > st.expiryInterval * 1000) {
+      return null;
+    }
+    const wm = await this.#watermark(o.node, o.num);
+    let from = wm ?? o.t;
+    if (o.at !== undefined) from = Math.min(from, o.at);
+    from -= REPLAY_MARGIN_MS;
+    const kept: SessionRecord = { ...rec, session: { ...st, will: null }, messages: [] };
+    return { rec: kept, text: encodeRecord(kept), from };
+  }
+
+  /** The messages a resumed session is owed from the stream since `from`. */
+  async #replayOne(
+    key: string,
+    rec: SessionRecord,
+    from: number,
+  ): Promise<StoredClientMessage[]> {
+    const target: ReplayTarget = { rec, from, found: [] };
+    try {
+      this.replayed += await replay(this.#node, [target]);
+    } catch (e) {
+      this.#node.log.error(
+        `Cluster: reading what ${key} is owed from the message stream failed: ${
+          (e as Error).message
+        }`,
+      );
+    }
+    return target.found;
+  }
+
+  /**
    * A node stopped beating. The first survivor to claim it (compare-and-set on a key of its
-   * own) takes over the wills its connected clients left: each such session is rebuilt here,
-   * offline since the node's last heartbeat, so its will goes out once its delay has run
-   * [MQTT-3.1.3-9 v5] unless the client comes back first, and its expiry counts on.
+   * own) takes over the sessions it kept: each is rebuilt here, offline since the node's last
+   * heartbeat, with what it is owed read from the stream; a will goes out once its delay has run
+   * [MQTT-3.1.3-9 v5] unless the client comes back first, and the expiry counts on.
    */
   async #claim(peer: { id: string; num: number; lastSeen: number }): Promise<void> {
     const kv = this.#kv;
@@ -435,34 +628,71 @@ export class KvSessions implements SessionRegistry {
     for await (const k of await kv.keys()) {
       if (k.startsWith("c.") || k.startsWith("h.")) keys.push(k);
     }
+    const targets: { key: string; target: ReplayTarget; unpin: () => void }[] = [];
     for (const k of keys) {
       const entry = await kv.get(k);
       const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== peer.id || owner.num !== peer.num || !owner.rec) {
         continue;
       }
+      let rec: SessionRecord;
       try {
-        await kv.update(k, this.#ownerValue(owner.id, Date.now()), entry.revision);
+        rec = decodeRecord(owner.rec);
+      } catch {
+        continue;
+      }
+      rec.session.disconnectedAt ||= peer.lastSeen;
+      const resume = await this.#resumable(owner, peer.lastSeen);
+      try {
+        await kv.update(
+          k,
+          this.#ownerValue(owner.id, Date.now(), resume?.text, resume?.from),
+          entry.revision,
+        );
       } catch {
         continue; // Its client came back somewhere meanwhile.
       }
-      const rec = decodeRecord(owner.rec);
-      rec.session.disconnectedAt = peer.lastSeen;
       if (local.owns(owner.id)) continue;
+      if (rec.session.will) wills++;
+      if (resume) {
+        this.#kept.set(owner.id, { rec: resume.text, at: resume.from });
+        targets.push({
+          key: owner.id,
+          target: { rec: resume.rec, from: resume.from, found: [] },
+          unpin: this.#pin(resume.from),
+        });
+      }
+      // The record with its will: sent now or after its delay, as if its connection had just died.
       local.adoptOffline(rec);
-      wills++;
     }
-    node.log.notice(`Cluster: took over ${wills} wills of the clients of node ${peer.id}.`);
+    if (targets.length) {
+      await local.interestEverywhere();
+      try {
+        this.replayed += await replay(node, targets.map((t) => t.target));
+      } catch (e) {
+        node.log.error(`Cluster: reading the message stream for node ${peer.id} failed: ${e}`);
+      }
+      for (const t of targets) {
+        if (local.owns(t.key)) local.mergeMoved(t.key, 0, t.target.found);
+        t.unpin();
+      }
+      this.resumed += targets.length;
+    }
+    node.log.notice(
+      `Cluster: took over ${targets.length} sessions and ${wills} wills of the clients of node ${peer.id}.`,
+    );
   }
 
-  /** The owner entry that names this node as the owner of `id` (with a will's record). */
-  #ownerValue(id: string, t: number, rec?: string): Uint8Array {
+  /** The owner entry that names this node as the owner of `id` (with what is kept of it). */
+  #ownerValue(id: string, t: number, rec?: string, at?: number): Uint8Array {
     const o: Owner = { id, node: this.#node.id, num: this.#node.num, t };
     if (rec) o.rec = rec;
+    if (at !== undefined) o.at = at;
     return enc.encode(JSON.stringify(o));
   }
 
   release(clientId: string): void {
+    this.#kept.delete(clientId);
     const kv = this.#kv;
     if (!kv) return;
     const node = this.#node;
@@ -493,9 +723,17 @@ function parseOwner(v: Uint8Array): Owner | null {
         num: o.num >>> 0,
         t: o.t,
         rec: typeof o.rec === "string" ? o.rec : undefined,
+        at: typeof o.at === "number" ? o.at : undefined,
       }
       : null;
   } catch {
     return null;
   }
+}
+
+/** The oldest `at` of some messages (0 for one without), undefined when there are none. */
+function oldest(ms: StoredClientMessage[]): number | undefined {
+  let min: number | undefined;
+  for (const m of ms) min = Math.min(min ?? Infinity, m.msg.at ?? 0);
+  return min;
 }

@@ -1,0 +1,111 @@
+/**
+ * Finding again what a dead node owed its sessions. Every QoS 1/2 message the cluster
+ * acknowledged is in the message stream (`N_msgs`) before its PUBACK/PUBREC left. A session kept
+ * in the session bucket has a cursor: a time before which everything it was owed had been
+ * delivered and acknowledged. So a surviving node rebuilds the session from its record and reads
+ * the stream once from the earliest cursor, giving each session the messages its subscriptions
+ * match from its own cursor on. Messages near the cursor may have reached the client already:
+ * they go out again, marked DUP when resent in flight, at least once [MQTT-4.3.2-1 v5].
+ */
+import { DeliverPolicy } from "@nats-io/jetstream";
+import type { SessionRecord } from "../broker/restore.ts";
+import { topicMatches } from "../broker/topic.ts";
+import type { QoS } from "../codec/types.ts";
+import type { StoredClientMessage } from "../store/types.ts";
+import { decodeEnvelope } from "./envelope.ts";
+import type { ClusterNode } from "./node.ts";
+
+/** Messages fetched from the stream per request. */
+const BATCH = 256;
+/** How long one fetch waits for messages before the replay ends. */
+const FETCH_WAIT_MS = 2000;
+
+/** One session to replay into: its record and the time (ms) from which it is owed messages. */
+export interface ReplayTarget {
+  rec: SessionRecord;
+  from: number;
+  /** Filled by `replay`: the messages found for it, oldest first. */
+  found: StoredClientMessage[];
+}
+
+/**
+ * The delivery a session's subscriptions give a message: the highest granted QoS of the
+ * matching non-shared subscriptions (one copy [MQTT-3.3.4-2 v5]) with every subscription
+ * identifier [MQTT-3.3.4-3 v5], no message back to its publisher under No Local
+ * [MQTT-3.8.3-3 v5], and the retain flag only under Retain As Published [MQTT-3.3.1-12 v5].
+ * Null when none matches.
+ */
+export function deliveryFor(
+  rec: SessionRecord,
+  topic: string,
+  qos: QoS,
+  retain: boolean,
+  origin: string,
+): { qos: QoS; retain: boolean; subIds: number[] | undefined } | null {
+  let best = -1;
+  let rap = false;
+  let subIds: number[] | undefined;
+  for (const s of rec.subscriptions) {
+    if (s.filter.startsWith("$share/")) continue; // Shared groups get messages as they arrive.
+    const f = s.topicFilter ?? s.filter;
+    if (!topicMatches(f, topic)) continue;
+    if (s.nl && origin === rec.session.clientId) continue;
+    best = Math.max(best, Math.min(s.qos, qos));
+    rap ||= s.rap;
+    if (s.subId) (subIds ??= []).push(s.subId);
+  }
+  if (best < 0) return null;
+  return { qos: best as QoS, retain: rap && retain, subIds };
+}
+
+/**
+ * Reads the message stream from the earliest target's `from` up to its end as it is now, and
+ * gives each target the QoS 1/2 messages it is owed (in `found`). Throws when the stream cannot
+ * be read (the caller retries or reports).
+ */
+export async function replay(node: ClusterNode, targets: ReplayTarget[]): Promise<number> {
+  if (targets.length === 0) return 0;
+  const stream = `${node.cfg.name}_msgs`;
+  const info = await node.jsm.streams.info(stream);
+  const last = info.state.last_seq;
+  const start = Math.min(...targets.map((t) => t.from));
+  const lastTs = Date.parse(info.state.last_ts);
+  if (info.state.messages === 0 || (Number.isFinite(lastTs) && lastTs < start)) return 0;
+  const consumer = await node.js.consumers.get(stream, {
+    filter_subjects: `${node.data}.q.>`,
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(Math.max(0, start)).toISOString(),
+  });
+  const now = Date.now();
+  let read = 0;
+  for (let done = false; !done;) {
+    const batch = await consumer.fetch({ max_messages: BATCH, expires: FETCH_WAIT_MS });
+    let got = 0;
+    for await (const m of batch) {
+      got++;
+      read++;
+      if (m.seq >= last || m.info.pending === 0) done = true;
+      let env;
+      try {
+        env = decodeEnvelope(m.data, null);
+      } catch {
+        continue; // Not one of ours: nothing to replay.
+      }
+      const msg = env.msg;
+      if (msg.expiresAt && msg.expiresAt <= now) continue;
+      const at = Math.floor(m.info.timestampNanos / 1e6);
+      msg.at = at;
+      msg.replayed = true;
+      for (const t of targets) {
+        if (at < t.from) continue;
+        const d = deliveryFor(t.rec, msg.topic, msg.qos, msg.retain, msg.origin);
+        if (d && d.qos > 0) {
+          t.found.push({ seq: 0, msg, ...d, state: 0, packetId: 0 });
+        }
+      }
+      if (done) break;
+    }
+    if (got === 0) done = true;
+  }
+  return read;
+}
