@@ -11,6 +11,8 @@ import { listen, listenerOptions } from "../transport/listen.ts";
 import type { Listener, TransportSocket } from "../transport/types.ts";
 import { Logger, silentLogger } from "../sys/log.ts";
 import { Connection } from "./connection.ts";
+import type { BrokerCore, Stats } from "./core.ts";
+import { handlePacket } from "./handlers/dispatch.ts";
 import { PUBREL } from "../codec/encoder.ts";
 import { forwardedProperties, type Message, ownPayload, remainingExpiry } from "./message.ts";
 import { MemoryRetained, type RetainedStore } from "./retained.ts";
@@ -34,29 +36,6 @@ import { LocalRegistry, type SessionRegistry } from "./registry.ts";
 import { ConnectionList, SessionTable } from "./tables.ts";
 import { errorText, safely } from "./guard.ts";
 import { sysTopicDenied } from "./topic.ts";
-
-/** Counters behind $SYS and metrics (src/sys/). Mosquitto's meanings: "messages" are packets. */
-export interface Stats {
-  bytesReceived: number;
-  bytesSent: number;
-  /** MQTT packets of every type received / sent. */
-  messagesReceived: number;
-  messagesSent: number;
-  /** PUBLISH packets received from clients / sent to clients. */
-  publishReceived: number;
-  publishSent: number;
-  publishDropped: number;
-  /** Payload bytes of those PUBLISH packets. */
-  publishBytesReceived: number;
-  publishBytesSent: number;
-  protocolErrors: number;
-  /** Sockets accepted. */
-  connectionsTotal: number;
-  /** CONNECTs accepted. */
-  connects: number;
-  /** Offline sessions ended by their expiry. */
-  clientsExpired: number;
-}
 
 /** How long a stopping broker waits for the writes its acknowledgements promise. */
 const SETTLE_MS = 5000;
@@ -109,7 +88,7 @@ export interface BrokerParts {
   registry?: SessionRegistry;
 }
 
-export class Broker implements FabricSink {
+export class Broker implements FabricSink, BrokerCore<Connection> {
   readonly config: Config;
   readonly log: Logger;
   /** The time keep-alive, expiry and will delays read, and their timers. */
@@ -167,6 +146,8 @@ export class Broker implements FabricSink {
    * handler's answer is published on `<topic>/response`. Empty unless a plugin is configured.
    */
   readonly controls = new Map<string, ControlHandler>();
+  /** Handles each packet a connection takes: the packet handlers (./handlers/dispatch.ts). */
+  readonly handlePacket = handlePacket;
   /** Run by `reload()` (SIGHUP): each re-reads what it owns and keeps the old state on error. */
   readonly reloadHooks: (() => unknown)[] = [];
   #sweepTimer: ClockTimer | null = null;

@@ -17,20 +17,12 @@ import type { Packet, Properties, ProtocolVersion, PublishPacket } from "../code
 import { ConnackCodeV3, ReasonCode } from "../codec/types.ts";
 import type { SocketHandlers, TransportSocket } from "../transport/types.ts";
 import type { ListenerConfig } from "../config/schema.ts";
-import type { Broker } from "./broker.ts";
+import type { BrokerCore } from "./core.ts";
 import type { Session } from "./session.ts";
 import type { Outgoing } from "./outgoing.ts";
 import { type ClientTerms, DEFAULT_TERMS } from "./terms.ts";
 import type { DeliverySink } from "./sink.ts";
 import { remainingExpiry } from "./message.ts";
-import { handleConnect } from "./handlers/connect.ts";
-import { handlePublish } from "./handlers/publish.ts";
-import { handleSubscribe } from "./handlers/subscribe.ts";
-import { handleUnsubscribe } from "./handlers/unsubscribe.ts";
-import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from "./handlers/acks.ts";
-import { handleDisconnect } from "./handlers/disconnect.ts";
-import { handleAuth } from "./handlers/auth.ts";
-import { handlePingreq } from "./handlers/ping.ts";
 import { errorText } from "./guard.ts";
 
 /**
@@ -129,7 +121,7 @@ export interface ConnLogin {
 }
 
 export class Connection implements SocketHandlers, DeliverySink {
-  readonly broker: Broker;
+  readonly broker: BrokerCore<Connection>;
   readonly socket: TransportSocket;
   readonly decoder: Decoder;
   /** "new" until CONNECT is accepted, then "open"; "closed" once gone. */
@@ -164,7 +156,7 @@ export class Connection implements SocketHandlers, DeliverySink {
   /** This connection's place in `broker.connections` (see ConnectionList). */
   slot = -1;
 
-  constructor(broker: Broker, socket: TransportSocket, listener?: ListenerConfig) {
+  constructor(broker: BrokerCore<Connection>, socket: TransportSocket, listener?: ListenerConfig) {
     this.broker = broker;
     this.socket = socket;
     this.listener = listener;
@@ -271,48 +263,7 @@ export class Connection implements SocketHandlers, DeliverySink {
     if (this.#quiet && (p.cmd === "publish" || p.cmd === "subscribe" || p.cmd === "unsubscribe")) {
       return;
     }
-    switch (p.cmd) {
-      case "connect":
-        if (this.state !== "new") {
-          this.protocolError(ReasonCode.ProtocolError, "second CONNECT [MQTT-3.1.0-2]");
-          return;
-        }
-        handleConnect(this, p);
-        return;
-      case "publish":
-        handlePublish(this, p);
-        return;
-      case "puback":
-        handlePuback(this, p);
-        return;
-      case "pubrec":
-        handlePubrec(this, p);
-        return;
-      case "pubrel":
-        handlePubrel(this, p);
-        return;
-      case "pubcomp":
-        handlePubcomp(this, p);
-        return;
-      case "subscribe":
-        handleSubscribe(this, p);
-        return;
-      case "unsubscribe":
-        handleUnsubscribe(this, p);
-        return;
-      case "pingreq":
-        handlePingreq(this);
-        return;
-      case "disconnect":
-        handleDisconnect(this, p);
-        return;
-      case "auth":
-        handleAuth(this, p);
-        return;
-      default:
-        // CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only.
-        this.protocolError(ReasonCode.ProtocolError, `unexpected ${p.cmd} from a client`);
-    }
+    this.broker.handlePacket(this, p);
   }
 
   /**
