@@ -38,7 +38,7 @@ for (const protocolVersion of [3, 4, 5] as const) {
   });
 }
 
-test("QoS is downgraded to the subscription's QoS [MQTT-3.8.4-6]", async () => {
+test("QoS is downgraded to the subscription's QoS [MQTT-3.8.4-6 v3.1.1][MQTT-3.8.4-8 v5]", async () => {
   const tb = await startBroker();
   const sub = await connect(tb);
   const pub = await connect(tb);
@@ -54,7 +54,7 @@ test("QoS is downgraded to the subscription's QoS [MQTT-3.8.4-6]", async () => {
   }
 });
 
-test("wildcards + and # match per [MQTT-4.7.1-2] and [MQTT-4.7.1-3]", async () => {
+test("wildcards + and # match per [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5] and [MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5]", async () => {
   const tb = await startBroker();
   const sub = await connect(tb);
   const pub = await connect(tb);
@@ -99,7 +99,7 @@ test("topics starting with $ are not matched by # or + [MQTT-4.7.2-1]", async ()
   }
 });
 
-test("overlapping subscriptions deliver one copy at the highest QoS [MQTT-3.3.5-1]", async () => {
+test("overlapping subscriptions deliver one copy at the highest QoS [MQTT-3.3.5-1 v3.1.1][MQTT-3.3.4-2 v5]", async () => {
   const tb = await startBroker();
   const sub = await connect(tb);
   const pub = await connect(tb);

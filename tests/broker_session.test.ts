@@ -163,7 +163,7 @@ test("v5 session expiry: the session survives a reconnect within the interval", 
   }
 });
 
-test("persistent_client_expiration caps a Session Expiry Interval raised on v5 DISCONNECT as it caps one on CONNECT [MQTT-3.14.2-2 v5]", async () => {
+test("persistent_client_expiration caps a Session Expiry Interval raised on v5 DISCONNECT as it caps one on CONNECT (MQTT 5.0 §3.14.2.2.2)", async () => {
   const tb = await startBroker({ persistent_client_expiration: 60 });
   try {
     const c = await connect(tb, {

@@ -147,7 +147,7 @@ test("a refused CONNACK rejects with its code; a closed port with ECONNREFUSED",
   );
 });
 
-test("QoS 2 out: PUBLISH, PUBREC → PUBREL, PUBCOMP resolves [MQTT-4.3.3-3 v5]; the inflight window holds the rest", async () => {
+test("QoS 2 out: PUBLISH, PUBREC → PUBREL, PUBCOMP resolves [MQTT-4.3.3-4 v5]; the inflight window holds the rest", async () => {
   const fb = await fakeBroker(5);
   const cp = MqttClient.connect({ servers: at(fb.port), protocolVersion: 5, maxInflight: 1 });
   const conn = await fb.accept();
@@ -176,7 +176,7 @@ test("QoS 2 out: PUBLISH, PUBREC → PUBREL, PUBCOMP resolves [MQTT-4.3.3-3 v5];
   await fb.stop();
 });
 
-test("QoS 2 in: a re-sent PUBLISH before PUBREL is delivered once; PUBREL gets PUBCOMP [MQTT-4.3.3-9 v5] [MQTT-4.3.3-11 v5]", async () => {
+test("QoS 2 in: a re-sent PUBLISH before PUBREL is delivered once; PUBREL gets PUBCOMP [MQTT-4.3.3-10 v5] [MQTT-4.3.3-11 v5]", async () => {
   const fb = await fakeBroker(4);
   const cp = MqttClient.connect({ servers: at(fb.port) });
   const conn = await fb.accept();
@@ -220,7 +220,7 @@ test("keep-alive: PINGREQ when idle; no PINGRESP means the connection is lost [M
   await fb.stop();
 });
 
-test("v5: server topic aliases are resolved [MQTT-3.3.2-12 v5]; DISCONNECT from the server is reported", async () => {
+test("v5: server topic aliases are resolved [MQTT-3.3.2-10 v5]; DISCONNECT from the server is reported", async () => {
   const fb = await fakeBroker(5);
   const cp = MqttClient.connect({
     servers: at(fb.port),

@@ -189,7 +189,7 @@ async function victimPort(v: ReturnType<typeof startVictim>, id: string): Promis
   return port;
 }
 
-test("cluster: every PUBACKed QoS 1 message reaches a persistent subscriber on another node while the publisher's node and then the subscriber's node are killed with SIGKILL [MQTT-4.3.2-1 v5][MQTT-3.1.2-5 v3.1.1]", async () => {
+test("cluster: every PUBACKed QoS 1 message reaches a persistent subscriber on another node while the publisher's node and then the subscriber's node are killed with SIGKILL [MQTT-4.5.0-1][MQTT-3.1.2-5 v3.1.1]", async () => {
   const pubNode = startVictim("pubnode");
   const subNode = startVictim("subnode");
   let sub: mqtt.MqttClient | undefined;

@@ -15,7 +15,7 @@ after(async () => {
   await cluster?.stop();
 });
 
-test("cluster: a message published on one node reaches subscribers on the others, odd topics included, in order [MQTT-4.6.0-6]", async () => {
+test("cluster: a message published on one node reaches subscribers on the others, odd topics included, in order [MQTT-4.6.0-6 v3.1.1][MQTT-4.6.0-5 v5]", async () => {
   const [a, b, c] = cluster.nodes;
   const subB = await connect(b, { clientId: "route-sub-b" });
   const subC = await connect(c, { clientId: "route-sub-c", protocolVersion: 5 });

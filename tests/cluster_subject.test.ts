@@ -60,7 +60,8 @@ test("subject: every level is one token, without '.', '*', '>' or whitespace, an
 /**
  * The property the cluster relies on: NATS matching of the mapped subjects gives exactly the
  * MQTT answer, checked against both of Midge's matchers, over many random filter × topic pairs
- * built from odd levels [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.7.2-1] [MQTT-4.7.3-4].
+ * built from odd levels [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5]
+ * [MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5] [MQTT-4.7.2-1] [MQTT-4.7.3-4].
  */
 test("subject: NATS matching of mapped subjects equals MQTT matching (property, 20k pairs)", () => {
   const rnd = prng(42);

@@ -553,7 +553,7 @@ test("v5 DISCONNECT and AUTH: short forms where mqtt-packet writes the long ones
 // ---------------------------------------------------------------------------------------------
 // Rules of the wire format
 
-test("v5 acks: short form when reason is 0 and there are no properties [MQTT-3.4.2-1]", () => {
+test("v5 acks: short form when reason is 0 and there are no properties [MQTT-3.4.2-1 v5]", () => {
   assert.equal(hex(encode({ cmd: "puback", messageId: 258 }, 5)), "40020102");
   assert.equal(hex(encode({ cmd: "pubrec", messageId: 258, reasonCode: 0 }, 5)), "50020102");
   // Reason code without properties: no property length (§3.4.2.2.1); mqtt-packet writes one.
@@ -726,7 +726,7 @@ test("strings: UTF-8 byte lengths, surrogate pairs, lone surrogates as U+FFFD [M
 // ---------------------------------------------------------------------------------------------
 // Values that cannot be encoded
 
-test("a string over 65535 bytes is refused with a clear error [MQTT-1.5.4-1 v5]", () => {
+test("a string over 65535 bytes (MQTT 5.0 §1.5.4) is refused with a clear error", () => {
   const max = "x".repeat(65535);
   assert.equal(
     encode({ cmd: "unsubscribe", messageId: 1, unsubscriptions: [max] }, 4).length,

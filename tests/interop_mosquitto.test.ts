@@ -128,7 +128,7 @@ for (const v of VERSIONS) {
   });
 }
 
-test("QoS is downgraded to the subscription's QoS between mosquitto clients [MQTT-3.8.4-6]", async () => {
+test("QoS is downgraded to the subscription's QoS between mosquitto clients [MQTT-3.8.4-6 v3.1.1][MQTT-3.8.4-8 v5]", async () => {
   const tb = await startBroker();
   try {
     const s = sub(tb, `-i s -t d -q 1 -C 2 ${F}`);

@@ -156,7 +156,7 @@ const brief = (m: Line) => [m.topic, m.payload, m.qos, m.retain];
 
 for (const v of ["311", "5"] as const) {
   const name = v === "5" ? "MQTTv5" : "MQTTv311";
-  test(`paho ${name}: subscribe and publish QoS 0/1/2, retained messages [MQTT-3.3.1-8 v3.1.1][MQTT-3.8.4-6]`, async () => {
+  test(`paho ${name}: subscribe and publish QoS 0/1/2, retained messages [MQTT-3.3.1-8 v3.1.1][MQTT-3.8.4-6 v3.1.1][MQTT-3.8.4-8 v5]`, async () => {
     const tb = await startBroker();
     try {
       const lines = await python(
@@ -300,7 +300,7 @@ for c in (w, p, late):
         ["will/victim", "gone", 1, true],
       ]);
       if (v === "5") {
-        // Will properties are forwarded with the will message [MQTT-3.1.3-10].
+        // Will properties are forwarded with the will message [MQTT-3.1.3-10 v5].
         const will = msgs.find((m) => m.client === "w")!;
         assert.equal(will.props.ContentType, "text/plain");
         assert.deepEqual(will.props.UserProperty, [["why", "dropped"]]);

@@ -197,7 +197,7 @@ for (const { kind, via } of CASES) {
     : via === "unix"
     ? `${kind} on a Unix socket`
     : kind;
-  test(`backpressure ${name}: a subscriber that reads slowly gets all ${MESSAGES} acknowledged QoS 1 messages of 1.5 MB, complete and in order [MQTT-4.6.0-6]`, async () => {
+  test(`backpressure ${name}: a subscriber that reads slowly gets all ${MESSAGES} acknowledged QoS 1 messages of 1.5 MB, complete and in order [MQTT-4.6.0-6 v3.1.1][MQTT-4.6.0-5 v5]`, async () => {
     const path = join(tmp, `${kind}.sock`);
     const listener = via === "proxy"
       ? { ...LISTENERS[kind], enable_proxy_protocol: true }

@@ -25,7 +25,7 @@ function sorted(a: Iterable<number>): number[] {
 
 // ---- validity ----
 
-test("[MQTT-4.7.1-2] '#' must be the last character and alone in its level", () => {
+test("[MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5] '#' must be the last character and alone in its level", () => {
   for (const f of ["#", "sport/#", "sport/tennis/#", "/#", "+/#", "a//#"]) {
     assert.ok(validTopicFilter(f), f);
   }
@@ -34,7 +34,7 @@ test("[MQTT-4.7.1-2] '#' must be the last character and alone in its level", () 
   }
 });
 
-test("[MQTT-4.7.1-3] '+' must occupy an entire level", () => {
+test("[MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5] '+' must occupy an entire level", () => {
   for (const f of ["+", "+/tennis/#", "sport/+/player1", "+/+", "/+", "+/", "a/+/+/b"]) {
     assert.ok(validTopicFilter(f), f);
   }
@@ -86,7 +86,7 @@ test("[MQTT-4.8.2-1 v5] [MQTT-4.8.2-2 v5] parseShared splits $share/<group>/<fil
 
 // ---- matching: the rules and the examples of §4.7 ----
 
-test("[MQTT-4.7.1-2] spec example: sport/tennis/player1/# matches the parent and below", () => {
+test("[MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5] spec example: sport/tennis/player1/# matches the parent and below", () => {
   const f = "sport/tennis/player1/#";
   expectMatch(f, "sport/tennis/player1", true);
   expectMatch(f, "sport/tennis/player1/ranking", true);
@@ -100,7 +100,7 @@ test("[MQTT-4.7.1-2] spec example: sport/tennis/player1/# matches the parent and
   expectMatch("a/#", "ab", false);
 });
 
-test("[MQTT-4.7.1-3] spec example: '+' matches exactly one level, an empty one too", () => {
+test("[MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5] spec example: '+' matches exactly one level, an empty one too", () => {
   expectMatch("sport/tennis/+", "sport/tennis/player1", true);
   expectMatch("sport/tennis/+", "sport/tennis/player2", true);
   expectMatch("sport/tennis/+", "sport/tennis/player1/ranking", false);

@@ -141,7 +141,7 @@ test("an unacknowledged QoS 1 message is resent with DUP and its packet id after
   }
 });
 
-test("incoming QoS 2 state survives a restart: a resent PUBLISH is not delivered twice [MQTT-4.3.3-9 v5]", async () => {
+test("incoming QoS 2 state survives a restart: a resent PUBLISH is not delivered twice [MQTT-4.3.3-10 v5]", async () => {
   const tb = await durableBroker();
   try {
     const sub = await connect(tb, { clientId: "q2sub", clean: false });

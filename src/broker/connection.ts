@@ -169,12 +169,12 @@ export class Connection implements SocketHandlers, DeliverySink {
     return this.listener?.mount_point ?? "";
   }
 
-  /** The topic a v5 client set for an incoming topic alias [MQTT-3.3.2-10 v5], if any. */
+  /** The topic a v5 client set for an incoming topic alias [MQTT-3.3.2-12 v5], if any. */
   aliasIn(alias: number): string | undefined {
     return this.#aliases?.in?.get(alias);
   }
 
-  /** Records an incoming topic alias [MQTT-3.3.2-10 v5]. */
+  /** Records an incoming topic alias [MQTT-3.3.2-12 v5]. */
   setAliasIn(alias: number, topic: string): void {
     const a = this.#aliases ??= { in: null, out: null };
     (a.in ??= new Map()).set(alias, topic);
@@ -467,9 +467,9 @@ export class Connection implements SocketHandlers, DeliverySink {
   }
 
   /**
-   * v5 topic alias for an outgoing topic [MQTT-3.3.2-7 v5]: [alias, topic-to-send]. A new topic takes
-   * the next free alias while there is one (up to the client's Topic Alias Maximum
-   * [MQTT-3.2.2-17 v5]); after that topics are sent in full.
+   * v5 topic alias for an outgoing topic, kept with this connection only [MQTT-3.3.2-7 v5]: [alias,
+   * topic-to-send]. A new topic takes the next free alias while there is one (up to the client's
+   * Topic Alias Maximum [MQTT-3.3.2-11 v5]); after that topics are sent in full.
    */
   #aliasOut(topic: string): [number, string] {
     const map = (this.#aliases ??= { in: null, out: null }).out ??= new Map();

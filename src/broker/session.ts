@@ -101,7 +101,7 @@ export class Session {
    */
   unsent: number[] | null = null;
 
-  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-9 v5]. */
+  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released [MQTT-4.3.3-10 v5]. */
   incomingQos2: Set<number> | null = null;
 
   /** User name of the last connection (kept with the session for ACL checks after a restart). */

@@ -63,7 +63,8 @@ export function fitsWithPrefix(prefix: string, topic: string): boolean {
 
 /**
  * A valid topic filter: non-empty [MQTT-4.7.3-1]; '#' only as the whole last level
- * [MQTT-4.7.1-2]; '+' only as a whole level [MQTT-4.7.1-3]; no U+0000; ≤ 65535 UTF-8 bytes.
+ * [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5]; '+' only as a whole level
+ * [MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5]; no U+0000; ≤ 65535 UTF-8 bytes.
  * "$share/…" filters are ordinary filters here; see `parseShared`.
  */
 export function validTopicFilter(filter: string): boolean {
@@ -72,10 +73,11 @@ export function validTopicFilter(filter: string): boolean {
   for (let i = 0; i < n; i++) {
     const c = filter.charCodeAt(i);
     if (c === 0x23 /* # */) {
-      // [MQTT-4.7.1-2] alone in its level and the last character of the filter
+      // Alone in its level and the last character of the filter
+      // [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5].
       if (i !== n - 1 || (i > 0 && filter.charCodeAt(i - 1) !== 0x2f)) return false;
     } else if (c === 0x2b /* + */) {
-      // [MQTT-4.7.1-3] alone in its level
+      // [MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5] alone in its level
       if (i > 0 && filter.charCodeAt(i - 1) !== 0x2f) return false;
       if (i < n - 1 && filter.charCodeAt(i + 1) !== 0x2f) return false;
     }
@@ -134,9 +136,11 @@ export function topicMatches(filter: string, topic: string): boolean {
   // [MQTT-4.7.2-1] filters starting with a wildcard do not match topics starting with '$'
   if (topic.startsWith("$") && (f[0] === "#" || f[0] === "+")) return false;
   for (let i = 0; i < f.length; i++) {
-    if (f[i] === "#") return true; // [MQTT-4.7.1-2] matches the parent and any number of levels
+    // '#' matches the parent and any number of levels [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5].
+    if (f[i] === "#") return true;
     if (i >= t.length) return false;
-    if (f[i] !== "+" && f[i] !== t[i]) return false; // [MQTT-4.7.1-3] '+' matches one level
+    // '+' matches one level [MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5].
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
   }
   return f.length === t.length;
 }

@@ -414,7 +414,10 @@ export function checkTopic(topic: string, what = "publish"): void {
   }
 }
 
-/** A topic filter for SUBSCRIBE [MQTT-4.7.1-2] [MQTT-4.7.1-3]. */
+/**
+ * A topic filter for SUBSCRIBE: '#' [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5] and '+'
+ * [MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5] as whole levels.
+ */
 export function checkFilter(filter: string, what = "subscription"): void {
   const levels = filter.split("/");
   const bad = filter === "" ||

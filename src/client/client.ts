@@ -374,7 +374,7 @@ export class MqttClient extends EventEmitter {
           return;
         }
         o.state = "pubcomp";
-        this.#send({ cmd: "pubrel", messageId: p.messageId }); // [MQTT-4.3.3-3 v5]
+        this.#send({ cmd: "pubrel", messageId: p.messageId }); // [MQTT-4.3.3-4 v5]
         return;
       }
       case "pubrel":
@@ -497,7 +497,7 @@ export class MqttClient extends EventEmitter {
         ackNow("puback");
       }
     } else {
-      // [MQTT-4.3.3-9 v5] deliver once; a DUP re-send before PUBREL is not delivered again.
+      // [MQTT-4.3.3-10 v5] deliver once; a DUP re-send before PUBREL is not delivered again.
       if (!this.#incomingQos2.has(p.messageId!)) {
         this.#incomingQos2.add(p.messageId!);
         if (manual) this.emit("message", p, () => ackNow("pubrec"));

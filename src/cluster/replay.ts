@@ -5,7 +5,7 @@
  * delivered and acknowledged. So a surviving node rebuilds the session from its record and reads
  * the stream once from the earliest cursor, giving each session the messages its subscriptions
  * match from its own cursor on. Messages near the cursor may have reached the client already:
- * they go out again, marked DUP when resent in flight, at least once [MQTT-4.3.2-1 v5].
+ * they go out again, marked DUP when resent in flight [MQTT-3.3.1-1], at least once.
  */
 import { DeliverPolicy } from "@nats-io/jetstream";
 import type { SessionRecord } from "../broker/restore.ts";

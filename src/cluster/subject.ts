@@ -11,7 +11,7 @@
  *   such). The empty level is the token `=`, which no non-empty level can produce.
  * - **end** is `==`, which no level can produce. Every subject ends with it, so the filter `a/#`
  *   becomes the one subscription `<prefix>.t.a.>`, which matches `a` (`<prefix>.t.a.==`) and all
- *   of its children [MQTT-4.7.1-2].
+ *   of its children [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5].
  *
  * The same string without the prefix is a valid JetStream KV key (`^[-/=.\w]+$`), so retained
  * messages and sessions use this mapping too.

@@ -264,7 +264,10 @@ function anonymous<const T extends readonly string[]>(words: T): ValueType<boole
   };
 }
 
-/** A mount point prefixes topics, so it follows PUBLISH topic rules: no wildcards [MQTT-4.7.1-1]. */
+/**
+ * A mount point prefixes topics, so it follows PUBLISH topic rules: no wildcards
+ * [MQTT-4.7.1-1 v3.1.1][MQTT-4.7.0-1 v5].
+ */
 function checkMountPoint(s: string): string | undefined {
   if (s.includes("+") || s.includes("#") || s.includes("\0")) {
     return `a mount point must not contain +, # or NUL, got ${JSON.stringify(s)}`;

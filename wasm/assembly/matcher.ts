@@ -597,7 +597,7 @@ function locate(ptr: usize, len: u32, create: bool): usize {
     const n = <u32> (q - p);
     if (n == 1 && q == e && load<u8>(p) == HASH_CHAR) {
       located = node;
-      return node + HASHIDS; // "…/#" [MQTT-4.7.1-2]
+      return node + HASHIDS; // "…/#" [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5]
     }
     let child: usize;
     if (n == 1 && load<u8>(p) == PLUS_CHAR) {
@@ -756,10 +756,11 @@ export function match(ptr: usize, len: u32): u32 {
     for (let i: u32 = 0; i < na; i++) {
       const node = <usize> load<u32>(a + (<usize> i << 2));
       if (wild) {
-        // "<path>/#" matches every topic below <path> [MQTT-4.7.1-2]
+        // "<path>/#" matches every topic below <path> [MQTT-4.7.1-2 v3.1.1][MQTT-4.7.1-1 v5]
         const hl = <usize> load<u32>(node, HASHIDS);
         if (hl != 0) count = emit(hl, count);
-        const plus = load<u32>(node, PLUS); // '+' matches exactly one level [MQTT-4.7.1-3]
+        // '+' matches exactly one level [MQTT-4.7.1-3 v3.1.1][MQTT-4.7.1-2 v5].
+        const plus = load<u32>(node, PLUS);
         if (plus != 0) {
           store<u32>(b + (<usize> nb << 2), plus);
           nb++;

@@ -16,7 +16,7 @@ export function handleAuth(conn: Connection, p: AuthPacket): void {
     // AUTH after a CONNECT without an Authentication Method (MQTT 5.0 §3.15).
     conn.protocolError(
       ReasonCode.ProtocolError,
-      "AUTH without an authentication method [MQTT-4.12.0-1 v5]",
+      "AUTH without an authentication method [MQTT-4.12.0-7 v5]",
     );
     return;
   }

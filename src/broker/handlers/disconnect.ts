@@ -1,7 +1,7 @@
 /**
  * DISCONNECT from the client: a normal one discards the will [MQTT-3.14.4-3], v5 reason 0x04
- * keeps it; v5 may change the session expiry, but not from 0 [MQTT-3.14.2-2 v5], and not beyond
- * `persistent_client_expiration`, which caps it here as it does at CONNECT.
+ * keeps it; v5 may change the session expiry, but not from 0 (MQTT 5.0 §3.14.2.2.2), and not
+ * beyond `persistent_client_expiration`, which caps it here as it does at CONNECT.
  */
 import type { DisconnectPacket } from "../../codec/types.ts";
 import { ReasonCode } from "../../codec/types.ts";
@@ -15,7 +15,7 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
     if (s.expiryInterval === 0 && expiry !== 0) {
       conn.protocolError(
         ReasonCode.ProtocolError,
-        "session expiry set on DISCONNECT after 0 on CONNECT [MQTT-3.14.2-2 v5]",
+        "session expiry set on DISCONNECT after 0 on CONNECT (MQTT 5.0 §3.14.2.2.2)",
       );
       return;
     }

@@ -68,7 +68,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
 
   const id = p.messageId ?? 0;
   if (p.qos === 2 && s.incomingQos2?.has(id)) {
-    // A resend of a QoS 2 message already received: acknowledge, never deliver twice [MQTT-4.3.3-9 v5].
+    // A resend of a QoS 2 message already received: acknowledge, never deliver twice
+    // [MQTT-4.3.3-10 v5].
     broker.ackAfter(conn, PUBREC, id, 0, null);
     return;
   }
