@@ -3,9 +3,10 @@
 //
 // MQTT 3.1.1 and 5.0 number their normative statements independently, so one id can name
 // different rules (`[MQTT-3.1.2-24]` is the keep-alive check in 3.1.1, the Maximum Packet Size in
-// 5.0) or exist in one version only. The tables below say which ids are known to differ or to be
-// one version's only; `--check` fails when such an id is cited without the version, or with the
-// version it does not exist in. An id in neither table is taken to mean the same in both.
+// 5.0) or exist in one version only. The tables below list every statement of each version and
+// the ids that mean different things in the two; `--check` fails when a cited id exists in
+// neither, is marked with a version it does not exist in, or is unmarked where the versions
+// differ or only one has it.
 //
 // Usage: node scripts/conformance.mjs [--check] [--json]
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -19,21 +20,132 @@ const range = (section, from, to) =>
   Array.from({ length: to - from + 1 }, (_, i) => `${section}-${from + i}`);
 
 /**
- * Ids whose number names different statements in 3.1.1 and 5.0 (the sections were renumbered
- * when 5.0 added rules): cited, they must say which version they mean.
+ * Every numbered normative statement of each version, checked against the specifications' own
+ * text: MQTT 3.1.1 (OASIS Standard, 29 October 2014) and MQTT 5.0 (OASIS Standard, 7 March 2019).
+ * Section by section: `range(section, first, last)`.
+ */
+const V311 = new Set([
+  ...range("1.5.3", 1, 3),
+  ...range("2.2.2", 1, 2),
+  ...range("2.3.1", 1, 7),
+  ...range("3.1.0", 1, 2),
+  ...range("3.1.2", 1, 24),
+  ...range("3.1.3", 1, 11),
+  ...range("3.1.4", 1, 5),
+  "3.2.0-1",
+  ...range("3.2.2", 1, 6),
+  ...range("3.3.1", 1, 12),
+  ...range("3.3.2", 1, 3),
+  "3.3.4-1",
+  ...range("3.3.5", 1, 2),
+  "3.6.1-1",
+  "3.8.1-1",
+  // The specification prints the fourth as "MQTT-3-8.3-4".
+  ...range("3.8.3", 1, 4),
+  ...range("3.8.4", 1, 6),
+  ...range("3.9.3", 1, 2),
+  "3.10.1-1",
+  ...range("3.10.3", 1, 2),
+  ...range("3.10.4", 1, 6),
+  "3.12.4-1",
+  "3.14.1-1",
+  ...range("3.14.4", 1, 3),
+  ...range("4.1.0", 1, 2),
+  "4.3.1-1",
+  ...range("4.3.2", 1, 2),
+  ...range("4.3.3", 1, 2),
+  "4.4.0-1",
+  ...range("4.5.0", 1, 2),
+  ...range("4.6.0", 1, 6),
+  ...range("4.7.1", 1, 3),
+  "4.7.2-1",
+  ...range("4.7.3", 1, 4),
+  ...range("4.8.0", 1, 2),
+  ...range("6.0.0", 1, 4),
+  ...range("7.0.0", 1, 2),
+  "7.1.1-1",
+  "7.1.2-1",
+]);
+
+const V5 = new Set([
+  ...range("1.5.4", 1, 3),
+  "1.5.5-1",
+  "1.5.7-1",
+  "2.1.3-1",
+  ...range("2.2.1", 2, 6),
+  "2.2.2-1",
+  ...range("3.1.0", 1, 2),
+  ...range("3.1.2", 1, 30),
+  ...range("3.1.3", 1, 12),
+  ...range("3.1.4", 1, 6),
+  ...range("3.2.0", 1, 2),
+  ...range("3.2.2", 1, 22),
+  ...range("3.3.1", 1, 13),
+  ...range("3.3.2", 1, 20),
+  ...range("3.3.4", 1, 10),
+  ...range("3.4.2", 1, 3),
+  ...range("3.5.2", 1, 3),
+  "3.6.1-1",
+  ...range("3.6.2", 1, 3),
+  ...range("3.7.2", 1, 3),
+  "3.8.1-1",
+  ...range("3.8.3", 1, 5),
+  ...range("3.8.4", 1, 8),
+  ...range("3.9.2", 1, 2),
+  ...range("3.9.3", 1, 2),
+  "3.10.1-1",
+  ...range("3.10.3", 1, 2),
+  ...range("3.10.4", 1, 6),
+  ...range("3.11.2", 1, 2),
+  ...range("3.11.3", 1, 2),
+  "3.12.4-1",
+  "3.14.0-1",
+  "3.14.1-1",
+  ...range("3.14.2", 1, 4),
+  ...range("3.14.4", 1, 3),
+  "3.15.1-1",
+  ...range("3.15.2", 1, 3),
+  ...range("4.1.0", 1, 2),
+  "4.2.0-1",
+  "4.3.1-1",
+  ...range("4.3.2", 1, 5),
+  ...range("4.3.3", 1, 13),
+  ...range("4.4.0", 1, 2),
+  ...range("4.5.0", 1, 2),
+  ...range("4.6.0", 1, 6),
+  "4.7.0-1",
+  ...range("4.7.1", 1, 2),
+  "4.7.2-1",
+  ...range("4.7.3", 1, 4),
+  ...range("4.8.2", 1, 6),
+  ...range("4.9.0", 1, 3),
+  ...range("4.12.0", 1, 7),
+  ...range("4.12.1", 1, 2),
+  "4.13.1-1",
+  "4.13.2-1",
+  ...range("6.0.0", 1, 4),
+]);
+
+/**
+ * Ids in both versions whose number names different statements (the sections were renumbered
+ * when 5.0 added rules, or 5.0 split one 3.1.1 statement into several): cited, they must say
+ * which version they mean. An id in both and not here says the same thing in both.
  */
 const DIFFERS = new Set([
-  // 3.1.1: header flags; 5.0: properties.
-  ...range("2.2.2", 1, 2),
-  // CONNECT flags: 3.1.1 Clean Session / stored messages; 5.0 Clean Start / the will.
+  // 3.1.1: reserved header flags; 5.0: a Property Length of zero.
+  "2.2.2-1",
+  // CONNECT flags: 3.1.1 Clean Session, stored messages, retained messages, the will; 5.0 Clean
+  // Start and the will, a statement earlier. (-8 is the will published when the connection
+  // closes in both: 3.1.1's -8 also says that it is stored, which is 5.0's -7.)
   ...range("3.1.2", 4, 7),
+  "3.1.2-9",
   // The will, user name and password flags: 3.1.1 has two more will rules (-11, -12), so its
-  // -13 is 5.0's -11 and so on; then 3.1.1: user name flag, client PINGREQ, keep-alive; 5.0:
-  // keep-alive, session expiry, Maximum Packet Size.
+  // -13 is 5.0's -11 and so on; then 3.1.1: user name/password, client PINGREQ, keep-alive; 5.0:
+  // client PINGREQ, Server Keep Alive, keep-alive, session expiry, Maximum Packet Size.
   ...range("3.1.2", 11, 24),
-  // 3.1.1: empty client id rules; 5.0: assigned ids, will delay, will payload.
-  ...range("3.1.3", 7, 9),
-  "3.1.3-11",
+  // 3.1.1: empty client ids, identifier rejected, will topic, user name; 5.0: assigned ids,
+  // 0x85, will delay, will user properties, will topic.
+  ...range("3.1.3", 7, 11),
   // 3.1.1: take-over is -2; 5.0 inserts authentication at -2, take-over is -3.
   ...range("3.1.4", 2, 5),
   // CONNACK: 5.0 adds the reserved-bits rule first, shifting the Session Present rules.
@@ -41,38 +153,24 @@ const DIFFERS = new Set([
   // 3.1.1: retained on new subscriptions and its RETAIN flag; 5.0: empty payloads, Retain
   // Handling, Retain As Published.
   ...range("3.3.1", 6, 12),
-  // 3.1.1: at least one filter, reserved bits; 5.0: No Local and shared subscriptions.
-  ...range("3.8.3", 3, 4),
-  // QoS 1/2 flows: 5.0 splits each 3.1.1 statement into several.
+  // 3.1.1: wildcards refused, at least one filter, reserved bits; 5.0: at least one filter, No
+  // Local, No Local on a shared subscription.
+  ...range("3.8.3", 2, 4),
+  // 3.1.1: several filters, a return code each, granted QoS; 5.0: Retain Handling 0, several
+  // filters, a reason code each.
+  ...range("3.8.4", 4, 6),
+  // DISCONNECT's sender: 3.1.1 -1 closes and -2 sends nothing more; 5.0 the other way round.
+  ...range("3.14.4", 1, 2),
+  // 3.1.1: a session lasts as long as its connection; 5.0: it is discarded after its expiry.
+  "4.1.0-2",
+  // QoS 1/2 flows: 3.1.1's -2 is the receiver's duties, 5.0's -2 the sender's PUBLISH.
   "4.3.2-2",
-  ...range("4.3.3", 1, 2),
+  "4.3.3-2",
+  // Ordered topics: 3.1.1 -5 is the default and -6 the rule; 5.0 the other way round.
+  ...range("4.6.0", 5, 6),
+  // 3.1.1: -1 no wildcards in topic names (5.0's 4.7.0-1), -2 '#'; 5.0: -1 '#', -2 '+'.
+  ...range("4.7.1", 1, 2),
 ]);
-
-/** Ids that exist in MQTT 5.0 only. */
-const V5_ONLY = new Set([
-  ...range("1.5.4", 1, 3),
-  "1.5.5-1",
-  "1.5.7-1",
-  "2.2.1-3",
-  ...range("3.1.2", 25, 29),
-  ...range("3.2.2", 7, 22),
-  ...range("3.3.1", 13, 13),
-  ...range("3.3.2", 4, 20),
-  ...range("3.3.4", 2, 11),
-  "3.8.3-5",
-  ...range("3.14.2", 1, 2),
-  ...range("3.15.1", 1, 1),
-  ...range("4.3.2", 3, 5),
-  ...range("4.3.3", 3, 13),
-  ...range("4.8.2", 1, 6),
-  ...range("4.12.0", 1, 7),
-  ...range("4.12.1", 1, 2),
-  ...range("4.13.1", 1, 2),
-  ...range("4.13.2", 1, 2),
-]);
-
-/** Ids that exist in MQTT 3.1.1 only. */
-const V311_ONLY = new Set([...range("1.5.3", 1, 3), "2.3.1-1", "2.3.1-2", "4.8.0-1"]);
 
 /** Every .ts file under `dir`. */
 function walk(dir) {
@@ -116,16 +214,22 @@ for (const dir of ["src", "wasm/assembly", "tests"]) {
 
 /** What is wrong with a citation of `id` marked `mark` ("" / "v3.1.1" / "v5"), or null. */
 function problem(id, mark) {
-  if (V5_ONLY.has(id) && mark !== "v5") {
-    return mark ? `exists in MQTT 5.0 only, marked ${mark}` : "exists in MQTT 5.0 only: mark it v5";
-  }
-  if (V311_ONLY.has(id) && mark !== "v3.1.1") {
-    return mark
-      ? `exists in MQTT 3.1.1 only, marked ${mark}`
-      : "exists in MQTT 3.1.1 only: mark it v3.1.1";
-  }
-  if (DIFFERS.has(id) && !mark) return "means different things in 3.1.1 and 5.0: mark the version";
+  const in311 = V311.has(id), in5 = V5.has(id);
+  if (!in311 && !in5) return "no such statement in MQTT 3.1.1 or 5.0";
+  if (mark === "v5" && !in5) return "no such statement in MQTT 5.0";
+  if (mark === "v3.1.1" && !in311) return "no such statement in MQTT 3.1.1";
+  if (mark) return null;
+  if (!in311) return "exists in MQTT 5.0 only: mark it v5";
+  if (!in5) return "exists in MQTT 3.1.1 only: mark it v3.1.1";
+  if (DIFFERS.has(id)) return "means different things in 3.1.1 and 5.0: mark the version";
   return null;
+}
+
+/** Which versions have `id`, and whether they mean the same by it. */
+function versions(id) {
+  if (!V311.has(id)) return V5.has(id) ? "5.0" : "neither";
+  if (!V5.has(id)) return "3.1.1";
+  return DIFFERS.has(id) ? "differs" : "both";
 }
 
 const sorted = [...ids.keys()].sort((a, b) => {
@@ -149,13 +253,7 @@ if (process.argv.includes("--json")) {
   for (const id of sorted) {
     const e = ids.get(id);
     out[id] = {
-      versions: V5_ONLY.has(id)
-        ? "5.0"
-        : V311_ONLY.has(id)
-        ? "3.1.1"
-        : DIFFERS.has(id)
-        ? "differs"
-        : "both",
+      versions: versions(id),
       code: [...e.code].sort(),
       tests: [...e.tests].sort(),
     };
@@ -164,13 +262,8 @@ if (process.argv.includes("--json")) {
 } else if (!process.argv.includes("--check")) {
   for (const id of sorted) {
     const e = ids.get(id);
-    const kind = V5_ONLY.has(id)
-      ? " (5.0 only)"
-      : V311_ONLY.has(id)
-      ? " (3.1.1 only)"
-      : DIFFERS.has(id)
-      ? " (differs)"
-      : "";
+    const v = versions(id);
+    const kind = v === "both" ? "" : v === "differs" ? " (differs)" : ` (${v} only)`;
     console.log(`MQTT-${id}${kind}`);
     console.log(`  code:  ${[...e.code].sort().join(", ") || "-"}`);
     for (const t of [...e.tests].sort()) console.log(`  test:  ${t}`);
