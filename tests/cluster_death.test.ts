@@ -277,3 +277,44 @@ test("cluster: a persistent session that was offline on a node killed with SIGKI
     if (victim.proc.exitCode === null) victim.proc.kill("SIGKILL");
   }
 });
+
+test("cluster: QoS 2 across SIGKILL of the publisher's node and then the subscriber's node: every completed message is delivered, none twice [MQTT-4.3.3-9 v5][MQTT-4.3.3-2 v3.1.1]", async () => {
+  const pubNode = startVictim("q2pub");
+  const subNode = startVictim("q2sub");
+  let sub: mqtt.MqttClient | undefined;
+  let pub: mqtt.MqttClient | undefined;
+  try {
+    const [pp, sp] = [await victimPort(pubNode, "q2pub"), await victimPort(subNode, "q2sub")];
+    const counts = new Map<number, number>();
+    sub = await failoverClient(
+      "q2-sub",
+      [sp, survivors[1].port],
+      (_t, payload) => {
+        const n = Number(payload.toString());
+        counts.set(n, (counts.get(n) ?? 0) + 1);
+      },
+    );
+    await sub.subscribeAsync("q2/seq", { qos: 2 });
+    pub = await failoverClient("q2-pub", [pp, survivors[0].port]);
+    const completed: number[] = [];
+    for (let i = 0; i < 240; i++) {
+      await pub.publishAsync("q2/seq", String(i), { qos: 2 });
+      completed.push(i);
+      if (i === 80) pubNode.proc.kill("SIGKILL");
+      if (i === 160) {
+        await until(() => counts.size >= 120, 10_000, "the subscriber keeping up");
+        subNode.proc.kill("SIGKILL");
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await until(() => completed.every((n) => counts.has(n)), 30_000, "every completed message");
+    // Late copies would come now.
+    await new Promise((r) => setTimeout(r, 1500));
+    const twice = [...counts].filter(([, c]) => c > 1).map(([n]) => n);
+    assert.deepEqual(twice, [], "delivered twice");
+    console.log(`# ${completed.length} completed, each delivered once`);
+  } finally {
+    await endAll(sub, pub);
+    for (const v of [pubNode, subNode]) if (v.proc.exitCode === null) v.proc.kill("SIGKILL");
+  }
+});

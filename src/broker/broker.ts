@@ -104,6 +104,10 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
   #handingOver: string | null = null;
   /** Set by `stop`: no new connections. */
   #stopping = false;
+  /** A cluster keeps sessions' QoS 2 state with the registry (see `keepSession`). */
+  readonly #keepsQos2: boolean;
+  /** Sessions with messages waiting to be sent until their QoS 2 state is kept (`#sendKept`). */
+  readonly #keeping = new Map<Session, Promise<void>>();
   /** Sessions recorded for another node and kept until it has taken them (see `handOver`). */
   readonly #moving = new Map<
     string,
@@ -168,6 +172,7 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
     // One that does not keep its messages durably itself writes through to the persistent store.
     this.retained = retained.durable ? retained : new StoredRetained(retained, () => this.store);
     this.registry = parts.registry ?? new LocalRegistry();
+    this.#keepsQos2 = this.registry.keep !== undefined;
     this.router = new Router(this.fabric.distributed ? this.fabric : null);
     this.clock = parts.clock ?? systemClock;
     this.startedAt = this.clock.now();
@@ -534,11 +539,46 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
       s.enqueue(o, 0, 0);
       return;
     }
+    if (this.#keepsQos2 && s.persistent && (o.qos === 2 || this.#keeping.has(s))) {
+      this.#sendKept(s, conn, o, id);
+      return;
+    }
     if (!conn.sendPublish(o, id, o.msg.replayed)) {
       // Over the client's maximum packet size: discarded [MQTT-3.1.2-25 v5].
       this.forget(s, o);
       return;
     }
+    this.#inFlight(s, o, id);
+  }
+
+  /**
+   * In a cluster: a QoS 2 message goes in flight, is kept with its session (`keepSession`), and
+   * only then leaves. A node that takes the session over after this one died sends it again
+   * under the same packet id, or its PUBREL, never as a new message [MQTT-4.3.3-9 v5]. QoS 1
+   * messages after it wait for it, so the client gets them in order [MQTT-4.6.0-6].
+   */
+  #sendKept(s: Session, conn: DeliverySink, o: Outgoing, id: number): void {
+    this.#inFlight(s, o, id);
+    const send = () => {
+      if (s.inflight.get(id) !== o || s.connection !== conn || o.state !== "publish") return;
+      if (!conn.sendPublish(o, id, o.msg.replayed)) {
+        // Over the client's maximum packet size: discarded [MQTT-3.1.2-25 v5].
+        s.inflight.delete(id);
+        this.forget(s, o);
+        this.pump(s);
+      }
+    };
+    const kept = o.qos === 2 ? this.keepSession(s) : this.#keeping.get(s);
+    if (!kept) return send();
+    this.#keeping.set(s, kept);
+    kept.then(() => {
+      if (this.#keeping.get(s) === kept) this.#keeping.delete(s);
+      send();
+    });
+  }
+
+  /** `o` is in flight to `s` as packet `id`. */
+  #inFlight(s: Session, o: Outgoing, id: number): void {
     ownPayload(o.msg);
     // The delivery itself becomes the inflight record: no copy per QoS 1/2 message sent.
     o.state = "publish";
@@ -563,6 +603,9 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
     if (!f || f.qos !== qos) return false;
     s.settle(id, f);
     s.inflight.delete(id);
+    if (qos === 2 && this.#keepsQos2 && f.msg.fid !== undefined) {
+      this.registry.completed?.(s.key, f.msg.fid);
+    }
     this.forget(s, f);
     this.pump(s);
     return true;
@@ -781,9 +824,30 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
     if (this.sessions.get(s.key) !== s) return null;
     const online = s.connection !== null;
     if (!s.persistent && !(online && s.will)) return registry.keep(s.key, null);
-    const rec = recordSession(s, false);
+    // With its QoS 2 state, both ways: the packet ids received and not yet released, and the
+    // QoS 2 messages in flight to the client with their ids, so that a node taking the session
+    // over neither delivers a message twice nor sends one again under a new id [MQTT-4.3.3-9 v5].
+    const rec = recordSession(s, "qos2");
     if (!online) rec.session.will = null;
     return registry.keep(s.key, rec);
+  }
+
+  /**
+   * `ackAfter`, and in a cluster only once the QoS 2 state of the persistent session `s` is kept
+   * too (see `keepSession`): a PUBREC, PUBREL or PUBCOMP promises it across the death of this
+   * node.
+   */
+  ackAfterKept(
+    conn: Connection,
+    s: Session,
+    first: number,
+    id: number,
+    rc: number,
+    fail: ((conn: Connection, first: number, id: number) => void) | null,
+  ): void {
+    const kept = this.#keepsQos2 && s.persistent ? this.keepSession(s) : null;
+    if (!kept) this.ackAfter(conn, first, id, rc, fail);
+    else kept.then(() => this.ackAfter(conn, first, id, rc, fail));
   }
 
   /**
@@ -1059,6 +1123,8 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
         o.seq = this.store.addClientMessage(s.key, { ...o, state: 0, packetId: 0 });
       }
     }
+    // Its client may be here already (a session of a dead node, filled from the stream late).
+    if (s.connection) this.pump(s);
   }
 
   /** Keep-alive [MQTT-3.1.2-24 v3.1.1][MQTT-3.1.2-22 v5] and CONNECT time-out checks. */

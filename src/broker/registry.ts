@@ -46,6 +46,11 @@ export interface SessionRegistry {
    * of the cluster's HandOver). Resolves once it is stored (or could not be: it never rejects).
    */
   keep?(key: string, rec: SessionRecord | null): Promise<void>;
+  /**
+   * A QoS 2 message (`fid`: `Message.fid`) sent to the session of `key` is complete (PUBCOMP):
+   * a node that takes the session over must not find it again in the message stream.
+   */
+  completed?(key: string, fid: number): void;
 }
 
 /** The single-node registry: the broker's table decides, nothing to acquire. */

@@ -141,16 +141,22 @@ export function storedMessage(o: Outgoing, seq: number, packetId = 0): StoredCli
 }
 
 /**
- * The record of a live session: its state, subscriptions, queue, in-flight and QoS 2 ids
- * (without the queue and in-flight messages when `withMessages` is false).
+ * The record of a live session: its state, subscriptions, queue, in-flight and QoS 2 ids.
+ * `messages`: "all" of them, "qos2" only the QoS 2 messages in flight (what a cluster keeps of
+ * a session: see `Broker.keepSession`), or "none".
  */
-export function recordSession(s: Session, withMessages = true): SessionRecord {
-  const messages: StoredClientMessage[] = [];
+export function recordSession(
+  s: Session,
+  messages: "all" | "qos2" | "none" = "all",
+): SessionRecord {
+  const out: StoredClientMessage[] = [];
   let seq = 0;
-  if (withMessages) {
-    for (const [id, f] of s.inflight) messages.push(storedMessage(f, ++seq, id));
-    for (const o of s.queue) messages.push(storedMessage(o, ++seq));
+  if (messages !== "none") {
+    for (const [id, f] of s.inflight) {
+      if (messages === "all" || f.qos === 2) out.push(storedMessage(f, ++seq, id));
+    }
   }
+  if (messages === "all") { for (const o of s.queue) out.push(storedMessage(o, ++seq)); }
   return {
     session: {
       // The session key (mount point and client id), as the store keeps it.
@@ -171,7 +177,7 @@ export function recordSession(s: Session, withMessages = true): SessionRecord {
       rh: e.rh,
       subId: e.subId,
     })),
-    messages,
+    messages: out,
     incomingQos2: s.incomingQos2 ? [...s.incomingQos2] : [],
   };
 }

@@ -26,6 +26,8 @@ export interface ReplayTarget {
   from: number;
   /** Filled by `replay`: the messages found for it, oldest first. */
   found: StoredClientMessage[];
+  /** Messages (`Message.fid`) it has completed already: not found again. */
+  done?: Set<number>;
 }
 
 /**
@@ -97,7 +99,7 @@ export async function replay(node: ClusterNode, targets: ReplayTarget[]): Promis
       msg.at = at;
       msg.replayed = true;
       for (const t of targets) {
-        if (at < t.from) continue;
+        if (at < t.from || (msg.fid !== undefined && t.done?.has(msg.fid))) continue;
         const d = deliveryFor(t.rec, msg.topic, msg.qos, msg.retain, msg.origin);
         if (d && d.qos > 0) {
           t.found.push({ seq: 0, msg, ...d, state: 0, packetId: 0 });

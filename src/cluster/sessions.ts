@@ -46,6 +46,8 @@ const CURSOR_MS = 1000;
  * session in this window may reach its client twice after its node died.
  */
 export const REPLAY_MARGIN_MS = 2000;
+/** How long a completed QoS 2 message is remembered: longer than any replay reaches back. */
+const DONE_MS = REPLAY_MARGIN_MS + 3 * CURSOR_MS;
 
 /** What a stopping node sends the node it hands a session to. */
 interface AdoptRequest {
@@ -73,6 +75,8 @@ interface Owner {
   rec?: string;
   /** The session's cursor (ms): it may owe its client messages the stream stored since then. */
   at?: number;
+  /** QoS 2 messages (`Message.fid`) completed lately: not to be found again in the stream. */
+  done?: number[];
 }
 
 /** What this node does when another takes one of its client ids. */
@@ -234,9 +238,14 @@ export class KvSessions implements SessionRegistry {
           this.#kept.set(clientId, { rec: resume.text, at: resume.from });
           const unpin = this.#pin(resume.from);
           this.resumed++;
+          const filled = this.#whileReplaying(clientId);
           return {
             record: resume.rec,
-            finish: () => this.#replayOne(clientId, resume.rec, resume.from).finally(unpin),
+            finish: () =>
+              this.#replayOne(clientId, resume.rec, resume.from, resume.done).finally(() => {
+                unpin();
+                filled();
+              }),
           };
         }
         if (!record) return null;
@@ -315,6 +324,12 @@ export class KvSessions implements SessionRegistry {
       this.#onAdopt(m, req as AdoptRequest);
       return;
     }
+    // A session still being filled from the stream moves once it is complete.
+    const replaying = req.op !== "done" ? this.#replaying.get(clientId) : undefined;
+    if (replaying) {
+      replaying.then(() => this.#onKick(m));
+      return;
+    }
     try {
       if (req.op === "done") {
         text = JSON.stringify(encodeMessages(this.#local?.releaseMoved(clientId) ?? []));
@@ -378,7 +393,7 @@ export class KvSessions implements SessionRegistry {
         const text = encodeRecord({
           ...rec,
           session: { ...rec.session, will: null },
-          messages: [],
+          messages: rec.messages.filter((m) => m.packetId !== 0 && m.qos === 2),
         });
         this.#kept.set(req.clientId, { rec: text, at: t ?? null });
         const value = this.#ownerValue(req.clientId, Date.now(), text, t);
@@ -442,6 +457,12 @@ export class KvSessions implements SessionRegistry {
   readonly #kept = new Map<string, { rec: string; at: number | null }>();
   /** The last owner-entry write of each key: the next one waits for it. */
   readonly #writes = new Map<string, Promise<boolean>>();
+  /** Sessions of a dead node being filled from the stream here: a hand-over waits for them. */
+  readonly #replaying = new Map<string, Promise<void>>();
+  /** The write of each key that has not started yet. */
+  readonly #waiting = new Map<string, Promise<boolean>>();
+  /** QoS 2 messages completed lately per key, as fid, time, fid, time… (see `completed`). */
+  readonly #done = new Map<string, number[]>();
   /** Cursors of messages that reached sessions after a scan could see them (see `#pin`). */
   readonly #pins = new Map<number, number>();
   #ticking = false;
@@ -453,20 +474,52 @@ export class KvSessions implements SessionRegistry {
     return this.#write(key).then(() => {});
   }
 
-  /** Writes the owner entry of `key` as `#kept` has it now, after the writes before it. */
+  /**
+   * Writes the owner entry of `key` as `#kept` has it when the write starts, after the writes
+   * before it (a write not started yet serves every change made until it starts).
+   */
   #write(key: string): Promise<boolean> {
+    const waiting = this.#waiting.get(key);
+    if (waiting) return waiting;
     const prev = this.#writes.get(key) ?? Promise.resolve(true);
-    const next = prev.then(() => this.#put(key)).catch((e) => {
+    const next = prev.then(() => {
+      this.#waiting.delete(key);
+      return this.#put(key);
+    }).catch((e) => {
       this.#node.log.warning(
         `Cluster: keeping the session of ${key} failed: ${(e as Error).message}`,
       );
       return false;
     });
     this.#writes.set(key, next);
+    this.#waiting.set(key, next);
     next.then(() => {
       if (this.#writes.get(key) === next) this.#writes.delete(key);
     });
     return next;
+  }
+
+  completed(key: string, fid: number): void {
+    if (!this.#kept.has(key)) return;
+    let list = this.#done.get(key);
+    if (!list) this.#done.set(key, list = []);
+    list.push(fid, Date.now());
+    void this.#write(key);
+  }
+
+  /** The QoS 2 messages of `key` completed within `DONE_MS` (fids). */
+  #recentlyDone(key: string): number[] | undefined {
+    const list = this.#done.get(key);
+    if (!list) return undefined;
+    const since = Date.now() - DONE_MS;
+    let i = 0;
+    while (i < list.length && list[i + 1] < since) i += 2;
+    if (i > 0) list.splice(0, i);
+    if (list.length === 0) {
+      this.#done.delete(key);
+      return undefined;
+    }
+    return list.filter((_, j) => j % 2 === 0);
   }
 
   async #put(key: string): Promise<boolean> {
@@ -481,7 +534,7 @@ export class KvSessions implements SessionRegistry {
       try {
         await kv.update(
           k,
-          this.#ownerValue(key, owner.t, kept?.rec, kept?.at ?? undefined),
+          this.#ownerValue(key, owner.t, kept?.rec, kept?.at ?? undefined, this.#recentlyDone(key)),
           entry.revision,
         );
         return true;
@@ -523,6 +576,7 @@ export class KvSessions implements SessionRegistry {
       for (const [key, k] of this.#kept) {
         if (!local.owns(key) && !this.#chains.has(key)) {
           this.#kept.delete(key); // It left this node.
+          this.#done.delete(key);
           continue;
         }
         const since = local.pendingSince(key);
@@ -563,7 +617,7 @@ export class KvSessions implements SessionRegistry {
   async #resumable(
     o: Owner,
     lastSeen = Date.now(),
-  ): Promise<{ rec: SessionRecord; text: string; from: number } | null> {
+  ): Promise<{ rec: SessionRecord; text: string; from: number; done: Set<number> } | null> {
     if (!o.rec) return null;
     let rec: SessionRecord;
     try {
@@ -581,8 +635,24 @@ export class KvSessions implements SessionRegistry {
     let from = wm ?? o.t;
     if (o.at !== undefined) from = Math.min(from, o.at);
     from -= REPLAY_MARGIN_MS;
-    const kept: SessionRecord = { ...rec, session: { ...st, will: null }, messages: [] };
-    return { rec: kept, text: encodeRecord(kept), from };
+    // What it keeps of its messages is its QoS 2 messages in flight.
+    const kept: SessionRecord = { ...rec, session: { ...st, will: null } };
+    return { rec: kept, text: encodeRecord(kept), from, done: new Set(o.done ?? []) };
+  }
+
+  /**
+   * Marks `key` as being filled from the stream: a request to hand it over waits until the
+   * returned function is called (and the messages found are in the session).
+   */
+  #whileReplaying(key: string): () => void {
+    let done!: () => void;
+    const p = new Promise<void>((r) => (done = r));
+    this.#replaying.set(key, p);
+    return () =>
+      setTimeout(() => {
+        if (this.#replaying.get(key) === p) this.#replaying.delete(key);
+        done();
+      }, 0);
   }
 
   /** The messages a resumed session is owed from the stream since `from`. */
@@ -590,8 +660,9 @@ export class KvSessions implements SessionRegistry {
     key: string,
     rec: SessionRecord,
     from: number,
+    done: Set<number>,
   ): Promise<StoredClientMessage[]> {
-    const target: ReplayTarget = { rec, from, found: [] };
+    const target: ReplayTarget = { rec, from, found: [], done };
     try {
       this.replayed += await replay(this.#node, [target]);
     } catch (e) {
@@ -656,18 +727,23 @@ export class KvSessions implements SessionRegistry {
       if (rec.session.will) wills++;
       if (resume) {
         this.#kept.set(owner.id, { rec: resume.text, at: resume.from });
+        const unpin = this.#pin(resume.from);
+        const filled = this.#whileReplaying(owner.id);
         targets.push({
           key: owner.id,
-          target: { rec: resume.rec, from: resume.from, found: [] },
-          unpin: this.#pin(resume.from),
+          target: { rec: resume.rec, from: resume.from, found: [], done: resume.done },
+          unpin: () => {
+            unpin();
+            filled();
+          },
         });
       }
       // The record with its will: sent now or after its delay, as if its connection had just died.
       local.adoptOffline(rec);
     }
     if (targets.length) {
-      await local.interestEverywhere();
       try {
+        await local.interestEverywhere();
         this.replayed += await replay(node, targets.map((t) => t.target));
       } catch (e) {
         node.log.error(`Cluster: reading the message stream for node ${peer.id} failed: ${e}`);
@@ -684,15 +760,17 @@ export class KvSessions implements SessionRegistry {
   }
 
   /** The owner entry that names this node as the owner of `id` (with what is kept of it). */
-  #ownerValue(id: string, t: number, rec?: string, at?: number): Uint8Array {
+  #ownerValue(id: string, t: number, rec?: string, at?: number, done?: number[]): Uint8Array {
     const o: Owner = { id, node: this.#node.id, num: this.#node.num, t };
     if (rec) o.rec = rec;
     if (at !== undefined) o.at = at;
+    if (done?.length) o.done = done;
     return enc.encode(JSON.stringify(o));
   }
 
   release(clientId: string): void {
     this.#kept.delete(clientId);
+    this.#done.delete(clientId);
     const kv = this.#kv;
     if (!kv) return;
     const node = this.#node;
@@ -724,6 +802,9 @@ function parseOwner(v: Uint8Array): Owner | null {
         t: o.t,
         rec: typeof o.rec === "string" ? o.rec : undefined,
         at: typeof o.at === "number" ? o.at : undefined,
+        done: Array.isArray(o.done)
+          ? o.done.filter((x: unknown) => typeof x === "number")
+          : undefined,
       }
       : null;
   } catch {

@@ -29,7 +29,7 @@ export function handlePubrec(conn: Connection, p: AckPacket): void {
     // PUBREL only once the new state is on disk: after a crash the broker must not send the
     // PUBLISH again for a message the client has already been told to release.
     const id = p.messageId;
-    conn.broker.ackAfter(conn, PUBREL, id, 0, null);
+    conn.broker.ackAfterKept(conn, s, PUBREL, id, 0, null);
     return;
   }
   // v5: PUBREL with 0x92 for an id we do not know (MQTT 5.0 §3.6.2.1); v3 answers PUBREL anyway.
@@ -43,7 +43,7 @@ export function handlePubrel(conn: Connection, p: AckPacket): void {
   if (known && s.persistent) conn.broker.store?.deleteIncomingQos2(s.key, p.messageId);
   // PUBCOMP once the id is released on disk too: the client may reuse it right away.
   const rc = known ? 0 : ReasonCode.PacketIdentifierNotFound;
-  conn.broker.ackAfter(conn, PUBCOMP, p.messageId, rc, notReleased);
+  conn.broker.ackAfterKept(conn, s, PUBCOMP, p.messageId, rc, notReleased);
 }
 
 function notReleased(conn: Connection): void {

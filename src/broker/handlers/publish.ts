@@ -154,8 +154,10 @@ function finish(conn: Connection, p: PublishPacket, topic: string, rc: number): 
     (s.incomingQos2 ??= new Set()).add(id);
     if (s.persistent) broker.store?.addIncomingQos2(s.key, id);
   }
-  // What this message changed must be on disk before it is acknowledged [MQTT-4.3.2-2 v3.1.1][MQTT-4.3.3-2 v3.1.1].
-  broker.ackAfter(conn, ack, id, rc, notStored);
+  // What this message changed must be on disk before it is acknowledged [MQTT-4.3.2-2 v3.1.1][MQTT-4.3.3-2 v3.1.1]
+  // (and, in a cluster, a QoS 2 id with the session where another node finds it).
+  if (p.qos === 2) broker.ackAfterKept(conn, s, ack, id, rc, notStored);
+  else broker.ackAfter(conn, ack, id, rc, notStored);
 }
 
 /** The message a PUBLISH carries, for the broker to route. */
