@@ -82,6 +82,15 @@ export interface BrokerCore<C> {
     rc: number,
     fail: ((conn: C, first: number, id: number) => void) | null,
   ): void;
+  /** `ackAfter`, and in a cluster once the QoS 2 state of the persistent session `s` is kept too. */
+  ackAfterKept(
+    conn: C,
+    s: Session,
+    first: number,
+    id: number,
+    rc: number,
+    fail: ((conn: C, first: number, id: number) => void) | null,
+  ): void;
   /** A client id for a client that sent none. */
   assignClientId(): string;
 
