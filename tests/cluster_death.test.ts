@@ -278,7 +278,7 @@ test("cluster: a persistent session that was offline on a node killed with SIGKI
   }
 });
 
-test("cluster: QoS 2 across SIGKILL of the publisher's node and then the subscriber's node: every completed message is delivered, none twice [MQTT-4.3.3-9 v5][MQTT-4.3.3-2 v3.1.1]", async () => {
+test("cluster: QoS 2 across SIGKILL of the publisher's node and then the subscriber's node: every completed message is delivered, none twice [MQTT-4.3.3-10 v5][MQTT-4.3.3-2 v3.1.1]", async () => {
   const pubNode = startVictim("q2pub");
   const subNode = startVictim("q2sub");
   let sub: mqtt.MqttClient | undefined;

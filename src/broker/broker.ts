@@ -554,8 +554,8 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
   /**
    * In a cluster: a QoS 2 message goes in flight, is kept with its session (`keepSession`), and
    * only then leaves. A node that takes the session over after this one died sends it again
-   * under the same packet id, or its PUBREL, never as a new message [MQTT-4.3.3-9 v5]. QoS 1
-   * messages after it wait for it, so the client gets them in order [MQTT-4.6.0-6].
+   * under the same packet id, or its PUBREL, never as a new message [MQTT-4.3.3-10 v5]. QoS 1
+   * messages after it wait for it, so the client gets them in order [MQTT-4.6.0-6 v3.1.1][MQTT-4.6.0-5 v5].
    */
   #sendKept(s: Session, conn: DeliverySink, o: Outgoing, id: number): void {
     this.#inFlight(s, o, id);
@@ -826,7 +826,7 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
     if (!s.persistent && !(online && s.will)) return registry.keep(s.key, null);
     // With its QoS 2 state, both ways: the packet ids received and not yet released, and the
     // QoS 2 messages in flight to the client with their ids, so that a node taking the session
-    // over neither delivers a message twice nor sends one again under a new id [MQTT-4.3.3-9 v5].
+    // over neither delivers a message twice nor sends one again under a new id [MQTT-4.3.3-10 v5].
     const rec = recordSession(s, "qos2");
     if (!online) rec.session.will = null;
     return registry.keep(s.key, rec);
