@@ -14,7 +14,8 @@
  * - **No echo.** A node ignores its own messages on plain subscriptions (the broker delivered
  *   them locally already) but takes them on queue subscriptions (its members are in the draw).
  * - **Once per node.** A message matching several filters of this node arrives once per NATS
- *   subscription; only the first copy (by its origin's sequence number) is delivered.
+ *   subscription, and a QoS 1/2 message whose store was retried arrives again, maybe after later
+ *   ones: only the first copy of each origin's sequence number is delivered (`SeenSequences`).
  * - **Barrier.** Before a SUBACK, `barrier()` makes sure every node's NATS server knows the new
  *   subscriptions, so nothing published after the SUBACK misses them.
  */
@@ -26,12 +27,15 @@ import { FABRIC_SEQ, fabricId, type Message } from "../broker/message.ts";
 import { topicMatches } from "../broker/topic.ts";
 import { DurableWrites } from "./durable.ts";
 import { JetStreamPublisher } from "./js_publish.ts";
+import { SeenSequences } from "./seen.ts";
 import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
 import { filterSubject, topicSubject } from "./subject.ts";
 
 /** Messages kept in the stream (for recovery and offline sessions), at most this long. */
 const STREAM_MAX_AGE_NS = 24 * 3600 * 1e9;
+/** Origin nodes whose sequence numbers are remembered (the oldest is forgotten beyond it). */
+const MAX_ORIGINS = 64;
 /** Room kept for the envelope beyond topic, properties and payload. */
 const ENVELOPE_SLACK = 64;
 
@@ -47,8 +51,8 @@ export class NatsFabric implements Fabric {
   readonly #node: ClusterNode;
   #sink: FabricSink | null = null;
   readonly #interest = new Map<string, Interest>();
-  /** The last sequence delivered from each origin node (duplicate copies are skipped). */
-  readonly #lastSeq = new Map<number, number>();
+  /** The sequence numbers delivered from each origin node (duplicate copies are skipped). */
+  readonly #seen = new Map<number, SeenSequences>();
   readonly #durable = new DurableWrites();
   #seq = 0;
   /** Times `#seq` wrapped (part of JetStream message ids, so they stay unique). */
@@ -226,14 +230,14 @@ export class NatsFabric implements Fabric {
   #onPlain(m: Msg, _unused: null): void {
     const env = this.#decode(m);
     if (!env || env.node === this.#node.num) return;
-    // Several subscriptions of this node may match one message: deliver the first copy only.
-    const last = this.#lastSeq.get(env.node);
-    if (last !== undefined) {
-      // Sequence numbers wrap: a copy is at most half the range behind the last one seen.
-      const ahead = (env.seq - last + FABRIC_SEQ) % FABRIC_SEQ;
-      if (ahead === 0 || ahead >= FABRIC_SEQ / 2) return;
+    // Several subscriptions of this node may match one message, and a retried store sends it
+    // again: deliver the first copy only.
+    let seen = this.#seen.get(env.node);
+    if (!seen) {
+      if (this.#seen.size >= MAX_ORIGINS) this.#seen.delete(this.#seen.keys().next().value!);
+      this.#seen.set(env.node, seen = new SeenSequences());
     }
-    this.#lastSeq.set(env.node, env.seq);
+    if (!seen.first(env.seq)) return;
     this.received++;
     if (env.msg.qos > 0) env.msg.at = Date.now();
     try {
