@@ -3,9 +3,11 @@
  * runs the test) and mosquitto_pub/mosquitto_sub as clients:
  * - NATS unreachable at start: one line naming the URLs, then the node keeps trying and starts
  *   once a nats-server appears;
- * - NATS lost while running: clients connected to one node keep talking to each other, and traffic between
- *   nodes resumes once the nats-servers are back on the same ports, including a QoS 1 message
- *   published (and acknowledged only after it was stored) while NATS was away;
+ * - NATS lost while running: clients connected to one node keep talking to each other, new
+ *   clients are admitted (MQTT.js) and talk too, and traffic between nodes resumes once the
+ *   nats-servers are back on the same ports, including a QoS 1 message published (and
+ *   acknowledged only after it was stored) while NATS was away; the owners of the client ids
+ *   admitted meanwhile are written then;
  * - never a stack trace on stderr.
  */
 import { after, test } from "node:test";
@@ -15,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import mqtt, { type MqttClient } from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { collect, endAll, freePort } from "./helpers/broker.ts";
 import { natsServerPath, startNatsCluster } from "./helpers/nats.ts";
 import {
@@ -58,6 +60,23 @@ function serve(id: string, urls: string[], cluster = "f"): Proc {
   const p = run(bin, [...prefix, "serve", "-c", conf], {});
   procs.push(p);
   return p;
+}
+
+/** An MQTT.js client of `port` that does not reconnect, with its CONNACK. */
+async function connectNew(
+  port: number,
+  opts: IClientOptions,
+): Promise<{ client: MqttClient; connack: { sessionPresent: boolean } }> {
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    reconnectPeriod: 0,
+    connectTimeout: 30_000,
+    ...opts,
+  });
+  const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
+    client.once("connect", resolve);
+    client.once("error", reject);
+  });
+  return { client, connack };
 }
 
 async function mqttPort(p: Proc, what: string): Promise<number> {
@@ -109,7 +128,7 @@ test(
 );
 
 test(
-  "cluster faults: NATS lost while running: local traffic flows, cross-node traffic and a QoS 1 message acknowledged meanwhile arrive once NATS is back",
+  "cluster faults: NATS lost while running: local traffic flows, new clients are admitted, cross-node traffic and a QoS 1 message acknowledged meanwhile arrive once NATS is back",
   {
     timeout: 240_000,
   },
@@ -167,19 +186,34 @@ test(
         "local/b qos 1 too",
       ]);
 
-      // A new connection cannot be checked for its client id's owner: refused, server unavailable.
-      const refused = run("mosquitto_pub", [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        String(p1),
-        "-t",
-        "t",
-        "-m",
-        "x",
+      // New clients are admitted while the owners of their ids cannot be written: a persistent
+      // session starts new here (Session Present 0), and their local traffic flows.
+      const freshSub = await connectNew(p1, { clientId: "faults-fresh-sub", clean: false });
+      assert.equal(freshSub.connack.sessionPresent, false, "a new session");
+      const freshPub = await connectNew(p1, { clientId: "faults-fresh-pub" });
+      clients.push(freshSub.client, freshPub.client);
+      const fresh = collect(freshSub.client);
+      await freshSub.client.subscribeAsync("new/#", { qos: 1 });
+      await freshPub.client.publishAsync("new/a", "qos 0 without NATS", { qos: 0 });
+      // Delivered here at once; its PUBACK waits for JetStream, like every QoS 1/2 message's.
+      const freshAcked = freshPub.client.publishAsync("new/b", "qos 1 without NATS", { qos: 1 });
+      assert.deepEqual((await fresh.next(2, 20_000)).map((x) => `${x.topic} ${x.payload}`), [
+        "new/a qos 0 without NATS",
+        "new/b qos 1 without NATS",
       ]);
-      assert.notEqual(await refused.exited(30_000), 0);
-      assert.match(refused.out(), /unavailable/i);
+      // One client id admitted on both nodes meanwhile, on n2 last: n2 keeps it once NATS is
+      // back [MQTT-3.1.4-3 v5].
+      const v5 = { protocolVersion: 5 as const, clientId: "faults-twice" };
+      const twice1 = await connectNew(p1, v5);
+      const twice1Gone = new Promise<number | undefined>((r) => {
+        twice1.client.on("disconnect", (pk) => r(pk.reasonCode));
+        twice1.client.on("close", () => r(undefined));
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      const twice2 = await connectNew(p2, v5);
+      clients.push(twice1.client, twice2.client);
+      const onN2 = collect(twice2.client);
+      await twice2.client.subscribeAsync("new/#", { qos: 1 });
 
       // A QoS 1 publish on n2 for n1's subscriber: its PUBACK waits for JetStream.
       let acked = false;
@@ -192,7 +226,33 @@ test(
       await n1.waitFor(/NATS \w+ connection back/, 60_000, "n1 reconnects");
       await n2.waitFor(/NATS \w+ connection back/, 60_000, "n2 reconnects");
       await during;
+      await freshAcked;
       await seen(/x\/during 2/, "the QoS 1 message published while NATS was away");
+
+      // The owners of the ids admitted without NATS are written: the later CONNECT of the id
+      // admitted on both nodes keeps it.
+      await n1.waitFor(/owners of the clients admitted without NATS are written/, 60_000, "n1");
+      await n2.waitFor(/owners of the clients admitted without NATS are written/, 60_000, "n2");
+      const reason = await twice1Gone;
+      assert.ok(reason === undefined || reason === 0x8e, `n1's client of the id left (${reason})`);
+      assert.ok(twice2.client.connected, "n2's client of the id stays");
+
+      // The clients admitted without NATS reach the other node, both ways.
+      for (let i = 0; !onN2.messages.some((m) => m.topic === "new/c"); i++) {
+        assert.ok(i < 100, "n1's new client reaches n2");
+        await freshPub.client.publishAsync("new/c", "to n2", { qos: 1 });
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      for (let i = 0; !fresh.messages.some((m) => m.topic === "new/d"); i++) {
+        assert.ok(i < 100, "n2 reaches n1's new client");
+        await remotePub.publishAsync("new/d", "to n1", { qos: 1 });
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      // The new persistent session is owned by n1 now: its client moves to n2 with it.
+      freshSub.client.end(true);
+      const moved = await connectNew(p2, { clientId: "faults-fresh-sub", clean: false });
+      clients.push(moved.client);
+      assert.equal(moved.connack.sessionPresent, true, "the session written as n1's moves");
 
       // New cross-node traffic flows again.
       for (let i = 0; !/x\/after 3/.test(sub.out()); i++) {

@@ -81,6 +81,13 @@ export class ClusterNode {
   #timer: ReturnType<typeof setInterval> | null = null;
   #subs: Subscription[] = [];
   #stopped = false;
+  /**
+   * Whether the publishing connection, which carries the JetStream and KV requests, is connected
+   * now (false from its loss until it is back).
+   */
+  natsUp = true;
+  /** Called each time the publishing connection is back after a loss (see `onNatsBack`). */
+  readonly #back: (() => void)[] = [];
 
   constructor(cfg: ClusterConfig, log: Logger) {
     this.cfg = cfg;
@@ -103,6 +110,7 @@ export class ClusterNode {
   async start(): Promise<void> {
     this.pub = await connectNats(this.cfg, "publish", this.log);
     this.sub = await connectNats(this.cfg, "subscribe", this.log);
+    this.#watchPub(this.pub);
     this.js = jetstream(this.pub, { timeout: 5000 });
     this.jsm = await jetstreamManager(this.pub, { timeout: 5000, checkAPI: false });
     // The barrier responder lives on the publishing connection: a request from a subscribing
@@ -117,6 +125,29 @@ export class ClusterNode {
     this.#beat(true);
     this.#timer = setInterval(() => this.#beat(false), HEARTBEAT_MS);
     (this.#timer as { unref?: () => void }).unref?.();
+  }
+
+  /** Runs `f` each time the publishing connection to NATS is back after a loss. */
+  onNatsBack(f: () => void): void {
+    this.#back.push(f);
+  }
+
+  #watchPub(nc: NatsConnection): void {
+    (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") this.natsUp = false;
+        else if (s.type === "reconnect") {
+          this.natsUp = true;
+          for (const f of this.#back) {
+            try {
+              f();
+            } catch (e) {
+              this.log.error(`Cluster: resuming after NATS came back failed: ${e}`);
+            }
+          }
+        }
+      }
+    })().catch(() => {});
   }
 
   /** Called with each peer that stops beating (see `onPeerLost`). */

@@ -19,6 +19,9 @@
  * takes such a session rebuilds it from the record and reads what it is owed from the message
  * stream (src/cluster/replay.ts). CONNECTs of one client id on one node are handled one at a
  * time.
+ *
+ * A CONNECT whose owner entry cannot be read (NATS lost) is admitted on this node alone, and the
+ * entry written once NATS is back (`#settle`, src/cluster/unowned.ts).
  */
 import { type KV, type KvEntry, type KvWatchEntry, KvWatchInclude } from "@nats-io/kv";
 import type { Msg, QueuedIterator, Subscription } from "@nats-io/nats-core";
@@ -29,6 +32,7 @@ import type { ClusterNode } from "./node.ts";
 import { decodeMessages, decodeRecord, encodeMessages, encodeRecord } from "./session_record.ts";
 import { replay, type ReplayTarget } from "./replay.ts";
 import { levelToken, MAX_SUBJECT } from "./subject.ts";
+import { RegistryUnreachable, Unowned, withinReach } from "./unowned.ts";
 import { createHash } from "node:crypto";
 
 /** Attempts at compare-and-set before a CONNECT is refused. */
@@ -136,9 +140,15 @@ export class KvSessions implements SessionRegistry {
   resumed = 0;
   replayed = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
+  /** Client ids admitted while the registry could not be reached (see src/cluster/unowned.ts). */
+  readonly #unowned: Unowned;
 
   constructor(node: ClusterNode) {
     this.#node = node;
+    this.#unowned = new Unowned(
+      node,
+      (id, since) => this.#chain(id, () => this.#settle(id, since)),
+    );
   }
 
   /** Called by the broker's wiring: how this node lets a client id go. */
@@ -169,7 +179,7 @@ export class KvSessions implements SessionRegistry {
         const owner = parseOwner(e.value);
         if (!owner || (owner.node === node.id && owner.num === node.num)) continue;
         const s = this.#local?.owns(owner.id);
-        if (s && !this.#chains.has(owner.id)) {
+        if (s && !this.#chains.has(owner.id) && !this.#unowned.has(owner.id)) {
           node.log.notice(`Cluster: client ${owner.id} was taken over by node ${owner.node}.`);
           // Nobody asked for the record: the session simply leaves.
           this.#local!.handOver(owner.id);
@@ -182,17 +192,20 @@ export class KvSessions implements SessionRegistry {
   stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.#unowned.stop();
     this.#watch?.stop();
     this.#kick?.unsubscribe();
     return Promise.resolve();
   }
 
   acquire(clientId: string, clean: boolean): Promise<Handover | null> {
+    return this.#chain(clientId, () => this.#acquireOrLocal(clientId, clean));
+  }
+
+  /** Runs `f` after what runs for `clientId` on this node already. */
+  #chain<T>(clientId: string, f: () => Promise<T>): Promise<T> {
     const prev = this.#chains.get(clientId) ?? Promise.resolve();
-    const run = prev.then(
-      () => this.#acquire(clientId, clean),
-      () => this.#acquire(clientId, clean),
-    );
+    const run = prev.then(f, f);
     const tail = run.catch(() => {});
     this.#chains.set(clientId, tail);
     tail.then(() => {
@@ -201,7 +214,69 @@ export class KvSessions implements SessionRegistry {
     return run;
   }
 
-  async #acquire(clientId: string, clean: boolean): Promise<Handover | null> {
+  /**
+   * `#acquire`, unless the registry cannot be read (NATS is down, or no answer within a short
+   * bound): then the client is admitted here alone, with the session this node has of it or a
+   * new one, and its owner entry is written once NATS is back (`#settle`).
+   */
+  async #acquireOrLocal(clientId: string, clean: boolean): Promise<Handover | null> {
+    try {
+      const since = this.#unowned.since(clientId);
+      if (since !== undefined) {
+        // Admitted before without the registry: settle that first, then connect as usual.
+        await this.#settle(clientId, since);
+        this.#unowned.delete(clientId);
+      }
+      return await this.#acquire(clientId, clean);
+    } catch (e) {
+      if (!(e instanceof RegistryUnreachable)) throw e;
+      this.#unowned.add(clientId);
+      return null;
+    }
+  }
+
+  /**
+   * A client id admitted without the registry gets its owner entry, compare-and-set. When
+   * another node wrote one for a later CONNECT of the id meanwhile, that node keeps the client
+   * and the session here ends; otherwise this node takes the id as a CONNECT with a new session
+   * does (the other node's client, if any, is taken over), at the time it was admitted here.
+   */
+  async #settle(clientId: string, since: number): Promise<void> {
+    const kv = this.#kv;
+    const local = this.#local;
+    if (!kv || !local) return;
+    const node = this.#node;
+    if (!local.owns(clientId)) {
+      this.release(clientId); // It ended here meanwhile.
+      return;
+    }
+    const owner = ownerOf(await withinReach(node, kv.get(ownerKey(clientId))));
+    if (owner && owner.node !== node.id && owner.t > since) {
+      node.log.notice(
+        `Cluster: client ${clientId} connected here while NATS was unreachable and later to node ${owner.node}, which keeps it.`,
+      );
+      this.#kept.delete(clientId);
+      local.handOver(clientId);
+      local.releaseMoved(clientId);
+      return;
+    }
+    if (!owner || owner.node !== node.id || owner.num !== node.num) {
+      await this.#acquire(clientId, true, since);
+      if (owner && owner.node !== node.id) {
+        node.log.notice(
+          `Cluster: client ${clientId}, connected here while NATS was unreachable, is taken from node ${owner.node}.`,
+        );
+      }
+    }
+    // What is kept of the session goes into the entry now that it names this node.
+    this.#unowned.delete(clientId);
+    if (this.#kept.has(clientId) && !(await this.#write(clientId))) {
+      this.#unowned.retry(clientId, since);
+      throw new Error(`the session of ${clientId} is not kept yet`);
+    }
+  }
+
+  async #acquire(clientId: string, clean: boolean, t?: number): Promise<Handover | null> {
     const kv = this.#kv;
     if (!kv) throw new Error("the session registry is not started");
     const node = this.#node;
@@ -209,7 +284,8 @@ export class KvSessions implements SessionRegistry {
     let record: SessionRecord | null = null;
     let from = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-      const entry = await kv.get(key);
+      // The first read tells whether the registry can be reached at all.
+      const entry = await (attempt === 1 ? withinReach(node, kv.get(key)) : kv.get(key));
       const owner = ownerOf(entry);
       /** The owner did not answer (it died): its client's will is this node's to deal with. */
       let orphan: Owner | null = null;
@@ -224,7 +300,7 @@ export class KvSessions implements SessionRegistry {
       // A dead owner's persistent session resumes here from its record and the stream.
       const resume = orphan && !clean ? await this.#resumable(orphan) : null;
       const at = resume ? resume.from : record ? oldest(record.messages) : undefined;
-      const value = this.#ownerValue(clientId, Date.now(), resume?.text, at);
+      const value = this.#ownerValue(clientId, t ?? Date.now(), resume?.text, at);
       try {
         if (entry) await kv.update(key, value, entry.revision);
         else await kv.create(key, value);
@@ -479,6 +555,8 @@ export class KvSessions implements SessionRegistry {
    * before it (a write not started yet serves every change made until it starts).
    */
   #write(key: string): Promise<boolean> {
+    // Its owner entry is not written yet: it is written with what is kept then (`#settle`).
+    if (this.#unowned.has(key)) return Promise.resolve(true);
     const waiting = this.#waiting.get(key);
     if (waiting) return waiting;
     const prev = this.#writes.get(key) ?? Promise.resolve(true);
