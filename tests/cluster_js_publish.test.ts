@@ -2,7 +2,8 @@
  * The pipelined JetStream publisher (src/cluster/js_publish.ts) against a real nats-server:
  * many stores in flight each resolve once stored, a repeated message id is stored once, and an
  * error acknowledgement, a subject no stream captures (no responder) and a missing answer each
- * reject, so that the fabric retries.
+ * reject, so that the fabric retries; a store passed over by a later acknowledgement rejects at
+ * once.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,7 +11,7 @@ import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { type NatsCluster, startNatsCluster } from "./helpers/nats.ts";
-import { JetStreamPublisher } from "../src/cluster/js_publish.ts";
+import { JetStreamPublisher, PASSED_OVER_MS } from "../src/cluster/js_publish.ts";
 
 let nats: NatsCluster;
 let nc: NatsConnection;
@@ -73,5 +74,32 @@ test("JetStream publisher: stop() fails the stores still waiting", async () => {
     await assert.rejects(waiting, /stopped/);
   } finally {
     silent.unsubscribe();
+  }
+});
+
+test("JetStream publisher: a store left unanswered rejects at once when one sent later is acknowledged (its stream leader died), not at its time-out", async () => {
+  const p = new JetStreamPublisher(nc, 60_000);
+  // A stream's stand-in that answers only stores whose first byte is 1, in order as JetStream
+  // does; the others are lost as if their leader had been killed.
+  const fake = nc.subscribe("fake.>", {
+    callback: (_e, m) => {
+      if (m.data[0] === 1) m.respond(new TextEncoder().encode('{"stream":"f","seq":1}'));
+    },
+  });
+  try {
+    await nc.flush();
+    const lost = p.publish("fake.x", new Uint8Array([0]), "l-1");
+    const outcome = lost.then(() => "stored", (e: Error) => e.message);
+    await new Promise((r) => setTimeout(r, PASSED_OVER_MS + 200));
+    await p.publish("fake.x", new Uint8Array([1]), "l-2");
+    const first = await Promise.race([
+      outcome,
+      new Promise((r) => setTimeout(() => r("still waiting"), 10_000)),
+    ]);
+    assert.match(String(first), /later store was acknowledged/);
+    assert.equal(p.pending, 0);
+  } finally {
+    fake.unsubscribe();
+    p.stop();
   }
 });

@@ -9,6 +9,12 @@
  * One attempt per call: a store that fails (an error acknowledgement, no JetStream responder
  * while a leader is elected, or no answer in time) rejects, and the caller retries with the same
  * message id, which JetStream de-duplicates.
+ *
+ * A stream answers the stores of one connection in the order it got them. So when a store is
+ * acknowledged, one sent more than `PASSED_OVER_MS` before it and still unanswered was lost (sent
+ * to a stream leader that was killed, or while the stream had none): it rejects at once instead
+ * of at its time-out, and its retry is stored as soon as the new leader is there. Without this a
+ * leader's death held every PUBACK for its election plus the time-out.
  */
 import {
   createInbox,
@@ -27,6 +33,9 @@ interface Pending {
 }
 
 const dec = new TextDecoder();
+
+/** How much older than an acknowledged store an unanswered one must be to count as lost. */
+export const PASSED_OVER_MS = 1000;
 
 /** Publishes to JetStream streams over one connection, many at once. */
 export class JetStreamPublisher {
@@ -84,6 +93,7 @@ export class JetStreamPublisher {
     const text = dec.decode(m.data);
     if (!text.includes('"error"')) {
       p.resolve();
+      this.#passedOver(p.at - PASSED_OVER_MS);
       return;
     }
     let why = text;
@@ -91,6 +101,15 @@ export class JetStreamPublisher {
       why = JSON.parse(text).error?.description ?? text;
     } catch { /* the text as it came */ }
     p.reject(new Error(why));
+  }
+
+  /** Rejects the unanswered stores sent before `before` (ms): a later one was answered. */
+  #passedOver(before: number): void {
+    for (const [token, p] of this.#pending) {
+      if (p.at >= before) break; // in send order: the rest are younger
+      this.#pending.delete(token);
+      p.reject(new Error("no answer while a later store was acknowledged"));
+    }
   }
 
   #expire(): void {
