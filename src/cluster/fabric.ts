@@ -18,6 +18,10 @@
  *   ones: only the first copy of each origin's sequence number is delivered (`SeenSequences`).
  * - **Barrier.** Before a SUBACK, `barrier()` makes sure every node's NATS server knows the new
  *   subscriptions, so nothing published after the SUBACK misses them.
+ * - **Catching up.** While this node's subscribing connection is away from NATS, messages other
+ *   nodes publish do not reach it. When it is back, it reads the QoS 1/2 messages the stream
+ *   stored since (`readStream`) and delivers those it has not had, before the ones arriving
+ *   meanwhile; nothing acknowledged is lost to a node that was cut off for a while.
  */
 import { createHash } from "node:crypto";
 import type { Msg, Subscription } from "@nats-io/nats-core";
@@ -31,6 +35,9 @@ import { SeenSequences } from "./seen.ts";
 import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
 import { filterSubject, topicSubject } from "./subject.ts";
+import { readStream, REPLAY_MARGIN_MS } from "./replay.ts";
+import type { Envelope } from "./envelope.ts";
+import type { Status } from "@nats-io/nats-core";
 
 /** Messages kept in the stream (for recovery and offline sessions), at most this long. */
 const STREAM_MAX_AGE_NS = 24 * 3600 * 1e9;
@@ -38,6 +45,10 @@ const STREAM_MAX_AGE_NS = 24 * 3600 * 1e9;
 const MAX_ORIGINS = 64;
 /** Room kept for the envelope beyond topic, properties and payload. */
 const ENVELOPE_SLACK = 64;
+/** QoS 1/2 messages held while catching up; beyond, they are delivered as they come. */
+const MAX_HELD = 100_000;
+/** Reads of the stream (a second apart) before catching up is given up. */
+const CATCH_UP_ATTEMPTS = 30;
 
 /** One NATS subscription for a (group, filter) and how many local subscriptions share it. */
 interface Interest {
@@ -53,6 +64,12 @@ export class NatsFabric implements Fabric {
   readonly #interest = new Map<string, Interest>();
   /** The sequence numbers delivered from each origin node (duplicate copies are skipped). */
   readonly #seen = new Map<number, SeenSequences>();
+  /** When the subscribing connection lost NATS (0 while connected). */
+  #lostAt = 0;
+  /** QoS 1/2 messages that arrived while catching up (null when not catching up). */
+  #held: Msg[] | null = null;
+  /** Messages found again in the stream after a loss of NATS, for metrics. */
+  caughtUp = 0;
   readonly #durable = new DurableWrites();
   #seq = 0;
   /** Times `#seq` wrapped (part of JetStream message ids, so they stay unique). */
@@ -104,6 +121,61 @@ export class NatsFabric implements Fabric {
     // Interest added before start (sessions restored from disk).
     for (const [key, i] of this.#interest) if (!i.sub) i.sub = this.#subscribe(key);
     await node.sub.flush();
+    this.#watchConnection();
+  }
+
+  /** Notes when the subscribing connection loses NATS, and catches up when it is back. */
+  #watchConnection(): void {
+    const node = this.#node;
+    (async () => {
+      for await (const s of node.sub.status() as AsyncIterable<Status>) {
+        if (this.#stopped) return;
+        if (s.type === "disconnect") this.#lostAt ||= Date.now();
+        else if (s.type === "reconnect" && this.#lostAt) {
+          const lostAt = this.#lostAt;
+          this.#lostAt = 0;
+          await this.#catchUp(lostAt);
+        }
+      }
+    })().catch((e) => node.log.warning(`Cluster: watching the NATS connection ended: ${e}`));
+  }
+
+  /**
+   * Reads the stream from shortly before `lostAt` and delivers the QoS 1/2 messages of other
+   * nodes not delivered yet; those arriving meanwhile wait, then follow in order.
+   */
+  async #catchUp(lostAt: number): Promise<void> {
+    const node = this.#node;
+    this.#held = [];
+    let found = 0;
+    try {
+      // The stream may be electing a leader when this node comes back: try again for a while
+      // (what arrives meanwhile waits, up to MAX_HELD messages).
+      for (let attempt = 1;; attempt++) {
+        try {
+          await readStream(node, lostAt - REPLAY_MARGIN_MS, (env) => {
+            if (this.#fresh(env)) {
+              found++;
+              this.#deliver(env);
+            }
+          });
+          break;
+        } catch (e) {
+          if (this.#stopped || attempt >= CATCH_UP_ATTEMPTS) throw e;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+      this.caughtUp += found;
+      node.log.notice(`Cluster: caught up with ${found} messages stored while NATS was away.`);
+    } catch (e) {
+      node.log.warning(
+        `Cluster: reading the messages stored while NATS was away failed: ${(e as Error).message}`,
+      );
+    } finally {
+      const held = this.#held ?? [];
+      this.#held = null;
+      for (const m of held) this.#onPlain(m, null);
+    }
   }
 
   stop(): Promise<void> {
@@ -228,18 +300,32 @@ export class NatsFabric implements Fabric {
   }
 
   #onPlain(m: Msg, _unused: null): void {
+    const held = this.#held;
+    if (held !== null && held.length < MAX_HELD && m.subject.startsWith(this.#node.data + ".q.")) {
+      held.push(m);
+      return;
+    }
     const env = this.#decode(m);
-    if (!env || env.node === this.#node.num) return;
     // Several subscriptions of this node may match one message, and a retried store sends it
     // again: deliver the first copy only.
+    if (!env || !this.#fresh(env)) return;
+    if (env.msg.qos > 0) env.msg.at = Date.now();
+    this.#deliver(env);
+  }
+
+  /** Whether `env` is another node's message not delivered here yet (noting it as delivered). */
+  #fresh(env: Envelope): boolean {
+    if (env.node === this.#node.num) return false;
     let seen = this.#seen.get(env.node);
     if (!seen) {
       if (this.#seen.size >= MAX_ORIGINS) this.#seen.delete(this.#seen.keys().next().value!);
       this.#seen.set(env.node, seen = new SeenSequences());
     }
-    if (!seen.first(env.seq)) return;
+    return seen.first(env.seq);
+  }
+
+  #deliver(env: Envelope): void {
     this.received++;
-    if (env.msg.qos > 0) env.msg.at = Date.now();
     try {
       this.#sink?.fromRemote(env.msg);
     } catch (e) {

@@ -12,13 +12,19 @@ import type { SessionRecord } from "../broker/restore.ts";
 import { topicMatches } from "../broker/topic.ts";
 import type { QoS } from "../codec/types.ts";
 import type { StoredClientMessage } from "../store/types.ts";
-import { decodeEnvelope } from "./envelope.ts";
+import { decodeEnvelope, type Envelope } from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
 
 /** Messages fetched from the stream per request. */
 const BATCH = 256;
 /** How long one fetch waits for messages before the replay ends. */
 const FETCH_WAIT_MS = 2000;
+/**
+ * A replay starts this long before a cursor: a message's time in the stream (set by the stream's
+ * leader) and the time a node got it differ by the clocks' skew and the transit. Messages in
+ * this window may reach a client twice after its node died.
+ */
+export const REPLAY_MARGIN_MS = 2000;
 
 /** One session to replay into: its record and the time (ms) from which it is owed messages. */
 export interface ReplayTarget {
@@ -61,24 +67,25 @@ export function deliveryFor(
 }
 
 /**
- * Reads the message stream from the earliest target's `from` up to its end as it is now, and
- * gives each target the QoS 1/2 messages it is owed (in `found`). Throws when the stream cannot
- * be read (the caller retries or reports).
+ * Reads the QoS 1/2 messages the stream stored from `from` (ms) up to its end as it is now,
+ * oldest first, handing each (with `Message.at`, its time in the stream) to `each`. Returns how
+ * many were read; throws when the stream cannot be read.
  */
-export async function replay(node: ClusterNode, targets: ReplayTarget[]): Promise<number> {
-  if (targets.length === 0) return 0;
+export async function readStream(
+  node: ClusterNode,
+  from: number,
+  each: (env: Envelope) => void,
+): Promise<number> {
   const stream = `${node.cfg.name}_msgs`;
   const info = await node.jsm.streams.info(stream);
   const last = info.state.last_seq;
-  const start = Math.min(...targets.map((t) => t.from));
   const lastTs = Date.parse(info.state.last_ts);
-  if (info.state.messages === 0 || (Number.isFinite(lastTs) && lastTs < start)) return 0;
+  if (info.state.messages === 0 || (Number.isFinite(lastTs) && lastTs < from)) return 0;
   const consumer = await node.js.consumers.get(stream, {
     filter_subjects: `${node.data}.q.>`,
     deliver_policy: DeliverPolicy.StartTime,
-    opt_start_time: new Date(Math.max(0, start)).toISOString(),
+    opt_start_time: new Date(Math.max(0, from)).toISOString(),
   });
-  const now = Date.now();
   let read = 0;
   for (let done = false; !done;) {
     const batch = await consumer.fetch({ max_messages: BATCH, expires: FETCH_WAIT_MS });
@@ -86,28 +93,39 @@ export async function replay(node: ClusterNode, targets: ReplayTarget[]): Promis
     for await (const m of batch) {
       got++;
       read++;
-      if (m.seq >= last || m.info.pending === 0) done = true;
-      let env;
+      if (m.seq >= last) done = true;
+      let env: Envelope;
       try {
         env = decodeEnvelope(m.data, null);
       } catch {
-        continue; // Not one of ours: nothing to replay.
+        continue; // Not one of ours.
       }
-      const msg = env.msg;
-      if (msg.expiresAt && msg.expiresAt <= now) continue;
-      const at = Math.floor(m.info.timestampNanos / 1e6);
-      msg.at = at;
-      msg.replayed = true;
-      for (const t of targets) {
-        if (at < t.from || (msg.fid !== undefined && t.done?.has(msg.fid))) continue;
-        const d = deliveryFor(t.rec, msg.topic, msg.qos, msg.retain, msg.origin);
-        if (d && d.qos > 0) {
-          t.found.push({ seq: 0, msg, ...d, state: 0, packetId: 0 });
-        }
-      }
+      env.msg.at = Math.floor(m.info.timestampNanos / 1e6);
+      each(env);
       if (done) break;
     }
-    if (got === 0) done = true;
+    // The stream said it has more: it is not answering (a leader being elected). The caller
+    // reads again later.
+    if (got === 0 && !done) throw new Error(`the stream stopped answering after ${read} messages`);
   }
   return read;
+}
+
+/**
+ * Reads the message stream from the earliest target's `from` up to its end as it is now, and
+ * gives each target the QoS 1/2 messages it is owed (in `found`). Throws when the stream cannot
+ * be read (the caller retries or reports).
+ */
+export function replay(node: ClusterNode, targets: ReplayTarget[]): Promise<number> {
+  if (targets.length === 0) return Promise.resolve(0);
+  const now = Date.now();
+  return readStream(node, Math.min(...targets.map((t) => t.from)), ({ msg }) => {
+    if (msg.expiresAt && msg.expiresAt <= now) return;
+    msg.replayed = true;
+    for (const t of targets) {
+      if (msg.at! < t.from || (msg.fid !== undefined && t.done?.has(msg.fid))) continue;
+      const d = deliveryFor(t.rec, msg.topic, msg.qos, msg.retain, msg.origin);
+      if (d && d.qos > 0) t.found.push({ seq: 0, msg, ...d, state: 0, packetId: 0 });
+    }
+  });
 }

@@ -30,7 +30,7 @@ import type { StoredClientMessage } from "../store/types.ts";
 import type { SessionRecord } from "../broker/restore.ts";
 import type { ClusterNode } from "./node.ts";
 import { decodeMessages, decodeRecord, encodeMessages, encodeRecord } from "./session_record.ts";
-import { replay, type ReplayTarget } from "./replay.ts";
+import { replay, REPLAY_MARGIN_MS, type ReplayTarget } from "./replay.ts";
 import { levelToken, MAX_SUBJECT } from "./subject.ts";
 import { RegistryUnreachable, Unowned, withinReach } from "./unowned.ts";
 import { createHash } from "node:crypto";
@@ -44,12 +44,6 @@ const KICK_TIMEOUT_MS = 3000;
 const EVACUATE_PARALLEL = 16;
 /** How often the cursors of this node's sessions and its watermark are written. */
 const CURSOR_MS = 1000;
-/**
- * A replay starts this long before a cursor: a message's time in the stream (set by the stream's
- * leader) and the time a node got it differ by the clocks' skew and the transit. Messages of a
- * session in this window may reach its client twice after its node died.
- */
-export const REPLAY_MARGIN_MS = 2000;
 /** How long a completed QoS 2 message is remembered: longer than any replay reaches back. */
 const DONE_MS = REPLAY_MARGIN_MS + 3 * CURSOR_MS;
 
