@@ -318,3 +318,42 @@ test("cluster: QoS 2 across SIGKILL of the publisher's node and then the subscri
     for (const v of [pubNode, subNode]) if (v.proc.exitCode === null) v.proc.kill("SIGKILL");
   }
 });
+
+test("cluster: a will whose delay is running when its node is killed with SIGKILL is published once by the survivor that claims the node [MQTT-3.1.3-9 v5]", async () => {
+  const victim = startVictim("delaynode");
+  const watcher = await connect(survivors[0], { clientId: "delay-watcher" });
+  let client: mqtt.MqttClient | undefined;
+  try {
+    const port = await victimPort(victim, "delaynode");
+    const wills = collect(watcher);
+    await watcher.subscribeAsync("delayed/#", { qos: 1 });
+    client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+      clientId: "delayed-will",
+      protocolVersion: 5,
+      clean: false,
+      properties: { sessionExpiryInterval: 300 },
+      will: {
+        topic: "delayed/will",
+        payload: Buffer.from("late"),
+        qos: 1,
+        retain: false,
+        properties: { willDelayInterval: 2 },
+      },
+      reconnectPeriod: 0,
+    });
+    client.on("error", () => {});
+    await new Promise<void>((r) => client!.once("connect", () => r()));
+    // The connection breaks (no DISCONNECT): the will waits 2 s on the victim, which dies first.
+    client.stream.destroy();
+    await new Promise((r) => setTimeout(r, 500));
+    victim.proc.kill("SIGKILL");
+    await victim.exited(10_000);
+    const [w] = await wills.next(1, 15_000);
+    assert.equal(w.payload, "late");
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(wills.messages.length, 1, "published exactly once");
+  } finally {
+    await endAll(watcher, client);
+    if (victim.proc.exitCode === null) victim.proc.kill("SIGKILL");
+  }
+});

@@ -806,8 +806,8 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
     }
     this.goOffline(s);
     if (this.sessions.get(s.key) === s) this.saveSession(s);
-    // In a cluster: the session, offline now, is kept without the will, which is dealt with
-    // here now (sent, or waiting in this node's timer); a session moving to another node is not.
+    // In a cluster: the session, offline now, is kept (with a will whose delay runs); a session
+    // moving to another node is not.
     // A stopping node hands its sessions over instead (`registry.evacuate`).
     if (this.#handingOver !== s.key && !this.#moving.has(s.key) && !this.#stopping) {
       void this.keepSession(s);
@@ -828,7 +828,9 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
     // QoS 2 messages in flight to the client with their ids, so that a node taking the session
     // over neither delivers a message twice nor sends one again under a new id [MQTT-4.3.3-10 v5].
     const rec = recordSession(s, "qos2");
-    if (!online) rec.session.will = null;
+    // The will of a connection that is gone is kept while its delay runs, so that another node
+    // sends it should this one die [MQTT-3.1.3-9 v5]; otherwise it is sent or dropped here.
+    if (!online && !s.willTimer) rec.session.will = null;
     return registry.keep(s.key, rec);
   }
 
@@ -884,8 +886,18 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
           () =>
             safely(this.log, `the will timer of ${s.clientId}`, () => {
               s.willTimer = null;
-              this.publishWill(s);
-              this.saveSession(s);
+              const will = s.will;
+              const send = () => {
+                // Not if its client came back meanwhile (with a will of its own, or none).
+                if (s.will !== will || s.connection) return;
+                this.publishWill(s);
+                this.saveSession(s);
+              };
+              // In a cluster the will leaves the kept session first (see `keepSession`), so a
+              // node taking the session over should this one die does not send it again.
+              const kept = this.keepSession(s);
+              if (kept) kept.then(() => safely(this.log, `the will of ${s.clientId}`, send));
+              else send();
             }),
           delay,
           (t) => (s.willTimer = t),
