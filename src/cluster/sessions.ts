@@ -294,10 +294,13 @@ export class KvSessions implements SessionRegistry {
       // A dead owner's persistent session resumes here from its record and the stream.
       const resume = orphan && !clean ? await this.#resumable(orphan) : null;
       const at = resume ? resume.from : record ? oldest(record.messages) : undefined;
-      const value = this.#ownerValue(clientId, t ?? Date.now(), resume?.text, at);
+      const since = t ?? Date.now();
+      const value = this.#ownerValue(clientId, since, resume?.text, at);
       try {
-        if (entry) await kv.update(key, value, entry.revision);
-        else await kv.create(key, value);
+        const rev = entry
+          ? await kv.update(key, value, entry.revision)
+          : await kv.create(key, value);
+        this.#revs.set(clientId, { rev, t: since });
         if (owner && owner.node !== node.id) this.takeovers++;
         // The write made this node the will's only keeper: a dead owner's client left it when
         // its connection died [MQTT-3.1.2-8], unless the new connection resumes the session
@@ -529,6 +532,8 @@ export class KvSessions implements SessionRegistry {
   readonly #writes = new Map<string, Promise<boolean>>();
   /** Sessions of a dead node being filled from the stream here: a hand-over waits for them. */
   readonly #replaying = new Map<string, Promise<void>>();
+  /** The revision of the owner entry of each key this node wrote last, and its `t`. */
+  readonly #revs = new Map<string, { rev: number; t: number }>();
   /** The write of each key that has not started yet. */
   readonly #waiting = new Map<string, Promise<boolean>>();
   /** QoS 2 messages completed lately per key, as fid, time, fid, time… (see `completed`). */
@@ -598,17 +603,36 @@ export class KvSessions implements SessionRegistry {
     const kv = this.#kv!;
     const node = this.#node;
     const k = ownerKey(key);
+    // This node wrote the entry last: write over that revision at once (one round trip).
+    const last = this.#revs.get(key);
+    if (last) {
+      const kept = this.#kept.get(key);
+      const value = this.#ownerValue(
+        key,
+        last.t,
+        kept?.rec,
+        kept?.at ?? undefined,
+        this.#recentlyDone(key),
+      );
+      try {
+        this.#revs.set(key, { rev: await kv.update(k, value, last.rev), t: last.t });
+        return true;
+      } catch {
+        this.#revs.delete(key); // Written by another meanwhile: read it.
+      }
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       const entry = await kv.get(k);
       const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return true;
       const kept = this.#kept.get(key);
       try {
-        await kv.update(
+        const rev = await kv.update(
           k,
           this.#ownerValue(key, owner.t, kept?.rec, kept?.at ?? undefined, this.#recentlyDone(key)),
           entry.revision,
         );
+        this.#revs.set(key, { rev, t: owner.t });
         return true;
       } catch { /* changed meanwhile: read again */ }
     }
@@ -648,6 +672,7 @@ export class KvSessions implements SessionRegistry {
       for (const [key, k] of this.#kept) {
         if (!local.owns(key) && !this.#chains.has(key)) {
           this.#kept.delete(key); // It left this node.
+          this.#revs.delete(key);
           this.#done.delete(key);
           continue;
         }
@@ -842,6 +867,7 @@ export class KvSessions implements SessionRegistry {
 
   release(clientId: string): void {
     this.#kept.delete(clientId);
+    this.#revs.delete(clientId);
     this.#done.delete(clientId);
     const kv = this.#kv;
     if (!kv) return;
