@@ -15,7 +15,12 @@ import process from "node:process";
 import { connect } from "@nats-io/transport-node";
 import { headers } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { decodeEnvelope, encodeEnvelope } from "../src/cluster/envelope.ts";
+import {
+  decodeEnvelope,
+  encodeBatch,
+  encodeEnvelope,
+  splitBatch,
+} from "../src/cluster/envelope.ts";
 import { topicSubject } from "../src/cluster/subject.ts";
 import type { Message } from "../src/broker/message.ts";
 
@@ -111,6 +116,39 @@ try {
   await all;
   report(
     "core NATS publish + receive (nats.js, same process)",
+    N,
+    cpuUs() - t,
+    performance.now() - w,
+  );
+
+  // 3b. The same through batches of 50 envelopes (what the fabric sends for a burst of QoS 0
+  // messages on one subject), per message: batch built, published, received and split.
+  const B = 50;
+  const bsubject = subject + ".b";
+  let bgot = 0;
+  let bdone!: () => void;
+  const ball = new Promise<void>((r) => (bdone = r));
+  const parts = Array.from({ length: B }, () => env);
+  sub.subscribe(bsubject, {
+    callback: (_e, m) => {
+      for (const e of splitBatch(m.data)) keep += e.length;
+      bgot += B;
+      if (bgot >= N) bdone();
+    },
+  });
+  await sub.flush();
+  t = cpuUs();
+  w = performance.now();
+  for (let i = 0; i < N; i += B) {
+    pub.publish(bsubject, encodeBatch(parts, B * env.length));
+    if ((i / B & 63) === 63) {
+      await pub.flush();
+      while (bgot < i - 20_000) await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+  await ball;
+  report(
+    `core NATS publish + receive, batches of ${B} (same process)`,
     N,
     cpuUs() - t,
     performance.now() - w,

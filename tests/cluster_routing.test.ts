@@ -54,6 +54,52 @@ test("cluster: a message published on one node reaches subscribers on the others
   }
 });
 
+test("cluster: a burst of QoS 0 messages (sent to the next node in batches) arrives complete and in publish order, across topics and QoS 1 messages between them [MQTT-4.6.0-6 v3.1.1][MQTT-4.6.0-5 v5]", async () => {
+  const [a, b] = cluster.nodes;
+  const sub = await connect(b, { clientId: "burst-sub" });
+  const pub = await connect(a, { clientId: "burst-pub" });
+  try {
+    const got = collect(sub);
+    await sub.subscribeAsync("burst/#", { qos: 1 });
+    // Runs of one topic, then another, a QoS 1 message among them: all written at once.
+    const sent: string[] = [];
+    for (let i = 0; i < 600; i++) {
+      const topic = `burst/${Math.floor(i / 50) % 3}`;
+      const qos = i % 97 === 0 ? 1 : 0;
+      pub.publish(topic, String(i), { qos });
+      sent.push(`${topic} ${i}`);
+    }
+    const msgs = await got.next(sent.length, 20_000);
+    assert.deepEqual(msgs.map((m) => `${m.topic} ${m.payload}`), sent);
+  } finally {
+    await endAll(sub, pub);
+  }
+});
+
+test("cluster: a burst of QoS 0 messages to a shared subscription gives each message to one member [MQTT-4.8.2]", async () => {
+  const [a, b, c] = cluster.nodes;
+  const m1 = await connect(b, { clientId: "burst-share-1", protocolVersion: 5 });
+  const m2 = await connect(c, { clientId: "burst-share-2", protocolVersion: 5 });
+  const pub = await connect(a, { clientId: "burst-share-pub" });
+  try {
+    const gots = [collect(m1), collect(m2)];
+    for (const m of [m1, m2]) await m.subscribeAsync("$share/bg/bjobs/#", { qos: 0 });
+    const n = 500;
+    for (let i = 0; i < n; i++) pub.publish(`bjobs/${i % 4}`, String(i), { qos: 0 });
+    await pub.publishAsync("bjobs/end", "end", { qos: 1 });
+    const deadline = Date.now() + 20_000;
+    while (gots.reduce((x, g) => x + g.messages.length, 0) < n + 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const all = gots.flatMap((g) => g.messages.map((m) => m.payload));
+    assert.equal(all.length, n + 1, "each message delivered once in the group");
+    assert.equal(new Set(all).size, n + 1);
+  } finally {
+    await endAll(m1, m2, pub);
+  }
+});
+
 test("cluster: a subscription with several matching filters on one node gets one copy per the rules [MQTT-3.3.4-2 v5]", async () => {
   const [a, b] = cluster.nodes;
   const sub = await connect(b, { clientId: "overlap-sub", protocolVersion: 5 });

@@ -12,6 +12,10 @@
  * [origin id] u16 length + UTF-8 client id of the publisher (for No Local across nodes)
  * payload     the rest
  * ```
+ *
+ * Several QoS 0 messages published one after the other on one subject travel as one NATS
+ * message, a batch (`encodeBatch`): byte 0 is `F_BATCH` (no envelope has that bit), then each
+ * envelope as a u32 length and its bytes.
  */
 import type { Properties, QoS } from "../codec/types.ts";
 import { fabricId, type Message } from "../broker/message.ts";
@@ -21,6 +25,8 @@ const F_PROPS = 8;
 const F_TOPIC = 16;
 const F_EXPIRY = 32;
 const HEADER = 9;
+/** Byte 0 of a batch of envelopes. */
+const F_BATCH = 128;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -140,4 +146,44 @@ export function decodeEnvelope(data: Uint8Array, topic: string | null): Envelope
     node: view.getUint32(1),
     seq: view.getUint32(5),
   };
+}
+
+/** Whether `data` is a batch of envelopes (`encodeBatch`) rather than one. */
+export function isBatch(data: Uint8Array): boolean {
+  return data.length > 0 && data[0] === F_BATCH;
+}
+
+/** One NATS payload holding `parts` (envelopes, `bytes` long together), in order. */
+export function encodeBatch(parts: Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(1 + 4 * parts.length + bytes);
+  const view = new DataView(out.buffer);
+  out[0] = F_BATCH;
+  let at = 1;
+  for (const p of parts) {
+    view.setUint32(at, p.length);
+    out.set(p, at + 4);
+    at += 4 + p.length;
+  }
+  return out;
+}
+
+/** The envelopes of a batch, as views into it. Throws when it is cut short. */
+export function splitBatch(data: Uint8Array): Uint8Array[] {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const out: Uint8Array[] = [];
+  let at = 1;
+  while (at < data.length) {
+    if (at + 4 > data.length) throw new Error("cluster batch truncated");
+    const n = view.getUint32(at);
+    if (at + 4 + n > data.length) throw new Error("cluster batch truncated");
+    out.push(data.subarray(at + 4, at + 4 + n));
+    at += 4 + n;
+  }
+  return out;
+}
+
+/** The origin node of an envelope, read without decoding it (0 when it is too short). */
+export function envelopeNode(data: Uint8Array): number {
+  if (data.length < HEADER) return 0;
+  return ((data[1] << 24) | (data[2] << 16) | (data[3] << 8) | data[4]) >>> 0;
 }

@@ -11,6 +11,10 @@
  *   message id), so it is stored with its replicas before the PUBACK/PUBREC leaves
  *   (`afterDurable`). Many JetStream publishes are in flight at once; a failed one (no leader
  *   during an election, a lost connection) is retried until it is stored.
+ * - **Batches.** QoS 0 messages forwarded one after the other on one subject (a burst of one
+ *   publisher, read from its socket at once) go out as one NATS message, at the end of the
+ *   current task or at `BATCH_MAX` messages or `BATCH_BYTES`; a message on another subject, or of
+ *   QoS 1/2, sends the open batch first, so this node's messages leave in publish order.
  * - **No echo.** A node ignores its own messages on plain subscriptions (the broker delivered
  *   them locally already) but takes them on queue subscriptions (its members are in the draw).
  * - **Once per node.** A message matching several filters of this node arrives once per NATS
@@ -32,7 +36,14 @@ import { topicMatches } from "../broker/topic.ts";
 import { DurableWrites } from "./durable.ts";
 import { JetStreamPublisher } from "./js_publish.ts";
 import { SeenSequences } from "./seen.ts";
-import { decodeEnvelope, encodeEnvelope } from "./envelope.ts";
+import {
+  decodeEnvelope,
+  encodeBatch,
+  encodeEnvelope,
+  envelopeNode,
+  isBatch,
+  splitBatch,
+} from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
 import { filterSubject, topicSubject } from "./subject.ts";
 import { readStream, REPLAY_MARGIN_MS } from "./replay.ts";
@@ -49,6 +60,11 @@ const ENVELOPE_SLACK = 64;
 const MAX_HELD = 100_000;
 /** Reads of the stream (a second apart) before catching up is given up. */
 const CATCH_UP_ATTEMPTS = 30;
+/** QoS 0 messages at most in one batch, and its size at most (below any NATS max_payload). */
+const BATCH_MAX = 256;
+const BATCH_BYTES = 64 * 1024;
+/** Subjects cached per topic (the cache starts over when full). */
+const SUBJECT_CACHE = 4096;
 
 /** One NATS subscription for a (group, filter) and how many local subscriptions share it. */
 interface Interest {
@@ -80,6 +96,17 @@ export class NatsFabric implements Fabric {
   #overflow: Subscription | null = null;
   /** QoS 1/2 stores, pipelined on the publishing connection. */
   #js: JetStreamPublisher | null = null;
+  /** The QoS 0 batch being filled: its subject, envelopes and their bytes. */
+  #batchSubject = "";
+  readonly #batch: Uint8Array[] = [];
+  #batchBytes = 0;
+  #flushQueued = false;
+  readonly #flushTask = () => {
+    this.#flushQueued = false;
+    this.#flushBatch();
+  };
+  /** The subject of each recent topic, QoS 0 and QoS 1/2. */
+  readonly #subjects = [new Map<string, string>(), new Map<string, string>()];
   /** Messages forwarded / received, for metrics. */
   forwarded = 0;
   received = 0;
@@ -179,6 +206,7 @@ export class NatsFabric implements Fabric {
   }
 
   stop(): Promise<void> {
+    this.#flushBatch();
     this.#stopped = true;
     this.#durable.stop();
     this.#js?.stop();
@@ -205,15 +233,54 @@ export class NatsFabric implements Fabric {
     const data = encodeEnvelope(msg, node.num, seq, true);
     this.forwarded++;
     if (msg.qos === 0) {
-      const subject = topicSubject(`${node.data}.m`, msg.topic) ?? `${node.data}.m.x`;
-      try {
-        node.pub.publish(subject, data);
-      } catch { /* QoS 0 while NATS is away: at most once */ }
+      this.#batchPlain(this.#subjectOf(0, msg.topic), data);
       return;
     }
-    const subject = topicSubject(`${node.data}.q`, msg.topic) ?? `${node.data}.q.x`;
+    this.#flushBatch();
+    const subject = this.#subjectOf(1, msg.topic);
     const msgID = `${node.num.toString(36)}-${this.#wraps.toString(36)}-${seq.toString(36)}`;
     this.#durable.track(this.#store(subject, data, msgID));
+  }
+
+  /** The subject of a message on `topic`, QoS 0 (`kind` 0) or QoS 1/2 (1). */
+  #subjectOf(kind: 0 | 1, topic: string): string {
+    const cache = this.#subjects[kind];
+    let s = cache.get(topic);
+    if (s === undefined) {
+      const prefix = `${this.#node.data}.${kind ? "q" : "m"}`;
+      s = topicSubject(prefix, topic) ?? `${prefix}.x`;
+      if (cache.size >= SUBJECT_CACHE) cache.clear();
+      cache.set(topic, s);
+    }
+    return s;
+  }
+
+  /** Adds a QoS 0 envelope to the batch of `subject` (sending the open one if it is another). */
+  #batchPlain(subject: string, data: Uint8Array): void {
+    if (
+      this.#batch.length &&
+      (subject !== this.#batchSubject || this.#batchBytes + data.length > BATCH_BYTES)
+    ) this.#flushBatch();
+    this.#batchSubject = subject;
+    this.#batch.push(data);
+    this.#batchBytes += data.length;
+    if (this.#batch.length >= BATCH_MAX) this.#flushBatch();
+    else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  /** Sends the open batch: one envelope as it is, several as a batch. */
+  #flushBatch(): void {
+    const n = this.#batch.length;
+    if (n === 0) return;
+    const data = n === 1 ? this.#batch[0] : encodeBatch(this.#batch, this.#batchBytes);
+    this.#batch.length = 0;
+    this.#batchBytes = 0;
+    try {
+      this.#node.pub.publish(this.#batchSubject, data);
+    } catch { /* QoS 0 while NATS is away: at most once */ }
   }
 
   /** Publishes to the stream until it is stored (same message id on every try). */
@@ -288,14 +355,30 @@ export class NatsFabric implements Fabric {
     return this.#durable.after(cb);
   }
 
-  #decode(m: Msg) {
+  #decode(data: Uint8Array, subject: string) {
     try {
-      return decodeEnvelope(m.data, null);
+      return decodeEnvelope(data, null);
     } catch (e) {
-      this.#node.log.warning(
-        `Cluster: malformed message on ${m.subject} dropped: ${(e as Error).message}`,
-      );
+      this.#malformed(subject, e);
       return null;
+    }
+  }
+
+  #malformed(subject: string, e: unknown): void {
+    this.#node.log.warning(
+      `Cluster: malformed message on ${subject} dropped: ${(e as Error).message}`,
+    );
+  }
+
+  /** The envelopes of a NATS message (one, or a batch's). */
+  #envelopes(m: Msg): Uint8Array[] {
+    const data = m.data;
+    if (!isBatch(data)) return [data];
+    try {
+      return splitBatch(data);
+    } catch (e) {
+      this.#malformed(m.subject, e);
+      return [];
     }
   }
 
@@ -305,7 +388,15 @@ export class NatsFabric implements Fabric {
       held.push(m);
       return;
     }
-    const env = this.#decode(m);
+    const data = m.data;
+    if (!isBatch(data)) return this.#plainOne(data, m.subject);
+    for (const e of this.#envelopes(m)) this.#plainOne(e, m.subject);
+  }
+
+  #plainOne(data: Uint8Array, subject: string): void {
+    // This node's own messages (delivered here already) are not decoded.
+    if (envelopeNode(data) === this.#node.num) return;
+    const env = this.#decode(data, subject);
     // Several subscriptions of this node may match one message, and a retried store sends it
     // again: deliver the first copy only.
     if (!env || !this.#fresh(env)) return;
@@ -334,10 +425,14 @@ export class NatsFabric implements Fabric {
   }
 
   #onShared(m: Msg, group: string, topicFilter: string): void {
-    const env = this.#decode(m);
+    for (const e of this.#envelopes(m)) this.#sharedOne(e, m.subject, group, topicFilter);
+  }
+
+  #sharedOne(data: Uint8Array, subject: string, group: string, topicFilter: string): void {
+    const env = this.#decode(data, subject);
     if (!env) return;
     // The overflow subject carries every long topic: only those of this group's filter count.
-    if (m.subject.endsWith(".x") && !topicMatches(topicFilter, env.msg.topic)) return;
+    if (subject.endsWith(".x") && !topicMatches(topicFilter, env.msg.topic)) return;
     if (env.msg.qos > 0) env.msg.at = Date.now();
     try {
       this.#sink?.fromRemoteShared(group, topicFilter, env.msg);
