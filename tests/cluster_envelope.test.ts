@@ -1,10 +1,13 @@
 /**
  * The envelope a message travels in between nodes, and batches of them: what is encoded comes
- * back, a batch splits into its envelopes in order, and a batch cut short is refused.
+ * back, a batch splits into its envelopes in order (built whole or in a reused buffer), and a
+ * batch cut short is refused.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  BatchWriter,
+  DecodeCache,
   decodeEnvelope,
   encodeBatch,
   encodeEnvelope,
@@ -59,4 +62,44 @@ test("cluster envelope: a batch cut short is refused, not read past its end", ()
     assert.throws(() => splitBatch(batch.subarray(0, cut)), /truncated/);
   }
   assert.equal(envelopeNode(new Uint8Array(3)), 0, "too short to name a node");
+});
+
+test("cluster envelope: a batch written in a reused buffer is the batch of the same envelopes; a lone one is the envelope itself", () => {
+  const w = new BatchWriter();
+  const msgs = Array.from({ length: 7 }, (_, i) => message(i % 3 === 0 ? 0 : i));
+  const parts = msgs.map((m, i) => encodeEnvelope(m, 9, i, true));
+  msgs.forEach((m, i) => w.add(m, 9, i));
+  assert.equal(w.count, 7);
+  assert.deepEqual(
+    [...w.take()],
+    [...encodeBatch(parts, parts.reduce((n, p) => n + p.length, 0))],
+  );
+  assert.equal(w.count, 0);
+  w.add(msgs[1], 9, 1);
+  assert.deepEqual([...w.take()], [...parts[1]], "one message: its envelope");
+  // take(true): all but the last go, the last starts the next batch.
+  w.add(msgs[2], 9, 2);
+  w.add(msgs[3], 9, 3);
+  w.add(msgs[4], 9, 4);
+  const first = splitBatch(w.take(true)).map((e) => decodeEnvelope(e, null).seq);
+  assert.deepEqual(first, [2, 3]);
+  assert.equal(w.count, 1);
+  assert.deepEqual([...w.take()], [...parts[4]]);
+  // A large message grows the buffer; what follows is still right.
+  const big = { ...message(5), payload: new Uint8Array(300_000).fill(7) };
+  w.add(big, 9, 5);
+  w.add(msgs[6], 9, 6);
+  const two = splitBatch(w.take()).map((e) => decodeEnvelope(e, null));
+  assert.equal(two[0].msg.payload.length, 300_000);
+  assert.equal(two[1].seq, 6);
+});
+
+test("cluster envelope: decoding with a cache gives the same messages when topics and origins repeat or change", () => {
+  const cache = new DecodeCache();
+  for (const i of [1, 1, 2, 2, 2, 3, 1, 0, 0]) {
+    const m = message(i);
+    const e = decodeEnvelope(encodeEnvelope(m, 3, i, true), null, cache);
+    assert.equal(e.msg.topic, m.topic);
+    assert.equal(e.msg.origin, m.origin);
+  }
 });

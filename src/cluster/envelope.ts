@@ -105,8 +105,32 @@ export function encodeEnvelope(
   return out;
 }
 
-/** Decodes an envelope; `topic` is used when the envelope does not carry one. Throws on garbage. */
-export function decodeEnvelope(data: Uint8Array, topic: string | null): Envelope {
+/**
+ * The text of the last topic and origin decoded, reused when the next envelope has the same bytes
+ * (the messages of a batch mostly come from one publisher on one topic).
+ */
+export class DecodeCache {
+  topic = new Uint8Array(0);
+  topicText = "";
+  origin = new Uint8Array(0);
+  originText = "";
+}
+
+function same(a: Uint8Array, data: Uint8Array, from: number, to: number): boolean {
+  if (a.length !== to - from) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== data[from + i]) return false;
+  return true;
+}
+
+/**
+ * Decodes an envelope; `topic` is used when the envelope does not carry one. Throws on garbage.
+ * With a `cache`, a topic or origin equal to the last one's is not decoded again.
+ */
+export function decodeEnvelope(
+  data: Uint8Array,
+  topic: string | null,
+  cache?: DecodeCache,
+): Envelope {
   if (data.length < HEADER + 2) throw new Error("cluster envelope too short");
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const flags = data[0];
@@ -118,8 +142,17 @@ export function decodeEnvelope(data: Uint8Array, topic: string | null): Envelope
   }
   if (flags & F_TOPIC) {
     const n = view.getUint32(at);
-    topic = dec.decode(data.subarray(at + 4, at + 4 + n));
-    at += 4 + n;
+    const from = at + 4, to = from + n;
+    if (to > data.length) throw new Error("cluster envelope truncated");
+    if (cache && same(cache.topic, data, from, to)) topic = cache.topicText;
+    else {
+      topic = dec.decode(data.subarray(from, to));
+      if (cache) {
+        cache.topic = data.slice(from, to);
+        cache.topicText = topic;
+      }
+    }
+    at = to;
   }
   if (topic === null) throw new Error("cluster envelope without a topic");
   let properties: Properties | undefined;
@@ -129,7 +162,18 @@ export function decodeEnvelope(data: Uint8Array, topic: string | null): Envelope
     at += 4 + n;
   }
   const on = view.getUint16(at);
-  const origin = on ? dec.decode(data.subarray(at + 2, at + 2 + on)) : "";
+  let origin = "";
+  if (on) {
+    const from = at + 2, to = from + on;
+    if (cache && same(cache.origin, data, from, to)) origin = cache.originText;
+    else {
+      origin = dec.decode(data.subarray(from, to));
+      if (cache) {
+        cache.origin = data.slice(from, to);
+        cache.originText = origin;
+      }
+    }
+  }
   at += 2 + on;
   if (at > data.length) throw new Error("cluster envelope truncated");
   return {
@@ -186,4 +230,120 @@ export function splitBatch(data: Uint8Array): Uint8Array[] {
 export function envelopeNode(data: Uint8Array): number {
   if (data.length < HEADER) return 0;
   return ((data[1] << 24) | (data[2] << 16) | (data[3] << 8) | data[4]) >>> 0;
+}
+
+/**
+ * Builds a batch in one reused buffer: each envelope (with its topic inside) is written where it
+ * goes, and the bytes of a topic and origin equal to the last message's are not encoded again.
+ */
+export class BatchWriter {
+  #buf = new Uint8Array(16 * 1024);
+  #view = new DataView(this.#buf.buffer);
+  /** End of what is written (byte 0 is the batch flag). */
+  #end = 1;
+  /** Where the last envelope's length starts. */
+  #last = 1;
+  #count = 0;
+  #topic = "";
+  #topicBytes = new Uint8Array(0);
+  #origin = "";
+  #originBytes = new Uint8Array(0);
+
+  /** Envelopes written since the last `take`. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Bytes the batch would have now. */
+  get size(): number {
+    return this.#end;
+  }
+
+  /** Writes the envelope of `msg`, from node `node` (its `seq`-th message). */
+  add(msg: Message, node: number, seq: number): void {
+    if (msg.topic !== this.#topic) {
+      this.#topic = msg.topic;
+      this.#topicBytes = enc.encode(msg.topic);
+    }
+    if (msg.origin !== this.#origin) {
+      this.#origin = msg.origin;
+      this.#originBytes = enc.encode(msg.origin);
+    }
+    const topic = this.#topicBytes;
+    const origin = this.#originBytes;
+    const props = msg.properties ? enc.encode(propsJson(msg.properties)) : null;
+    const size = HEADER + (msg.expiresAt ? 8 : 0) + 4 + topic.length +
+      (props ? 4 + props.length : 0) + 2 + origin.length + msg.payload.length;
+    this.#room(4 + size);
+    const out = this.#buf;
+    const view = this.#view;
+    let at = this.#end;
+    this.#last = at;
+    view.setUint32(at, size);
+    at += 4;
+    out[at] = msg.qos | (msg.retain ? F_RETAIN : 0) | (props ? F_PROPS : 0) | F_TOPIC |
+      (msg.expiresAt ? F_EXPIRY : 0);
+    view.setUint32(at + 1, node >>> 0);
+    view.setUint32(at + 5, seq >>> 0);
+    at += HEADER;
+    if (msg.expiresAt) {
+      view.setFloat64(at, msg.expiresAt);
+      at += 8;
+    }
+    view.setUint32(at, topic.length);
+    out.set(topic, at + 4);
+    at += 4 + topic.length;
+    if (props) {
+      view.setUint32(at, props.length);
+      out.set(props, at + 4);
+      at += 4 + props.length;
+    }
+    view.setUint16(at, origin.length);
+    out.set(origin, at + 2);
+    at += 2 + origin.length;
+    out.set(msg.payload, at);
+    this.#end = at + msg.payload.length;
+    this.#count++;
+  }
+
+  /**
+   * The batch as a new array (a lone envelope as itself), and starts over; with `keepLast`, the
+   * last envelope stays as the start of the next batch.
+   */
+  take(keepLast = false): Uint8Array {
+    const upTo = keepLast ? this.#last : this.#end;
+    const n = keepLast ? this.#count - 1 : this.#count;
+    let out: Uint8Array;
+    if (n === 1) out = this.#buf.slice(5, upTo);
+    else {
+      out = this.#buf.slice(0, upTo);
+      out[0] = F_BATCH;
+    }
+    if (keepLast) {
+      this.#buf.copyWithin(1, this.#last, this.#end);
+      this.#end = 1 + this.#end - this.#last;
+      this.#last = 1;
+      this.#count = 1;
+    } else {
+      this.#end = 1;
+      this.#last = 1;
+      this.#count = 0;
+      if (this.#buf.length > 256 * 1024) {
+        // A large message passed: the buffer does not stay that large.
+        this.#buf = new Uint8Array(16 * 1024);
+        this.#view = new DataView(this.#buf.buffer);
+      }
+    }
+    return out;
+  }
+
+  #room(n: number): void {
+    if (this.#end + n <= this.#buf.length) return;
+    let len = this.#buf.length * 2;
+    while (len < this.#end + n) len *= 2;
+    const next = new Uint8Array(len);
+    next.set(this.#buf.subarray(0, this.#end));
+    this.#buf = next;
+    this.#view = new DataView(next.buffer);
+  }
 }

@@ -37,8 +37,9 @@ import { DurableWrites } from "./durable.ts";
 import { JetStreamPublisher } from "./js_publish.ts";
 import { SeenSequences } from "./seen.ts";
 import {
+  BatchWriter,
+  DecodeCache,
   decodeEnvelope,
-  encodeBatch,
   encodeEnvelope,
   envelopeNode,
   isBatch,
@@ -98,9 +99,10 @@ export class NatsFabric implements Fabric {
   #js: JetStreamPublisher | null = null;
   /** The QoS 0 batch being filled: its subject, envelopes and their bytes. */
   #batchSubject = "";
-  readonly #batch: Uint8Array[] = [];
-  #batchBytes = 0;
+  readonly #batch = new BatchWriter();
   #flushQueued = false;
+  /** The last topic and origin decoded from another node. */
+  readonly #decoded = new DecodeCache();
   readonly #flushTask = () => {
     this.#flushQueued = false;
     this.#flushBatch();
@@ -230,13 +232,13 @@ export class NatsFabric implements Fabric {
     const node = this.#node;
     if (this.#stopped || !node.pub) return;
     const seq = (msg.fid ?? 0) % FABRIC_SEQ;
-    const data = encodeEnvelope(msg, node.num, seq, true);
     this.forwarded++;
     if (msg.qos === 0) {
-      this.#batchPlain(this.#subjectOf(0, msg.topic), data);
+      this.#batchPlain(this.#subjectOf(0, msg.topic), msg, seq);
       return;
     }
     this.#flushBatch();
+    const data = encodeEnvelope(msg, node.num, seq, true);
     const subject = this.#subjectOf(1, msg.topic);
     const msgID = `${node.num.toString(36)}-${this.#wraps.toString(36)}-${seq.toString(36)}`;
     this.#durable.track(this.#store(subject, data, msgID));
@@ -255,16 +257,15 @@ export class NatsFabric implements Fabric {
     return s;
   }
 
-  /** Adds a QoS 0 envelope to the batch of `subject` (sending the open one if it is another). */
-  #batchPlain(subject: string, data: Uint8Array): void {
-    if (
-      this.#batch.length &&
-      (subject !== this.#batchSubject || this.#batchBytes + data.length > BATCH_BYTES)
-    ) this.#flushBatch();
+  /** Adds a QoS 0 message to the batch of `subject` (sending the open one if it is another). */
+  #batchPlain(subject: string, msg: Message, seq: number): void {
+    const batch = this.#batch;
+    if (batch.count && subject !== this.#batchSubject) this.#flushBatch();
     this.#batchSubject = subject;
-    this.#batch.push(data);
-    this.#batchBytes += data.length;
-    if (this.#batch.length >= BATCH_MAX) this.#flushBatch();
+    batch.add(msg, this.#node.num, seq);
+    // Over the size: what came before goes, this one starts the next batch.
+    if (batch.count > 1 && batch.size > BATCH_BYTES) this.#send(batch.take(true));
+    if (batch.count >= BATCH_MAX || batch.size > BATCH_BYTES) this.#flushBatch();
     else if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(this.#flushTask);
@@ -273,11 +274,10 @@ export class NatsFabric implements Fabric {
 
   /** Sends the open batch: one envelope as it is, several as a batch. */
   #flushBatch(): void {
-    const n = this.#batch.length;
-    if (n === 0) return;
-    const data = n === 1 ? this.#batch[0] : encodeBatch(this.#batch, this.#batchBytes);
-    this.#batch.length = 0;
-    this.#batchBytes = 0;
+    if (this.#batch.count) this.#send(this.#batch.take());
+  }
+
+  #send(data: Uint8Array): void {
     try {
       this.#node.pub.publish(this.#batchSubject, data);
     } catch { /* QoS 0 while NATS is away: at most once */ }
@@ -357,7 +357,7 @@ export class NatsFabric implements Fabric {
 
   #decode(data: Uint8Array, subject: string) {
     try {
-      return decodeEnvelope(data, null);
+      return decodeEnvelope(data, null, this.#decoded);
     } catch (e) {
       this.#malformed(subject, e);
       return null;
