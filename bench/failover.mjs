@@ -6,6 +6,7 @@
 // subscriber on n2 (server list n2, n3, n1), and then:
 //
 //   nats-leader  the nats-server leading the message stream is killed with SIGKILL;
+//   nats-leader-term  the same nats-server stopped with SIGTERM instead;
 //   pub-node     the publisher's node n1 is killed with SIGKILL;
 //   sub-node     the subscriber's node n2 is killed with SIGKILL;
 //   rolling      n1, n2, n3 are stopped with SIGTERM and started again, one at a time.
@@ -16,7 +17,7 @@
 // Writes bench/results/failover.md and failover.json.
 //
 // Usage: node bench/failover.mjs [--reps 3] [--rate 2000] [--only nats-leader,pub-node,...]
-//          [--out DIR]
+//          [--max-queued 0] [--out DIR]
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -34,6 +35,8 @@ const { values: args } = parseArgs({
   options: {
     reps: { type: "string", default: "3" },
     rate: { type: "string", default: "2000" },
+    // The nodes' max_queued_messages (0: no limit, so that a drop is not counted as a loss).
+    "max-queued": { type: "string", default: "0" },
     only: { type: "string" },
     out: { type: "string", default: join(root, "bench", "results") },
   },
@@ -41,7 +44,7 @@ const { values: args } = parseArgs({
 const REPS = Number(args.reps);
 const RATE = Number(args.rate);
 const bun = join(root, "node_modules", ".bin", "bun");
-const CASES = ["nats-leader", "pub-node", "sub-node", "rolling"].filter((c) =>
+const CASES = ["nats-leader", "nats-leader-term", "pub-node", "sub-node", "rolling"].filter((c) =>
   !args.only || args.only.split(",").includes(c)
 );
 /** Load before the fault, and after it (ms). */
@@ -96,8 +99,22 @@ function stop(c, signal = "SIGTERM", ms = 20_000) {
   });
 }
 
+/** `startCluster`, again when a port picked free was taken before it was bound. */
+async function startClusterRetrying(dir) {
+  for (let attempt = 1;; attempt++) {
+    const started = [];
+    try {
+      return await startCluster(mkdtempSync(join(dir, "a")), started);
+    } catch (e) {
+      await Promise.all(started.map((c) => stop(c, "SIGKILL")));
+      if (attempt >= 3) throw e;
+      console.error(`cluster did not start (${String(e.message).split("\n").pop()}); again`);
+    }
+  }
+}
+
 /** 3 nats-servers and 3 Midge nodes, each node able to be killed and started again. */
-async function startCluster(dir) {
+async function startCluster(dir, started) {
   const ports = [];
   for (let i = 0; i < 3; i++) {
     ports.push({
@@ -117,6 +134,7 @@ async function startCluster(dir) {
         `cluster { name: b, listen: 127.0.0.1:${p.route}, routes: [${routes}] }\n`,
     );
     const c = start("nats-server", ["-c", conf]);
+    started.push(c);
     await c.waitFor(/Server is ready/, 30_000);
     return c;
   }));
@@ -129,9 +147,9 @@ async function startCluster(dir) {
         `persistence = false`,
         `log_type = ["error", "warning", "notice"]`,
         `max_inflight_messages = 100`,
-        // No queue limit: a message dropped from a full queue would count as lost here. The
-        // nodes' drop counters are read at the end all the same.
-        `max_queued_messages = 0`,
+        // No queue limit by default: a message dropped from a full queue would count as lost
+        // here. The nodes' drop counters are read at the end all the same.
+        `max_queued_messages = ${Number(args["max-queued"])}`,
         `sys_interval = 0`,
         `http_listener = "127.0.0.1:${p.http}"`,
         `[[listener]]`,
@@ -148,6 +166,7 @@ async function startCluster(dir) {
   });
   const node = async (i) => {
     const c = start(bun, [join(root, "src", "main.ts"), "serve", "-c", confs[i]]);
+    started.push(c);
     await c.waitFor(/listening mqtt/);
     return c;
   };
@@ -292,7 +311,7 @@ async function streamLeader(urls) {
 
 async function runCase(kind) {
   const dir = mkdtempSync(join(tmpdir(), "midge-failover-"));
-  const c = await startCluster(dir);
+  const c = await startClusterRetrying(dir);
   const L = await startLoad(c.ports, 0, 1);
   const r = { case: kind };
   try {
@@ -300,11 +319,12 @@ async function runCase(kind) {
     const killedAt = Date.now();
     const pubConnectsBefore = L.pubConnects.length;
     const subConnectsBefore = L.subConnects.length;
-    if (kind === "nats-leader") {
+    if (kind.startsWith("nats-leader")) {
       const i = await streamLeader(c.natsUrls);
-      r.killed = `nats s${i}`;
+      const signal = kind === "nats-leader" ? "SIGKILL" : "SIGTERM";
+      r.killed = `nats s${i} (${signal})`;
       const t = Date.now();
-      await stop(c.nats[i], "SIGKILL");
+      await stop(c.nats[i], signal);
       r.killedAt = t;
     } else if (kind === "pub-node" || kind === "sub-node") {
       const i = kind === "pub-node" ? 0 : 1;
@@ -384,7 +404,7 @@ const results = [];
 const load = { before: loadavg().map((x) => x.toFixed(1)) };
 for (let rep = 0; rep < REPS; rep++) {
   for (const kind of CASES) {
-    const r = await runCase(kind);
+    const r = await runCase(kind).catch((e) => ({ case: kind, failed: String(e.message) }));
     results.push(r);
     console.log(JSON.stringify(r));
   }
@@ -399,11 +419,11 @@ const list = (xs, d = 0) => xs.map((x) => fmt(x, d)).join(" / ");
 const L = [
   `# Failover under a steady QoS 1 load`,
   "",
-  `Generated by \`node bench/failover.mjs --reps ${REPS} --rate ${RATE}\` on ${
-    new Date().toISOString()
-  }: ${cpus().length} × ${cpus()[0]?.model}, load average ${load.before.join(" ")} before, ${
-    load.after.join(" ")
-  } after; ${
+  `Generated by \`node bench/failover.mjs --reps ${REPS} --rate ${RATE} --max-queued ${
+    Number(args["max-queued"])
+  }\` on ${new Date().toISOString()}: ${cpus().length} × ${cpus()[0]?.model}, load average ${
+    load.before.join(" ")
+  } before, ${load.after.join(" ")} after; ${
     execFileSync("nats-server", ["--version"], { encoding: "utf8" }).trim()
   }. One value per run.`,
   "",
@@ -411,6 +431,10 @@ const L = [
   "|---|---|---:|---:|---|---|---:|---:|---:|---:|",
 ];
 for (const r of results) {
+  if (r.failed) {
+    L.push(`| ${r.case} | did not run: ${r.failed.split("\n")[0].slice(0, 120)} |`);
+    continue;
+  }
   L.push(
     `| ${r.case} | ${r.killed ?? "n1, n2, n3 (SIGTERM)"} | ${fmt(r.stallMs)} | ${
       fmt(r.failoverMs)
