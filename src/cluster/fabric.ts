@@ -11,10 +11,12 @@
  *   message id), so it is stored with its replicas before the PUBACK/PUBREC leaves
  *   (`afterDurable`). Many JetStream publishes are in flight at once; a failed one (no leader
  *   during an election, a lost connection) is retried until it is stored.
- * - **Batches.** QoS 0 messages forwarded one after the other on one subject (a burst of one
+ * - **Batches.** Messages forwarded one after the other on one subject (a burst of one
  *   publisher, read from its socket at once) go out as one NATS message, at the end of the
  *   current task or at `BATCH_MAX` messages or `BATCH_BYTES`; a message on another subject, or of
- *   QoS 1/2, sends the open batch first, so this node's messages leave in publish order.
+ *   the other kind (QoS 0, QoS 1/2), sends the open batch first, so this node's messages leave in
+ *   publish order. A QoS 1/2 batch is one JetStream store (one message id, one replication for
+ *   them all), and each message's PUBACK/PUBREC waits for it.
  * - **No echo.** A node ignores its own messages on plain subscriptions (the broker delivered
  *   them locally already) but takes them on queue subscriptions (its members are in the draw).
  * - **Once per node.** A message matching several filters of this node arrives once per NATS
@@ -40,7 +42,6 @@ import {
   BatchWriter,
   DecodeCache,
   decodeEnvelope,
-  encodeEnvelope,
   envelopeNode,
   isBatch,
   splitBatch,
@@ -106,6 +107,16 @@ export class NatsFabric implements Fabric {
   readonly #flushTask = () => {
     this.#flushQueued = false;
     this.#flushBatch();
+  };
+  /** The QoS 1/2 batch being filled: its subject, message id, and the store its messages await. */
+  readonly #stored = new BatchWriter();
+  #storedSubject = "";
+  #storedId = "";
+  #storedDone: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  #storedQueued = false;
+  readonly #storedTask = () => {
+    this.#storedQueued = false;
+    this.#flushStored();
   };
   /** The subject of each recent topic, QoS 0 and QoS 1/2. */
   readonly #subjects = [new Map<string, string>(), new Map<string, string>()];
@@ -209,6 +220,7 @@ export class NatsFabric implements Fabric {
 
   stop(): Promise<void> {
     this.#flushBatch();
+    this.#flushStored();
     this.#stopped = true;
     this.#durable.stop();
     this.#js?.stop();
@@ -238,10 +250,49 @@ export class NatsFabric implements Fabric {
       return;
     }
     this.#flushBatch();
-    const data = encodeEnvelope(msg, node.num, seq, true);
-    const subject = this.#subjectOf(1, msg.topic);
-    const msgID = `${node.num.toString(36)}-${this.#wraps.toString(36)}-${seq.toString(36)}`;
-    this.#durable.track(this.#store(subject, data, msgID));
+    this.#batchStored(this.#subjectOf(1, msg.topic), msg, seq);
+  }
+
+  /** Adds a QoS 1/2 message to the batch stored on `subject` (storing the open one if another). */
+  #batchStored(subject: string, msg: Message, seq: number): void {
+    const batch = this.#stored;
+    if (batch.count && subject !== this.#storedSubject) this.#flushStored();
+    if (!batch.count) this.#openStored(subject, seq);
+    batch.add(msg, this.#node.num, seq);
+    // Over the size: what came before is stored, this one starts the next batch.
+    if (batch.count > 1 && batch.size > BATCH_BYTES) {
+      this.#storeOpen(batch.take(true));
+      this.#openStored(subject, seq);
+    }
+    if (batch.count >= BATCH_MAX || batch.size > BATCH_BYTES) this.#flushStored();
+    else if (!this.#storedQueued) {
+      this.#storedQueued = true;
+      queueMicrotask(this.#storedTask);
+    }
+  }
+
+  /**
+   * A new QoS 1/2 batch on `subject`, starting with this node's `seq`-th message: its message id
+   * (the first message's), and the store that the acknowledgements of its messages wait for.
+   */
+  #openStored(subject: string, seq: number): void {
+    const num = this.#node.num.toString(36);
+    this.#storedSubject = subject;
+    this.#storedId = `${num}-${this.#wraps.toString(36)}-${seq.toString(36)}`;
+    this.#durable.track(
+      new Promise<void>((resolve, reject) => (this.#storedDone = { resolve, reject })),
+    );
+  }
+
+  /** Stores the open QoS 1/2 batch. */
+  #flushStored(): void {
+    if (this.#stored.count) this.#storeOpen(this.#stored.take());
+  }
+
+  #storeOpen(data: Uint8Array): void {
+    const done = this.#storedDone!;
+    this.#storedDone = null;
+    this.#store(this.#storedSubject, data, this.#storedId).then(done.resolve, done.reject);
   }
 
   /** The subject of a message on `topic`, QoS 0 (`kind` 0) or QoS 1/2 (1). */
@@ -259,6 +310,8 @@ export class NatsFabric implements Fabric {
 
   /** Adds a QoS 0 message to the batch of `subject` (sending the open one if it is another). */
   #batchPlain(subject: string, msg: Message, seq: number): void {
+    // QoS 1/2 messages published before it leave first (publish order).
+    if (this.#stored.count) this.#flushStored();
     const batch = this.#batch;
     if (batch.count && subject !== this.#batchSubject) this.#flushBatch();
     this.#batchSubject = subject;

@@ -12,7 +12,7 @@ import type { SessionRecord } from "../broker/restore.ts";
 import { topicMatches } from "../broker/topic.ts";
 import type { QoS } from "../codec/types.ts";
 import type { StoredClientMessage } from "../store/types.ts";
-import { decodeEnvelope, type Envelope } from "./envelope.ts";
+import { decodeEnvelope, type Envelope, isBatch, splitBatch } from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
 
 /** Messages fetched from the stream per request. */
@@ -94,14 +94,24 @@ export async function readStream(
       got++;
       read++;
       if (m.seq >= last) done = true;
-      let env: Envelope;
+      const at = Math.floor(m.info.timestampNanos / 1e6);
+      // One stored message may be a batch of envelopes (see src/cluster/fabric.ts).
+      let parts: Uint8Array[];
       try {
-        env = decodeEnvelope(m.data, null);
+        parts = isBatch(m.data) ? splitBatch(m.data) : [m.data];
       } catch {
-        continue; // Not one of ours.
+        parts = []; // Not one of ours.
       }
-      env.msg.at = Math.floor(m.info.timestampNanos / 1e6);
-      each(env);
+      for (const data of parts) {
+        let env: Envelope;
+        try {
+          env = decodeEnvelope(data, null);
+        } catch {
+          continue; // Not one of ours.
+        }
+        env.msg.at = at;
+        each(env);
+      }
       if (done) break;
     }
     // The stream said it has more: it is not answering (a leader being elected). The caller
