@@ -9,6 +9,8 @@ import { connect, endAll, until } from "./helpers/broker.ts";
 import { startNode, type TestNode } from "./helpers/cluster.ts";
 import { type NatsCluster, startNatsCluster } from "./helpers/nats.ts";
 import type { NatsFabric } from "../src/cluster/fabric.ts";
+import { ownerKey } from "../src/cluster/sessions.ts";
+import { Kvm } from "@nats-io/kv";
 
 let nats: NatsCluster;
 const nodes: TestNode[] = [];
@@ -60,12 +62,24 @@ test("cluster: a node cut off from NATS catches up: every QoS 1 message acknowle
       acked.push(i);
     }
     assert.ok(seen.size < 120, "a was cut off while they were published");
+    // A SUBSCRIBE while cut off is answered (the session cannot be kept in the cluster now)...
+    await sub.subscribeAsync("catchup-later/#", { qos: 1 });
     await nats.servers[0].restart();
     await until(() => acked.every((n) => seen.has(n)), 30_000, "every acknowledged message on a")
       .catch((e) => {
         throw new Error(`${e.message}: missing ${acked.filter((n) => !seen.has(n))}`);
       });
     assert.ok((a.broker.fabric as NatsFabric).caughtUp > 0, "found again in the stream");
+    // ...and kept once NATS is back: the owner entry of the session holds the new subscription.
+    const kv = await new Kvm(b.node.pub).open("t_sessions");
+    const kept = async () => {
+      const e = await kv.get(ownerKey("catchup-sub"));
+      return !!e && new TextDecoder().decode(e.value).includes("catchup-later/#");
+    };
+    for (let i = 0; !(await kept()); i++) {
+      assert.ok(i < 75, "the subscription kept in the cluster");
+      await new Promise((r) => setTimeout(r, 200));
+    }
   } finally {
     await endAll(sub, pub);
   }

@@ -534,6 +534,8 @@ export class KvSessions implements SessionRegistry {
   readonly #replaying = new Map<string, Promise<void>>();
   /** The revision of the owner entry of each key this node wrote last, and its `t`. */
   readonly #revs = new Map<string, { rev: number; t: number }>();
+  /** Keys whose last write failed (NATS away): written again by the next `#tick`. */
+  readonly #unwritten = new Set<string>();
   /** The write of each key that has not started yet. */
   readonly #waiting = new Map<string, Promise<boolean>>();
   /** QoS 2 messages completed lately per key, as fid, time, fid, time… (see `completed`). */
@@ -546,6 +548,12 @@ export class KvSessions implements SessionRegistry {
     if (!this.#kv || (rec === null && !this.#kept.has(key))) return Promise.resolve();
     if (rec) this.#kept.set(key, { rec: encodeRecord(rec), at: this.#kept.get(key)?.at ?? null });
     else this.#kept.delete(key);
+    // Without NATS nothing can be kept now: it is written once NATS is back (`#tick`), and the
+    // acknowledgement waiting for it goes meanwhile.
+    if (!this.#node.natsUp) {
+      this.#unwritten.add(key);
+      return Promise.resolve();
+    }
     return this.#write(key).then(() => {});
   }
 
@@ -562,10 +570,18 @@ export class KvSessions implements SessionRegistry {
     const next = prev.then(() => {
       this.#waiting.delete(key);
       return this.#put(key);
-    }).catch((e) => {
-      this.#node.log.warning(
-        `Cluster: keeping the session of ${key} failed: ${(e as Error).message}`,
-      );
+    }).then((ok) => {
+      if (ok) this.#unwritten.delete(key);
+      else this.#unwritten.add(key);
+      return ok;
+    }, (e) => {
+      // Said once per key until it is written.
+      if (!this.#unwritten.has(key)) {
+        this.#node.log.warning(
+          `Cluster: keeping the session of ${key} failed: ${(e as Error).message}; retrying.`,
+        );
+      }
+      this.#unwritten.add(key);
       return false;
     });
     this.#writes.set(key, next);
@@ -669,6 +685,7 @@ export class KvSessions implements SessionRegistry {
     try {
       const t = Date.now();
       const writes: Promise<boolean>[] = [];
+      if (this.#node.natsUp) { for (const key of this.#unwritten) writes.push(this.#write(key)); }
       for (const [key, k] of this.#kept) {
         if (!local.owns(key) && !this.#chains.has(key)) {
           this.#kept.delete(key); // It left this node.
@@ -867,6 +884,7 @@ export class KvSessions implements SessionRegistry {
 
   release(clientId: string): void {
     this.#kept.delete(clientId);
+    this.#unwritten.delete(clientId);
     this.#revs.delete(clientId);
     this.#done.delete(clientId);
     const kv = this.#kv;
