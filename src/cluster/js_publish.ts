@@ -34,8 +34,11 @@ interface Pending {
 
 const dec = new TextDecoder();
 
-/** How much older than an acknowledged store an unanswered one must be to count as lost. */
-export const PASSED_OVER_MS = 1000;
+/**
+ * How much older than an acknowledged store an unanswered one must be to count as lost (a stream
+ * answers one connection in order, so this only leaves room for the clock's steps).
+ */
+export const PASSED_OVER_MS = 200;
 
 /** Publishes to JetStream streams over one connection, many at once. */
 export class JetStreamPublisher {
