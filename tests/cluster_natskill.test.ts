@@ -22,7 +22,7 @@ import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { endAll, sleep, until } from "./helpers/broker.ts";
 import { startNode, type TestNode } from "./helpers/cluster.ts";
 import { type NatsCluster, startNatsCluster } from "./helpers/nats.ts";
-import { decodeEnvelope, encodeEnvelope } from "../src/cluster/envelope.ts";
+import { decodeEnvelope, encodeEnvelope, isBatch, splitBatch } from "../src/cluster/envelope.ts";
 import { topicSubject } from "../src/cluster/subject.ts";
 import { SEEN_WINDOW, SeenSequences } from "../src/cluster/seen.ts";
 import { FABRIC_SEQ } from "../src/broker/message.ts";
@@ -81,11 +81,13 @@ async function stored(nc: NatsConnection): Promise<Map<number, number>> {
     let got = 0;
     for await (const m of batch) {
       got++;
-      const env = decodeEnvelope(m.data, null);
-      const n = Number(dec.decode(env.msg.payload));
-      if (!Number.isInteger(n)) continue;
       const at = Math.floor(m.info.timestampNanos / 1e6);
-      if (!out.has(n) || out.get(n)! > at) out.set(n, at);
+      // One stored message may be a batch of envelopes.
+      for (const part of isBatch(m.data) ? splitBatch(m.data) : [m.data]) {
+        const n = Number(dec.decode(decodeEnvelope(part, null).msg.payload));
+        if (!Number.isInteger(n)) continue;
+        if (!out.has(n) || out.get(n)! > at) out.set(n, at);
+      }
       if (m.info.pending === 0) return out;
     }
     if (got === 0) return out;
