@@ -75,15 +75,39 @@ export function encodeEnvelope(
   const topic = withTopic ? enc.encode(msg.topic) : null;
   const props = msg.properties ? enc.encode(propsJson(msg.properties)) : null;
   const origin = enc.encode(msg.origin);
-  const size = HEADER + (msg.expiresAt ? 8 : 0) + (topic ? 4 + topic.length : 0) +
+  const out = new Uint8Array(envelopeSize(msg, topic, props, origin));
+  writeEnvelope(out, new DataView(out.buffer), 0, msg, node, seq, topic, props, origin);
+  return out;
+}
+
+/** The bytes of the envelope of `msg` with these encoded parts. */
+function envelopeSize(
+  msg: Message,
+  topic: Uint8Array | null,
+  props: Uint8Array | null,
+  origin: Uint8Array,
+): number {
+  return HEADER + (msg.expiresAt ? 8 : 0) + (topic ? 4 + topic.length : 0) +
     (props ? 4 + props.length : 0) + 2 + origin.length + msg.payload.length;
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
-  out[0] = msg.qos | (msg.retain ? F_RETAIN : 0) | (props ? F_PROPS : 0) | (topic ? F_TOPIC : 0) |
-    (msg.expiresAt ? F_EXPIRY : 0);
-  view.setUint32(1, node >>> 0);
-  view.setUint32(5, seq >>> 0);
-  let at = HEADER;
+}
+
+/** Writes the envelope of `msg` into `out` at `at` (room checked by the caller); returns its end. */
+function writeEnvelope(
+  out: Uint8Array,
+  view: DataView,
+  at: number,
+  msg: Message,
+  node: number,
+  seq: number,
+  topic: Uint8Array | null,
+  props: Uint8Array | null,
+  origin: Uint8Array,
+): number {
+  out[at] = msg.qos | (msg.retain ? F_RETAIN : 0) | (props ? F_PROPS : 0) |
+    (topic ? F_TOPIC : 0) | (msg.expiresAt ? F_EXPIRY : 0);
+  view.setUint32(at + 1, node >>> 0);
+  view.setUint32(at + 5, seq >>> 0);
+  at += HEADER;
   if (msg.expiresAt) {
     view.setFloat64(at, msg.expiresAt);
     at += 8;
@@ -102,7 +126,7 @@ export function encodeEnvelope(
   out.set(origin, at + 2);
   at += 2 + origin.length;
   out.set(msg.payload, at);
-  return out;
+  return at + msg.payload.length;
 }
 
 /**
@@ -272,37 +296,12 @@ export class BatchWriter {
     const topic = this.#topicBytes;
     const origin = this.#originBytes;
     const props = msg.properties ? enc.encode(propsJson(msg.properties)) : null;
-    const size = HEADER + (msg.expiresAt ? 8 : 0) + 4 + topic.length +
-      (props ? 4 + props.length : 0) + 2 + origin.length + msg.payload.length;
+    const size = envelopeSize(msg, topic, props, origin);
     this.#room(4 + size);
-    const out = this.#buf;
-    const view = this.#view;
-    let at = this.#end;
+    const at = this.#end;
     this.#last = at;
-    view.setUint32(at, size);
-    at += 4;
-    out[at] = msg.qos | (msg.retain ? F_RETAIN : 0) | (props ? F_PROPS : 0) | F_TOPIC |
-      (msg.expiresAt ? F_EXPIRY : 0);
-    view.setUint32(at + 1, node >>> 0);
-    view.setUint32(at + 5, seq >>> 0);
-    at += HEADER;
-    if (msg.expiresAt) {
-      view.setFloat64(at, msg.expiresAt);
-      at += 8;
-    }
-    view.setUint32(at, topic.length);
-    out.set(topic, at + 4);
-    at += 4 + topic.length;
-    if (props) {
-      view.setUint32(at, props.length);
-      out.set(props, at + 4);
-      at += 4 + props.length;
-    }
-    view.setUint16(at, origin.length);
-    out.set(origin, at + 2);
-    at += 2 + origin.length;
-    out.set(msg.payload, at);
-    this.#end = at + msg.payload.length;
+    this.#view.setUint32(at, size);
+    this.#end = writeEnvelope(this.#buf, this.#view, at + 4, msg, node, seq, topic, props, origin);
     this.#count++;
   }
 
