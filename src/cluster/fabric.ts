@@ -27,7 +27,8 @@
  * - **Catching up.** While this node's subscribing connection is away from NATS, messages other
  *   nodes publish do not reach it. When it is back, it reads the QoS 1/2 messages the stream
  *   stored since (`readStream`) and delivers those it has not had, before the ones arriving
- *   meanwhile; nothing acknowledged is lost to a node that was cut off for a while.
+ *   meanwhile (for up to `HOLD_MS`: while the stream elects a leader, the new ones go on and the
+ *   old ones follow); nothing acknowledged is lost to a node that was cut off for a while.
  */
 import { createHash } from "node:crypto";
 import type { Msg, Subscription } from "@nats-io/nats-core";
@@ -60,6 +61,8 @@ const MAX_ORIGINS = 64;
 const ENVELOPE_SLACK = 64;
 /** QoS 1/2 messages held while catching up; beyond, they are delivered as they come. */
 const MAX_HELD = 100_000;
+/** How long messages arriving while catching up wait behind the older ones read from the stream. */
+const HOLD_MS = 1000;
 /** Reads of the stream (a second apart) before catching up is given up. */
 const CATCH_UP_ATTEMPTS = 30;
 /** QoS 0 messages at most in one batch, and its size at most (below any NATS max_payload). */
@@ -187,6 +190,9 @@ export class NatsFabric implements Fabric {
   async #catchUp(lostAt: number): Promise<void> {
     const node = this.#node;
     this.#held = [];
+    // Order waits only so long: if the stream cannot be read at once (its leader is being
+    // elected), what arrives goes on, and the older messages follow when they are found.
+    const release = setTimeout(() => this.#release(), HOLD_MS);
     let found = 0;
     try {
       // The stream may be electing a leader when this node comes back: try again for a while
@@ -212,10 +218,16 @@ export class NatsFabric implements Fabric {
         `Cluster: reading the messages stored while NATS was away failed: ${(e as Error).message}`,
       );
     } finally {
-      const held = this.#held ?? [];
-      this.#held = null;
-      for (const m of held) this.#onPlain(m, null);
+      clearTimeout(release);
+      this.#release();
     }
+  }
+
+  /** Delivers the messages held while catching up, and holds no more. */
+  #release(): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    for (const m of held) this.#onPlain(m, null);
   }
 
   stop(): Promise<void> {
