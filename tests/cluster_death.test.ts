@@ -15,6 +15,7 @@ import { collect, connect, endAll, until } from "./helpers/broker.ts";
 import { startNode, type TestNode } from "./helpers/cluster.ts";
 import { type NatsCluster, startNatsCluster } from "./helpers/nats.ts";
 import { run } from "./helpers/procs.ts";
+import type { KvSessions } from "../src/cluster/sessions.ts";
 
 const runtime = process.env.MIDGE_TEST_RUNTIME === "deno" ? "deno" : "bun";
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -234,6 +235,8 @@ test("cluster: every PUBACKed QoS 1 message reaches a persistent subscriber on a
     const missing = acked.filter((n) => !seen.has(n));
     assert.deepEqual(missing, [], "no acknowledged message lost");
     assert.ok(present, "the subscriber's session was present on every reconnect");
+    const took = survivors[1].broker.registry as KvSessions;
+    assert.ok(took.resumed >= 1 && took.replayed >= 1, "resumed from the cluster and the stream");
     console.log(`# ${acked.length} acknowledged, all received; ${dups} duplicates`);
   } finally {
     await endAll(sub, pub);

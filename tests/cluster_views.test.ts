@@ -134,6 +134,9 @@ test("cluster view: /metrics has the cluster's nodes, clients per node, forwarde
     assert.ok(value(textA, "midge_cluster_messages_forwarded_total") >= 1);
     assert.ok(value(textB, "midge_cluster_messages_received_total") >= 1);
     assert.equal(value(textA, "midge_cluster_jetstream_pending"), 0);
+    // Nothing died and nobody lost NATS here.
+    assert.equal(value(textA, "midge_cluster_sessions_resumed_total"), 0);
+    assert.equal(value(textA, "midge_cluster_messages_caught_up_total"), 0);
     assert.match(textA, /^# TYPE midge_cluster_messages_forwarded_total counter$/m);
     // One HELP and TYPE per family, as Prometheus requires.
     assert.equal(textA.match(/^# HELP midge_cluster_node_clients /gm)?.length, 1);

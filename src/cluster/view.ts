@@ -10,6 +10,7 @@ import { adminRead, apiError, type ApiResponse } from "../sys/admin.ts";
 import type { ClusterView, NodeInfo } from "../sys/cluster_view.ts";
 import { VERSION } from "../version.ts";
 import type { NatsFabric } from "./fabric.ts";
+import { KvSessions } from "./sessions.ts";
 import type { ClusterNode } from "./node.ts";
 
 /** Clients listed at most in one cluster-wide answer (each node's part travels in one message). */
@@ -151,6 +152,33 @@ export class NodeView implements ClusterView {
       "QoS 1/2 messages sent to JetStream and not yet stored (their acknowledgements wait).",
     );
     lines.push(`midge_cluster_jetstream_pending ${f.pending}`);
+    family(
+      "midge_cluster_messages_caught_up_total",
+      "counter",
+      "QoS 1/2 messages read back from the stream after this node lost NATS for a while.",
+    );
+    lines.push(`midge_cluster_messages_caught_up_total ${f.caughtUp}`);
+    const r = this.#broker.registry;
+    if (r instanceof KvSessions) {
+      family(
+        "midge_cluster_sessions_taken_over_total",
+        "counter",
+        "Client ids this node took from another node.",
+      );
+      lines.push(`midge_cluster_sessions_taken_over_total ${r.takeovers}`);
+      family(
+        "midge_cluster_sessions_resumed_total",
+        "counter",
+        "Sessions of a dead node this node rebuilt from the cluster and the message stream.",
+      );
+      lines.push(`midge_cluster_sessions_resumed_total ${r.resumed}`);
+      family(
+        "midge_cluster_messages_replayed_total",
+        "counter",
+        "Stream messages read for sessions of a dead node.",
+      );
+      lines.push(`midge_cluster_messages_replayed_total ${r.replayed}`);
+    }
     return lines.join("\n") + "\n";
   }
 
