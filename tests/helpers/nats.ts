@@ -159,12 +159,26 @@ export async function startNatsCluster(
 
   // Ports are chosen up front (the OS picks free ones), since every server must name the
   // others' route ports.
+  // A port free when chosen may be taken by another process before the server binds it: then
+  // every server starts again on new ports (a few times).
   for (let i = 0; i < n; i++) servers.push(make(i));
-  for (const s of servers) {
-    s.clientPort = await freePort();
-    if (n > 1) s.routePort = await freePort();
+  for (let attempt = 1;; attempt++) {
+    for (const s of servers) {
+      s.clientPort = await freePort();
+      if (n > 1) s.routePort = await freePort();
+    }
+    const started = await Promise.allSettled(servers.map((s, i) => launch(s, i, null)));
+    const failed = started.find((r) => r.status === "rejected") as
+      | PromiseRejectedResult
+      | undefined;
+    if (!failed) break;
+    await Promise.all(servers.map((s) => s.kill("SIGKILL")));
+    if (attempt >= 3 || !/address already in use/.test(String(failed.reason))) {
+      rmSync(root, { recursive: true, force: true });
+      throw failed.reason;
+    }
+    for (const s of servers) rmSync(join(root, s.name), { recursive: true, force: true });
   }
-  await Promise.all(servers.map((s, i) => launch(s, i, null)));
   const cluster: NatsCluster = {
     servers,
     urls: () => servers.map((s) => s.url),
