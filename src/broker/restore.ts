@@ -142,19 +142,14 @@ export function storedMessage(o: Outgoing, seq: number, packetId = 0): StoredCli
 
 /**
  * The record of a live session: its state, subscriptions, queue, in-flight and QoS 2 ids.
- * `messages`: "all" of them, "qos2" only the QoS 2 messages in flight (what a cluster keeps of
- * a session: see `Broker.keepSession`), or "none".
+ * `messages`: "all" of them, or "qos2": only the QoS 2 messages in flight (what a cluster keeps
+ * of a session: see `Broker.keepSession`).
  */
-export function recordSession(
-  s: Session,
-  messages: "all" | "qos2" | "none" = "all",
-): SessionRecord {
+export function recordSession(s: Session, messages: "all" | "qos2" = "all"): SessionRecord {
   const out: StoredClientMessage[] = [];
   let seq = 0;
-  if (messages !== "none") {
-    for (const [id, f] of s.inflight) {
-      if (messages === "all" || f.qos === 2) out.push(storedMessage(f, ++seq, id));
-    }
+  for (const [id, f] of s.inflight) {
+    if (messages === "all" || f.qos === 2) out.push(storedMessage(f, ++seq, id));
   }
   if (messages === "all") { for (const o of s.queue) out.push(storedMessage(o, ++seq)); }
   return {
