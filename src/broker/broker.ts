@@ -395,8 +395,7 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
       this.#readCheck,
     );
     if (!t) return;
-    const qos = (this.config.upgrade_outgoing_qos ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
-    this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
+    this.deliver(t.session, delivery(t, msg, this.config.upgrade_outgoing_qos));
   }
 
   /** Delivers `msg` to every local subscriber (shared groups too when `shared`). */
@@ -418,11 +417,25 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
       // An internal subscription (the web console's) is no subscriber to the publisher: with
       // only those matching, a v5 PUBACK still says No matching subscribers (MQTT 5.0 §3.4.2.1).
       if (t.session.internal) n--;
-      const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
-      // [MQTT-3.3.1-12 v5][MQTT-3.3.1-9 v3.1.1] live messages carry retain=0 unless Retain As Published.
-      this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
+      this.deliver(t.session, delivery(t, msg, upgrade));
     }
     return n;
+  }
+
+  /**
+   * The deliveries the subscriptions of the sessions `keys` give `msg`, as for a message routed
+   * now (shared groups left out), and only those at QoS 1/2, which a session owes its client:
+   * for the messages a cluster reads back from its stream for sessions of a dead node.
+   */
+  owed(keys: ReadonlySet<string>, msg: Message): [string, StoredClientMessage][] {
+    const out: [string, StoredClientMessage][] = [];
+    const upgrade = this.config.upgrade_outgoing_qos;
+    for (const t of this.router.route(msg.topic, msg.origin, null, false)) {
+      if (!keys.has(t.session.key)) continue;
+      const o = delivery(t, msg, upgrade);
+      if (o.qos > 0) out.push([t.session.key, storedMessage(o, 0)]);
+    }
+    return out;
   }
 
   /** Delivers `msg` to one routed target once an asynchronous read check allows it. */
@@ -430,9 +443,7 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
     ownPayload(msg);
     // .catch, not a second handler: an error in the delivery itself must not go unhandled.
     may.then((ok) => {
-      if (!ok) return;
-      const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
-      this.deliver(t.session, outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds));
+      if (ok) this.deliver(t.session, delivery(t, msg, upgrade));
     }).catch((e) =>
       this.log.error(`Delivery to ${t.session.clientId} after its read check: ${errorText(e)}`)
     );
@@ -1164,4 +1175,14 @@ export class Broker implements FabricSink, BrokerCore<Connection> {
       if (a.sweep) safely(this.log, "the bridges' housekeeping", () => a.sweep!(now));
     }
   }
+}
+
+/**
+ * The delivery of `msg` to a routed target: at the granted QoS, or the message's if lower
+ * (unless `upgrade_outgoing_qos`), with the retain flag only under Retain As Published
+ * [MQTT-3.3.1-12 v5][MQTT-3.3.1-9 v3.1.1], and the target's subscription identifiers.
+ */
+function delivery(t: Target, msg: Message, upgrade: boolean): Outgoing {
+  const qos = (upgrade ? t.qos : Math.min(t.qos, msg.qos)) as QoS;
+  return outgoing(msg, qos, t.rap ? msg.retain : false, t.subIds);
 }

@@ -4,13 +4,11 @@
  * in the session bucket has a cursor: a time before which everything it was owed had been
  * delivered and acknowledged. So a surviving node rebuilds the session from its record and reads
  * the stream once from the earliest cursor, giving each session the messages its subscriptions
- * match from its own cursor on. Messages near the cursor may have reached the client already:
+ * match from its own cursor on, routed as this node routes any message (`Owed`). Messages near the cursor may have reached the client already:
  * they go out again, marked DUP when resent in flight [MQTT-3.3.1-1], at least once.
  */
 import { DeliverPolicy } from "@nats-io/jetstream";
-import type { SessionRecord } from "../broker/restore.ts";
-import { topicMatches } from "../broker/topic.ts";
-import type { QoS } from "../codec/types.ts";
+import type { Message } from "../broker/message.ts";
 import type { StoredClientMessage } from "../store/types.ts";
 import { decodeEnvelope, type Envelope, isBatch, splitBatch } from "./envelope.ts";
 import type { ClusterNode } from "./node.ts";
@@ -26,9 +24,9 @@ const FETCH_WAIT_MS = 2000;
  */
 export const REPLAY_MARGIN_MS = 2000;
 
-/** One session to replay into: its record and the time (ms) from which it is owed messages. */
+/** One session to replay into: its key and the time (ms) from which it is owed messages. */
 export interface ReplayTarget {
-  rec: SessionRecord;
+  key: string;
   from: number;
   /** Filled by `replay`: the messages found for it, oldest first. */
   found: StoredClientMessage[];
@@ -37,34 +35,10 @@ export interface ReplayTarget {
 }
 
 /**
- * The delivery a session's subscriptions give a message: the highest granted QoS of the
- * matching non-shared subscriptions (one copy [MQTT-3.3.4-2 v5]) with every subscription
- * identifier [MQTT-3.3.4-3 v5], no message back to its publisher under No Local
- * [MQTT-3.8.3-3 v5], and the retain flag only under Retain As Published [MQTT-3.3.1-12 v5].
- * Null when none matches.
+ * The QoS 1/2 deliveries of `msg` to the sessions `keys`, by session key, as this node routes
+ * messages now (`Broker.owed`): the sessions are rebuilt here before their stream is read.
  */
-export function deliveryFor(
-  rec: SessionRecord,
-  topic: string,
-  qos: QoS,
-  retain: boolean,
-  origin: string,
-): { qos: QoS; retain: boolean; subIds: number[] | undefined } | null {
-  let best = -1;
-  let rap = false;
-  let subIds: number[] | undefined;
-  for (const s of rec.subscriptions) {
-    if (s.filter.startsWith("$share/")) continue; // Shared groups get messages as they arrive.
-    const f = s.topicFilter ?? s.filter;
-    if (!topicMatches(f, topic)) continue;
-    if (s.nl && origin === rec.session.clientId) continue;
-    best = Math.max(best, Math.min(s.qos, qos));
-    rap ||= s.rap;
-    if (s.subId) (subIds ??= []).push(s.subId);
-  }
-  if (best < 0) return null;
-  return { qos: best as QoS, retain: rap && retain, subIds };
-}
+export type Owed = (keys: ReadonlySet<string>, msg: Message) => [string, StoredClientMessage][];
 
 /**
  * Reads the QoS 1/2 messages the stream stored from `from` (ms) up to its end as it is now,
@@ -126,16 +100,18 @@ export async function readStream(
  * gives each target the QoS 1/2 messages it is owed (in `found`). Throws when the stream cannot
  * be read (the caller retries or reports).
  */
-export function replay(node: ClusterNode, targets: ReplayTarget[]): Promise<number> {
+export function replay(node: ClusterNode, targets: ReplayTarget[], owed: Owed): Promise<number> {
   if (targets.length === 0) return Promise.resolve(0);
   const now = Date.now();
+  const byKey = new Map(targets.map((t) => [t.key, t]));
+  const keys = new Set(byKey.keys());
   return readStream(node, Math.min(...targets.map((t) => t.from)), ({ msg }) => {
     if (msg.expiresAt && msg.expiresAt <= now) return;
     msg.replayed = true;
-    for (const t of targets) {
+    for (const [key, d] of owed(keys, msg)) {
+      const t = byKey.get(key)!;
       if (msg.at! < t.from || (msg.fid !== undefined && t.done?.has(msg.fid))) continue;
-      const d = deliveryFor(t.rec, msg.topic, msg.qos, msg.retain, msg.origin);
-      if (d && d.qos > 0) t.found.push({ seq: 0, msg, ...d, state: 0, packetId: 0 });
+      t.found.push(d);
     }
   });
 }

@@ -30,7 +30,7 @@ import type { StoredClientMessage } from "../store/types.ts";
 import type { SessionRecord } from "../broker/restore.ts";
 import type { ClusterNode } from "./node.ts";
 import { decodeMessages, decodeRecord, encodeMessages, encodeRecord } from "./session_record.ts";
-import { replay, REPLAY_MARGIN_MS, type ReplayTarget } from "./replay.ts";
+import { type Owed, replay, REPLAY_MARGIN_MS, type ReplayTarget } from "./replay.ts";
 import { levelToken, MAX_SUBJECT } from "./subject.ts";
 import { RegistryUnreachable, Unowned, withinReach } from "./unowned.ts";
 import { createHash } from "node:crypto";
@@ -103,6 +103,8 @@ export interface HandOver {
   drop(key: string): void;
   /** When the oldest QoS 1/2 message the session of `key` still owes reached this node, or null. */
   pendingSince(key: string): number | null;
+  /** The QoS 1/2 deliveries of `msg` to the sessions `keys` of this node (see `Owed`). */
+  owed: Owed;
   /** Resolves once every node knows this node's subscriptions. */
   interestEverywhere(): Promise<void>;
 }
@@ -130,6 +132,8 @@ export class KvSessions implements SessionRegistry {
   readonly #chains = new Map<string, Promise<unknown>>();
   /** Take-overs counted for metrics. */
   takeovers = 0;
+  /** The deliveries a message read back from the stream gives sessions of this node. */
+  readonly #owed: Owed = (keys, msg) => this.#local?.owed(keys, msg) ?? [];
   /** Sessions of a dead node resumed here, and messages found again for them, for metrics. */
   resumed = 0;
   replayed = 0;
@@ -292,7 +296,10 @@ export class KvSessions implements SessionRegistry {
         } else if (got === undefined) orphan = owner;
       } else if (owner && owner.num !== node.num) orphan = owner; // This node, before a restart.
       // A dead owner's persistent session resumes here from its record and the stream.
-      const resume = orphan && !clean ? await this.#resumable(orphan) : null;
+      const orphanRec = orphan?.rec ? recordOf(orphan.rec) : null;
+      const resume = orphan && orphanRec && !clean
+        ? await this.#resumable(orphan, orphanRec)
+        : null;
       const at = resume ? resume.from : record ? oldest(record.messages) : undefined;
       const since = t ?? Date.now();
       const value = this.#ownerValue(clientId, since, resume?.text, at);
@@ -305,20 +312,14 @@ export class KvSessions implements SessionRegistry {
         // The write made this node the will's only keeper: a dead owner's client left it when
         // its connection died [MQTT-3.1.2-8], unless the new connection resumes the session
         // within the will delay [MQTT-3.1.3-9 v5].
-        if (orphan?.rec) this.#local?.orphanWill(decodeRecord(orphan.rec), clean);
-        if (at !== undefined) this.#pin(at)();
+        if (orphanRec) this.#local?.orphanWill(orphanRec, clean);
+        if (record) this.#late(record.messages);
         if (resume) {
-          this.#kept.set(clientId, { rec: resume.text, at: resume.from });
-          const unpin = this.#pin(resume.from);
+          const filled = this.#startResume(clientId, resume);
           this.resumed++;
-          const filled = this.#whileReplaying(clientId);
           return {
             record: resume.rec,
-            finish: () =>
-              this.#replayOne(clientId, resume.rec, resume.from, resume.done).finally(() => {
-                unpin();
-                filled();
-              }),
+            finish: () => this.#replayOne(clientId, resume).finally(filled),
           };
         }
         if (!record) return null;
@@ -349,8 +350,7 @@ export class KvSessions implements SessionRegistry {
       );
       const text = dec.decode(reply.data);
       const delta = text ? decodeMessages(JSON.parse(text)) : [];
-      const at = oldest(delta);
-      if (at !== undefined) this.#pin(at)();
+      this.#late(delta);
       return delta;
     } catch (e) {
       node.log.warning(
@@ -442,8 +442,7 @@ export class KvSessions implements SessionRegistry {
       this.#adopted.delete(req.clientId);
       if (at !== undefined) {
         const delta = decodeMessages(req.messages);
-        const t = oldest(delta);
-        if (t !== undefined) this.#pin(t)();
+        this.#late(delta);
         local.mergeMoved(req.clientId, at, delta);
       }
       return reply(at !== undefined);
@@ -453,21 +452,16 @@ export class KvSessions implements SessionRegistry {
       const key = ownerKey(req.clientId);
       const rec = decodeRecord(req.record ?? "");
       if (local.owns(req.clientId)) return false;
-      const t = oldest(rec.messages);
-      if (t !== undefined) this.#pin(t)();
+      const t = this.#late(rec.messages);
       const { queued } = local.adoptOffline(rec);
       // This node owns it now, unless a client of the id went elsewhere meanwhile (the
       // stopping node may still be writing the entry: read again then).
+      const text = encodeRecord(keptOf(rec));
       let taken = false;
       for (let attempt = 0; attempt < 3 && !taken; attempt++) {
         const entry = await kv.get(key);
         const owner = ownerOf(entry);
         if (!entry || !owner || owner.node !== req.by) break;
-        const text = encodeRecord({
-          ...rec,
-          session: { ...rec.session, will: null },
-          messages: rec.messages.filter((m) => m.packetId !== 0 && m.qos === 2),
-        });
         this.#kept.set(req.clientId, { rec: text, at: t ?? null });
         const value = this.#ownerValue(req.clientId, Date.now(), text, t);
         taken = await kv.update(key, value, entry.revision).then(() => true, () => false);
@@ -622,16 +616,9 @@ export class KvSessions implements SessionRegistry {
     // This node wrote the entry last: write over that revision at once (one round trip).
     const last = this.#revs.get(key);
     if (last) {
-      const kept = this.#kept.get(key);
-      const value = this.#ownerValue(
-        key,
-        last.t,
-        kept?.rec,
-        kept?.at ?? undefined,
-        this.#recentlyDone(key),
-      );
       try {
-        this.#revs.set(key, { rev: await kv.update(k, value, last.rev), t: last.t });
+        const rev = await kv.update(k, this.#keptValue(key, last.t), last.rev);
+        this.#revs.set(key, { rev, t: last.t });
         return true;
       } catch {
         this.#revs.delete(key); // Written by another meanwhile: read it.
@@ -641,18 +628,38 @@ export class KvSessions implements SessionRegistry {
       const entry = await kv.get(k);
       const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== node.id || owner.num !== node.num) return true;
-      const kept = this.#kept.get(key);
       try {
-        const rev = await kv.update(
-          k,
-          this.#ownerValue(key, owner.t, kept?.rec, kept?.at ?? undefined, this.#recentlyDone(key)),
-          entry.revision,
-        );
+        const rev = await kv.update(k, this.#keptValue(key, owner.t), entry.revision);
         this.#revs.set(key, { rev, t: owner.t });
         return true;
       } catch { /* changed meanwhile: read again */ }
     }
     return false;
+  }
+
+  /** The owner entry of `key` (taken at `t`) with what this node keeps of the session now. */
+  #keptValue(key: string, t: number): Uint8Array {
+    const kept = this.#kept.get(key);
+    return this.#ownerValue(key, t, kept?.rec, kept?.at ?? undefined, this.#recentlyDone(key));
+  }
+
+  /** Forgets what this node kept of the session of `key` (it ended here, or left). */
+  #forget(key: string): void {
+    this.#kept.delete(key);
+    this.#unwritten.delete(key);
+    this.#revs.delete(key);
+    this.#done.delete(key);
+  }
+
+  /**
+   * Messages older than their arrival here (handed over, or read from the stream) joined a
+   * session where the last scan of cursors could not see them: the watermark stays at or below
+   * the oldest for two scans. Returns that time (undefined when there are none).
+   */
+  #late(messages: StoredClientMessage[]): number | undefined {
+    const at = oldest(messages);
+    if (at !== undefined) this.#pin(at)();
+    return at;
   }
 
   /**
@@ -688,9 +695,7 @@ export class KvSessions implements SessionRegistry {
       if (this.#node.natsUp) { for (const key of this.#unwritten) writes.push(this.#write(key)); }
       for (const [key, k] of this.#kept) {
         if (!local.owns(key) && !this.#chains.has(key)) {
-          this.#kept.delete(key); // It left this node.
-          this.#revs.delete(key);
-          this.#done.delete(key);
+          this.#forget(key); // It left this node.
           continue;
         }
         const since = local.pendingSince(key);
@@ -728,17 +733,7 @@ export class KvSessions implements SessionRegistry {
    * (the will left out: the new connection brings its own), the record's text as this node
    * keeps it, and the time from which the stream is read for it.
    */
-  async #resumable(
-    o: Owner,
-    lastSeen = Date.now(),
-  ): Promise<{ rec: SessionRecord; text: string; from: number; done: Set<number> } | null> {
-    if (!o.rec) return null;
-    let rec: SessionRecord;
-    try {
-      rec = decodeRecord(o.rec);
-    } catch {
-      return null;
-    }
+  async #resumable(o: Owner, rec: SessionRecord, lastSeen = Date.now()): Promise<Resume | null> {
     const st = rec.session;
     if (st.expiryInterval === 0) return null;
     const gone = st.disconnectedAt || lastSeen;
@@ -749,9 +744,23 @@ export class KvSessions implements SessionRegistry {
     let from = wm ?? o.t;
     if (o.at !== undefined) from = Math.min(from, o.at);
     from -= REPLAY_MARGIN_MS;
-    // What it keeps of its messages is its QoS 2 messages in flight.
-    const kept: SessionRecord = { ...rec, session: { ...st, will: null } };
+    const kept = keptOf(rec);
     return { rec: kept, text: encodeRecord(kept), from, done: new Set(o.done ?? []) };
+  }
+
+  /**
+   * A session of a dead node is being resumed here: it is kept from now on (its cursor the
+   * replay's start), the watermark stays at or below that start, and a hand-over waits until the
+   * returned function is called, once the messages found for it are in the session.
+   */
+  #startResume(key: string, resume: Resume): () => void {
+    this.#kept.set(key, { rec: resume.text, at: resume.from });
+    const unpin = this.#pin(resume.from);
+    const filled = this.#whileReplaying(key);
+    return () => {
+      unpin();
+      filled();
+    };
   }
 
   /**
@@ -770,15 +779,10 @@ export class KvSessions implements SessionRegistry {
   }
 
   /** The messages a resumed session is owed from the stream since `from`. */
-  async #replayOne(
-    key: string,
-    rec: SessionRecord,
-    from: number,
-    done: Set<number>,
-  ): Promise<StoredClientMessage[]> {
-    const target: ReplayTarget = { rec, from, found: [], done };
+  async #replayOne(key: string, resume: Resume): Promise<StoredClientMessage[]> {
+    const target: ReplayTarget = { key, from: resume.from, found: [], done: resume.done };
     try {
-      this.replayed += await replay(this.#node, [target]);
+      this.replayed += await replay(this.#node, [target], this.#owed);
     } catch (e) {
       this.#node.log.error(
         `Cluster: reading what ${key} is owed from the message stream failed: ${
@@ -813,21 +817,17 @@ export class KvSessions implements SessionRegistry {
     for await (const k of await kv.keys()) {
       if (k.startsWith("c.") || k.startsWith("h.")) keys.push(k);
     }
-    const targets: { key: string; target: ReplayTarget; unpin: () => void }[] = [];
+    const targets: { target: ReplayTarget; filled: () => void }[] = [];
     for (const k of keys) {
       const entry = await kv.get(k);
       const owner = ownerOf(entry);
       if (!entry || !owner || owner.node !== peer.id || owner.num !== peer.num || !owner.rec) {
         continue;
       }
-      let rec: SessionRecord;
-      try {
-        rec = decodeRecord(owner.rec);
-      } catch {
-        continue;
-      }
+      const rec = recordOf(owner.rec);
+      if (!rec) continue;
       rec.session.disconnectedAt ||= peer.lastSeen;
-      const resume = await this.#resumable(owner, peer.lastSeen);
+      const resume = await this.#resumable(owner, rec, peer.lastSeen);
       try {
         await kv.update(
           k,
@@ -840,16 +840,9 @@ export class KvSessions implements SessionRegistry {
       if (local.owns(owner.id)) continue;
       if (rec.session.will) wills++;
       if (resume) {
-        this.#kept.set(owner.id, { rec: resume.text, at: resume.from });
-        const unpin = this.#pin(resume.from);
-        const filled = this.#whileReplaying(owner.id);
         targets.push({
-          key: owner.id,
-          target: { rec: resume.rec, from: resume.from, found: [], done: resume.done },
-          unpin: () => {
-            unpin();
-            filled();
-          },
+          target: { key: owner.id, from: resume.from, found: [], done: resume.done },
+          filled: this.#startResume(owner.id, resume),
         });
       }
       // The record with its will: sent now or after its delay, as if its connection had just died.
@@ -858,13 +851,13 @@ export class KvSessions implements SessionRegistry {
     if (targets.length) {
       try {
         await local.interestEverywhere();
-        this.replayed += await replay(node, targets.map((t) => t.target));
+        this.replayed += await replay(node, targets.map((t) => t.target), this.#owed);
       } catch (e) {
         node.log.error(`Cluster: reading the message stream for node ${peer.id} failed: ${e}`);
       }
-      for (const t of targets) {
-        if (local.owns(t.key)) local.mergeMoved(t.key, 0, t.target.found);
-        t.unpin();
+      for (const { target, filled } of targets) {
+        if (local.owns(target.key)) local.mergeMoved(target.key, 0, target.found);
+        filled();
       }
       this.resumed += targets.length;
     }
@@ -883,10 +876,7 @@ export class KvSessions implements SessionRegistry {
   }
 
   release(clientId: string): void {
-    this.#kept.delete(clientId);
-    this.#unwritten.delete(clientId);
-    this.#revs.delete(clientId);
-    this.#done.delete(clientId);
+    this.#forget(clientId);
     const kv = this.#kv;
     if (!kv) return;
     const node = this.#node;
@@ -926,6 +916,38 @@ function parseOwner(v: Uint8Array): Owner | null {
   } catch {
     return null;
   }
+}
+
+/** A session of a dead node to resume (see `#resumable`). */
+interface Resume {
+  /** What is kept of it (`keptOf`), and that as text. */
+  rec: SessionRecord;
+  text: string;
+  /** Where its replay of the stream starts (ms). */
+  from: number;
+  /** QoS 2 messages it completed lately (`Message.fid`). */
+  done: Set<number>;
+}
+
+/** The record in an owner entry, null when it cannot be read. */
+function recordOf(text: string): SessionRecord | null {
+  try {
+    return decodeRecord(text);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What a cluster keeps of a session record in its owner entry: no will (a new connection brings
+ * its own), and of its messages only the QoS 2 ones in flight (the rest is in the stream).
+ */
+function keptOf(rec: SessionRecord): SessionRecord {
+  return {
+    ...rec,
+    session: { ...rec.session, will: null },
+    messages: rec.messages.filter((m) => m.packetId !== 0 && m.qos === 2),
+  };
 }
 
 /** The oldest `at` of some messages (0 for one without), undefined when there are none. */
