@@ -134,10 +134,27 @@ function writeEnvelope(
  * (the messages of a batch mostly come from one publisher on one topic).
  */
 export class DecodeCache {
-  topic = new Uint8Array(0);
-  topicText = "";
-  origin = new Uint8Array(0);
-  originText = "";
+  readonly topic = new LastText();
+  readonly origin = new LastText();
+}
+
+/** The text of the last bytes decoded at one place in an envelope. */
+class LastText {
+  #bytes = new Uint8Array(0);
+  #text = "";
+
+  /** The text of `data[from, to)`, decoded again only when the bytes differ from the last. */
+  decode(data: Uint8Array, from: number, to: number): string {
+    if (same(this.#bytes, data, from, to)) return this.#text;
+    this.#text = dec.decode(data.subarray(from, to));
+    this.#bytes = data.slice(from, to);
+    return this.#text;
+  }
+}
+
+/** The text of `data[from, to)`, through `last` when there is one. */
+function textAt(data: Uint8Array, from: number, to: number, last: LastText | undefined): string {
+  return last ? last.decode(data, from, to) : dec.decode(data.subarray(from, to));
 }
 
 function same(a: Uint8Array, data: Uint8Array, from: number, to: number): boolean {
@@ -168,14 +185,7 @@ export function decodeEnvelope(
     const n = view.getUint32(at);
     const from = at + 4, to = from + n;
     if (to > data.length) throw new Error("cluster envelope truncated");
-    if (cache && same(cache.topic, data, from, to)) topic = cache.topicText;
-    else {
-      topic = dec.decode(data.subarray(from, to));
-      if (cache) {
-        cache.topic = data.slice(from, to);
-        cache.topicText = topic;
-      }
-    }
+    topic = textAt(data, from, to, cache?.topic);
     at = to;
   }
   if (topic === null) throw new Error("cluster envelope without a topic");
@@ -186,18 +196,7 @@ export function decodeEnvelope(
     at += 4 + n;
   }
   const on = view.getUint16(at);
-  let origin = "";
-  if (on) {
-    const from = at + 2, to = from + on;
-    if (cache && same(cache.origin, data, from, to)) origin = cache.originText;
-    else {
-      origin = dec.decode(data.subarray(from, to));
-      if (cache) {
-        cache.origin = data.slice(from, to);
-        cache.originText = origin;
-      }
-    }
-  }
+  const origin = on ? textAt(data, at + 2, at + 2 + on, cache?.origin) : "";
   at += 2 + on;
   if (at > data.length) throw new Error("cluster envelope truncated");
   return {
