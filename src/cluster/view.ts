@@ -130,54 +130,63 @@ export class NodeView implements ClusterView {
     const lines: string[] = [];
     const family = (name: string, kind: string, help: string) =>
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${kind}`);
-    family("midge_cluster_nodes", "gauge", "Nodes of the cluster this node sees, itself included.");
-    lines.push(`midge_cluster_nodes ${nodes.length}`);
+    /** A family with one value. */
+    const one = (name: string, kind: string, help: string, value: number) => {
+      family(name, kind, help);
+      lines.push(`${name} ${value}`);
+    };
+    one(
+      "midge_cluster_nodes",
+      "gauge",
+      "Nodes of the cluster this node sees, itself included.",
+      nodes.length,
+    );
     family("midge_cluster_node_clients", "gauge", "Clients connected to each node of the cluster.");
     for (const n of nodes) lines.push(`midge_cluster_node_clients{node="${n.id}"} ${n.clients}`);
-    family(
+    one(
       "midge_cluster_messages_forwarded_total",
       "counter",
       "Messages this node sent to the other nodes (once each, whatever the receivers).",
+      f.forwarded,
     );
-    lines.push(`midge_cluster_messages_forwarded_total ${f.forwarded}`);
-    family(
+    one(
       "midge_cluster_messages_received_total",
       "counter",
       "Messages from other nodes delivered to this node's subscribers.",
+      f.received,
     );
-    lines.push(`midge_cluster_messages_received_total ${f.received}`);
-    family(
+    one(
       "midge_cluster_jetstream_pending",
       "gauge",
       "QoS 1/2 messages sent to JetStream and not yet stored (their acknowledgements wait).",
+      f.pending,
     );
-    lines.push(`midge_cluster_jetstream_pending ${f.pending}`);
-    family(
+    one(
       "midge_cluster_messages_caught_up_total",
       "counter",
       "QoS 1/2 messages read back from the stream after this node lost NATS for a while.",
+      f.caughtUp,
     );
-    lines.push(`midge_cluster_messages_caught_up_total ${f.caughtUp}`);
     const r = this.#broker.registry;
     if (r instanceof KvSessions) {
-      family(
+      one(
         "midge_cluster_sessions_taken_over_total",
         "counter",
         "Client ids this node took from another node.",
+        r.takeovers,
       );
-      lines.push(`midge_cluster_sessions_taken_over_total ${r.takeovers}`);
-      family(
+      one(
         "midge_cluster_sessions_resumed_total",
         "counter",
         "Sessions of a dead node this node rebuilt from the cluster and the message stream.",
+        r.resumed,
       );
-      lines.push(`midge_cluster_sessions_resumed_total ${r.resumed}`);
-      family(
+      one(
         "midge_cluster_messages_replayed_total",
         "counter",
         "Stream messages read for sessions of a dead node.",
+        r.replayed,
       );
-      lines.push(`midge_cluster_messages_replayed_total ${r.replayed}`);
     }
     return lines.join("\n") + "\n";
   }
